@@ -1,0 +1,85 @@
+"""bedrock_chat: an async-first client for Anthropic Claude on Amazon Bedrock.
+
+Everything public is imported here; every other module is private. The local Bedrock emulator lives in
+:mod:`bedrock_chat.emulator` and is imported only when used.
+"""
+
+from __future__ import annotations
+
+from ._client import AnthropicBedrock, ChatCompletions
+from ._config import RetryPolicy
+from ._errors import (
+    AccessDeniedError,
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    BedrockError,
+    ConfigurationError,
+    ConflictError,
+    CredentialsError,
+    EventStreamError,
+    ExpiredTokenError,
+    IncompleteStreamError,
+    InternalServerError,
+    InvalidRequestError,
+    ModelError,
+    ModelNotReadyError,
+    ModelStreamError,
+    ModelTimeoutError,
+    RequestTimeoutError,
+    ResourceNotFoundError,
+    ServiceQuotaExceededError,
+    ServiceUnavailableError,
+    ThrottlingError,
+    TransportError,
+    ValidationError,
+)
+from ._models import MODELS, ModelApi, ModelInfo, ResolvedModel, Surface, resolve_model
+from ._streaming import ChatCompletionStream
+from ._sync import AnthropicBedrockSync, SyncChatCompletionStream
+from ._types import AwsCredentials, ChatCompletion, StreamChunk, Usage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "AccessDeniedError",
+    "AnthropicBedrock",
+    "AnthropicBedrockSync",
+    "AuthenticationError",
+    "AwsCredentials",
+    "BedrockError",
+    "ChatCompletion",
+    "ChatCompletionStream",
+    "ChatCompletions",
+    "ConfigurationError",
+    "ConflictError",
+    "CredentialsError",
+    "EventStreamError",
+    "ExpiredTokenError",
+    "IncompleteStreamError",
+    "InternalServerError",
+    "InvalidRequestError",
+    "MODELS",
+    "ModelApi",
+    "ModelError",
+    "ModelInfo",
+    "ModelNotReadyError",
+    "ModelStreamError",
+    "ModelTimeoutError",
+    "RequestTimeoutError",
+    "ResolvedModel",
+    "ResourceNotFoundError",
+    "RetryPolicy",
+    "ServiceQuotaExceededError",
+    "ServiceUnavailableError",
+    "StreamChunk",
+    "Surface",
+    "SyncChatCompletionStream",
+    "ThrottlingError",
+    "TransportError",
+    "Usage",
+    "ValidationError",
+    "resolve_model",
+]

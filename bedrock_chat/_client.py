@@ -1,0 +1,379 @@
+"""The async client: ``AnthropicBedrock`` and its ``ChatCompletion.create``.
+
+This module only wires the layers together: configuration is checked in ``_config``, arguments in
+``_prompt``/``_protocol`` (before any I/O), bytes move in ``_transport`` and streams in ``_streaming``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from typing import Any, Literal, overload
+
+import anyio
+import httpx
+
+from ._config import (
+    Endpoint,
+    RetryPolicy,
+    default_endpoint_url,
+    parse_endpoint,
+    region_from_env,
+    validate_region,
+)
+from ._credentials import BotocoreCredentialSource, CredentialSource, StaticCredentialSource
+from ._errors import BedrockError, ConfigurationError, InvalidRequestError
+from ._models import ResolvedModel, resolve_model
+from ._prompt import normalize_conversation
+from ._protocol import (
+    DEFAULT_MAX_TOKENS,
+    Invocation,
+    parse_invoke_response,
+    prepare_invocation,
+    validate_sampling,
+)
+from ._streaming import ChatCompletionStream
+from ._transport import BedrockTransport
+from ._types import AwsCredentials, ChatCompletion
+
+__all__ = ["DEFAULT_TIMEOUT", "AnthropicBedrock", "ChatCompletions"]
+
+#: Generation can take minutes for long outputs; connecting should not.
+DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+DEFAULT_STREAM_IDLE_TIMEOUT = 120.0
+DEFAULT_MAX_CONNECTIONS = 100
+
+_JSON_HEADERS = [("accept", "application/json"), ("content-type", "application/json")]
+_STREAM_HEADERS = [("content-type", "application/json"), ("x-amzn-bedrock-accept", "application/json")]
+
+
+def _check_pair(access_key: str | None, secret_key: str | None, session_token: str | None) -> None:
+    if (access_key is None) != (secret_key is None):
+        raise ConfigurationError("access_key and secret_key must be given together")
+    if session_token is not None and access_key is None:
+        raise ConfigurationError("session_token needs access_key and secret_key")
+    for name, value in (
+        ("access_key", access_key),
+        ("secret_key", secret_key),
+        ("session_token", session_token),
+    ):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigurationError(f"{name}: must be a non-empty string")
+
+
+class ChatCompletions:
+    """``client.ChatCompletion``: the chat call of the anthropic-bedrock interface."""
+
+    def __init__(self, client: AnthropicBedrock) -> None:
+        self._client = client
+
+    @overload
+    async def create(
+        self,
+        *,
+        messages: Sequence[dict[str, Any]],
+        model: str,
+        max_tokens_to_sample: int | None = ...,
+        stop_sequences: Sequence[str] | None = ...,
+        temperature: float | None = ...,
+        top_p: float | None = ...,
+        top_k: int | None = ...,
+        system: str | None = ...,
+        max_tokens: int | None = ...,
+        stream: Literal[False] = ...,
+    ) -> ChatCompletion: ...
+
+    @overload
+    async def create(
+        self,
+        *,
+        messages: Sequence[dict[str, Any]],
+        model: str,
+        max_tokens_to_sample: int | None = ...,
+        stop_sequences: Sequence[str] | None = ...,
+        temperature: float | None = ...,
+        top_p: float | None = ...,
+        top_k: int | None = ...,
+        system: str | None = ...,
+        max_tokens: int | None = ...,
+        stream: Literal[True],
+    ) -> ChatCompletionStream: ...
+
+    @overload
+    async def create(
+        self,
+        *,
+        messages: Sequence[dict[str, Any]],
+        model: str,
+        max_tokens_to_sample: int | None = ...,
+        stop_sequences: Sequence[str] | None = ...,
+        temperature: float | None = ...,
+        top_p: float | None = ...,
+        top_k: int | None = ...,
+        system: str | None = ...,
+        max_tokens: int | None = ...,
+        stream: bool,
+    ) -> ChatCompletion | ChatCompletionStream: ...
+
+    async def create(
+        self,
+        *,
+        messages: Sequence[dict[str, Any]],
+        model: str,
+        max_tokens_to_sample: int | None = None,
+        stop_sequences: Sequence[str] | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        stream: bool = False,
+    ) -> ChatCompletion | ChatCompletionStream:
+        """Send a conversation to a Claude model and return the reply appended to it.
+
+        Args:
+            messages: ``[{"role": "system"|"user"|"assistant", "content": ...}]``; a trailing assistant
+                message is a prefill the reply continues.
+            model: a Bedrock model id, inference-profile id or ARN; the API (text completions or
+                Messages) is chosen from it.
+            max_tokens_to_sample: most tokens to generate (default 256; ``max_tokens`` is an alias).
+            stop_sequences: strings that end generation.
+            temperature, top_p: 0 to 1; top_k: 0 to 500. Unset means the model's default
+                (1, 1 and 250 for the Claude models that document them).
+            system: system prompt (alternatively, leading ``system`` messages).
+            stream: return a :class:`ChatCompletionStream` once the response headers arrived.
+
+        Raises:
+            InvalidRequestError: a bad argument (raised before any I/O), naming the field.
+            APIError: the service's error, typed by its code, after retries where they apply.
+        """
+        invocation = self._client._prepare(
+            messages=messages,
+            model=model,
+            max_tokens_to_sample=max_tokens_to_sample,
+            max_tokens=max_tokens,
+            stop_sequences=stop_sequences,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            system=system,
+            stream=stream,
+        )
+        if stream:
+            return await self._client._open_stream(invocation)
+        return await self._client._invoke(invocation)
+
+
+class AnthropicBedrock:
+    """Async client for Claude on Amazon Bedrock.
+
+    Args:
+        access_key, secret_key, session_token: explicit AWS credentials; without them botocore's
+            default chain is used (environment, profiles, SSO, container, instance metadata),
+            resolved and refreshed in a worker thread.
+        region: AWS region; otherwise ``AWS_REGION``, ``AWS_DEFAULT_REGION``, then the profile's
+            region. None found is a ConfigurationError, never a silent default.
+        profile: a named profile of the shared AWS config files.
+        endpoint_url: override the endpoint (the emulator, VPC endpoints); ``http://`` only for
+            loopback hosts unless ``allow_insecure_http=True``.
+        timeout: seconds, or an ``httpx.Timeout`` (connect/read/write/pool).
+        max_retries: retries after the first attempt for throttling, 5xx, ModelNotReady,
+            ModelTimeout and connection errors (default 2: three attempts).
+        max_connections: connection pool size of the default transport.
+        transport: an ``httpx.AsyncBaseTransport`` to send through (tests pass ``httpx.MockTransport``);
+            the client does not close a transport it was given.
+        signer: ``"builtin"`` (the fast SigV4 signer) or ``"botocore"`` (botocore's ``SigV4Auth``).
+        stream_idle_timeout: seconds without a byte on a response stream before it is abandoned.
+        retry_policy: backoff parameters (``max_retries`` is a shortcut for its first field).
+    """
+
+    def __init__(
+        self,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        session_token: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        endpoint_url: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        signer: Literal["builtin", "botocore"] = "builtin",
+        stream_idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT,
+        retry_policy: RetryPolicy | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        _check_pair(access_key, secret_key, session_token)
+        if profile is not None and access_key is not None:
+            raise ConfigurationError("pass either explicit keys or a profile, not both")
+        if not isinstance(max_connections, int) or isinstance(max_connections, bool) or max_connections < 1:
+            raise ConfigurationError(f"max_connections: must be an integer >= 1, got {max_connections!r}")
+        if signer not in ("builtin", "botocore"):
+            raise ConfigurationError(f"signer: must be 'builtin' or 'botocore', got {signer!r}")
+        self._credentials: CredentialSource
+        self._botocore_source: BotocoreCredentialSource | None = None
+        if access_key is not None and secret_key is not None:
+            self._credentials = StaticCredentialSource(AwsCredentials(access_key, secret_key, session_token))
+        else:
+            self._botocore_source = BotocoreCredentialSource(profile)
+            self._credentials = self._botocore_source
+        self._region: str | None = None
+        if region is not None:
+            self._region = validate_region(region)
+        elif (found := region_from_env()) is not None:
+            self._region = validate_region(found[0], source=found[1])
+        self._endpoint_url = endpoint_url
+        self._allow_insecure_http = allow_insecure_http
+        if endpoint_url is not None:
+            parse_endpoint(endpoint_url, allow_insecure_http=allow_insecure_http)  # fail fast on a bad URL
+        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._retry = retry_policy or RetryPolicy(max_retries=max_retries)
+        self._stream_idle_timeout = stream_idle_timeout
+        self._signer = signer
+        self._given_transport = transport
+        self._max_connections = max_connections
+        self._transport: BedrockTransport | None = None
+        self._setup_lock = anyio.Lock()
+        self._closed = False
+        self.ChatCompletion = ChatCompletions(self)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> AnthropicBedrock:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (a transport passed in is left to its owner)."""
+        self._closed = True
+        if self._transport is not None:
+            await self._transport.aclose()
+
+    @property
+    def region(self) -> str | None:
+        """The region requests are signed for (None until resolved from a profile on first use)."""
+        return self._region
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _default_transport(self) -> httpx.AsyncBaseTransport:
+        limits = httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=self._max_connections)
+        return httpx.AsyncHTTPTransport(limits=limits)
+
+    async def _ready(self) -> BedrockTransport:
+        """Resolve what may need I/O (the profile's region) once, then reuse the transport."""
+        transport = self._transport
+        if transport is not None:
+            return transport
+        if self._closed:
+            raise ConfigurationError("the client is closed")
+        async with self._setup_lock:
+            if self._transport is None:
+                region = self._region
+                if region is None and self._botocore_source is not None:
+                    found = await self._botocore_source.region()
+                    if found is not None:
+                        region = validate_region(found, source="the profile's region")
+                if region is None:
+                    raise ConfigurationError(
+                        "no AWS region: pass region=..., set AWS_REGION or AWS_DEFAULT_REGION, "
+                        "or configure one for the profile"
+                    )
+                self._region = region
+                endpoint: Endpoint = parse_endpoint(
+                    self._endpoint_url or default_endpoint_url(region),
+                    allow_insecure_http=self._allow_insecure_http,
+                )
+                owns = self._given_transport is None
+                self._transport = BedrockTransport(
+                    endpoint=endpoint,
+                    region=region,
+                    credentials=self._credentials,
+                    transport=self._given_transport or self._default_transport(),
+                    owns_transport=owns,
+                    timeout=self._timeout,
+                    retry=self._retry,
+                    signer=self._signer,
+                )
+            return self._transport
+
+    def _prepare(
+        self,
+        *,
+        messages: object,
+        model: str,
+        max_tokens_to_sample: int | None,
+        max_tokens: int | None,
+        stop_sequences: object,
+        temperature: object,
+        top_p: object,
+        top_k: object,
+        system: str | None,
+        stream: bool,
+    ) -> Invocation:
+        """All validation, before any I/O."""
+        resolved = resolve_model(model)
+        self._check_model_region(resolved)
+        if max_tokens is not None and max_tokens_to_sample is not None:
+            raise InvalidRequestError("max_tokens", "pass max_tokens_to_sample or its alias max_tokens, not both")
+        limit = max_tokens_to_sample if max_tokens_to_sample is not None else max_tokens
+        if not isinstance(stream, bool):
+            raise InvalidRequestError("stream", f"must be True or False, got {stream!r}")
+        sampling = validate_sampling(
+            resolved,
+            max_tokens_to_sample=DEFAULT_MAX_TOKENS if limit is None else limit,
+            stop_sequences=stop_sequences,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+        )
+        conversation = normalize_conversation(messages, system=system)
+        return prepare_invocation(resolved, conversation, sampling, stream=stream)
+
+    def _check_model_region(self, model: ResolvedModel) -> None:
+        """An ARN names its region; sending it to another region would be silently wrong."""
+        if model.arn_region and self._region and model.arn_region != self._region and self._endpoint_url is None:
+            raise InvalidRequestError(
+                "model",
+                f"the ARN is in region {model.arn_region!r} but this client is for {self._region!r}; "
+                f"use a client with region={model.arn_region!r}",
+            )
+
+    async def _invoke(self, invocation: Invocation) -> ChatCompletion:
+        transport = await self._ready()
+        self._check_model_region(invocation.model)
+        started = time.monotonic()
+        raw = await transport.send(invocation.path, invocation.body, _JSON_HEADERS, stream=False)
+        assert raw.body is not None
+        return parse_invoke_response(invocation, raw.headers, raw.body, latency=time.monotonic() - started)
+
+    async def _open_stream(self, invocation: Invocation) -> ChatCompletionStream:
+        transport = await self._ready()
+        self._check_model_region(invocation.model)
+        started = time.monotonic()
+
+        async def reopen() -> Any:
+            return await transport.send(invocation.path, invocation.body, _STREAM_HEADERS, stream=True)
+
+        async def backoff(error: BedrockError, left: int) -> None:
+            retry = transport.retry.max_retries - left - 1
+            await anyio.sleep(
+                transport.retry.delay(
+                    max(retry, 0), throttled=getattr(error, "is_throttle", False), jitter=random.random()
+                )
+            )
+
+        return ChatCompletionStream(
+            invocation=invocation,
+            response=await reopen(),
+            reopen=reopen,
+            max_reopens=transport.retry.max_retries,
+            backoff=backoff,
+            idle_timeout=self._stream_idle_timeout,
+            started=started,
+        )

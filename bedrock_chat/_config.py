@@ -1,0 +1,127 @@
+"""Client configuration that can be checked without I/O: region, endpoint URL, timeouts, retry policy.
+
+Regions and endpoint URLs end up in the Host header and the signing scope, so they are validated
+strictly: ``us-east-1.evil.com/x`` is not a region, and plain ``http://`` is refused for anything but
+loopback unless the caller opts in, because SigV4 headers sent in clear text can be replayed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+
+import attrs
+import httpx
+
+from ._errors import ConfigurationError
+
+__all__ = [
+    "Endpoint",
+    "RetryPolicy",
+    "default_endpoint_url",
+    "parse_endpoint",
+    "region_from_env",
+    "validate_region",
+]
+
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+){1,3}-\d{1,2}$")
+
+# Partition by region prefix -> DNS suffix (botocore's endpoint rules, section 1 of the protocol notes).
+_DNS_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("cn-", "amazonaws.com.cn"),
+    ("us-isob-", "sc2s.sgov.gov"),
+    ("us-iso-", "c2s.ic.gov"),
+)
+
+
+def validate_region(region: str, *, source: str = "region") -> str:
+    """A region is a short lowercase name like ``us-east-1``; anything else is refused."""
+    if not isinstance(region, str) or not _REGION.match(region):
+        raise ConfigurationError(f"{source}: {region!r} is not an AWS region name (like 'us-east-1')")
+    return region
+
+
+def region_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """``(region, variable name)`` from AWS_REGION, then AWS_DEFAULT_REGION."""
+    env = os.environ if environ is None else environ
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        value = env.get(name)
+        if value:
+            return value, name
+    return None
+
+
+def default_endpoint_url(region: str) -> str:
+    """``https://bedrock-runtime.{region}.{partition dns suffix}``."""
+    suffix = next((dns for prefix, dns in _DNS_SUFFIXES if region.startswith(prefix)), "amazonaws.com")
+    return f"https://bedrock-runtime.{region}.{suffix}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@attrs.frozen
+class Endpoint:
+    """Where requests go: the base URL and the Host header value that gets signed."""
+
+    url: httpx.URL
+    host: str  # netloc as sent in Host: default ports omitted
+
+    def url_for(self, path: str) -> httpx.URL:
+        """Absolute URL for an already-encoded path (kept raw, so %3A stays %3A on the wire)."""
+        return self.url.copy_with(raw_path=(self.url.raw_path.rstrip(b"/") + path.encode("ascii")))
+
+
+def parse_endpoint(url: str, *, allow_insecure_http: bool = False) -> Endpoint:
+    """Validate an endpoint URL (scheme, host, no query) and derive the signed Host value."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ConfigurationError(f"endpoint_url: {url!r} is not a valid URL") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigurationError(f"endpoint_url: {url!r} must be an http(s) URL with a host")
+    if parsed.query or parsed.fragment or parsed.userinfo:
+        raise ConfigurationError("endpoint_url: must not contain credentials, a query or a fragment")
+    if parsed.scheme == "http" and not allow_insecure_http and not _is_loopback(parsed.host):
+        raise ConfigurationError(
+            f"endpoint_url: plain http is allowed only for loopback hosts, not {parsed.host!r}; "
+            "use https, or pass allow_insecure_http=True if you really mean it"
+        )
+    return Endpoint(parsed, parsed.netloc.decode("ascii"))
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, capped; the same shape as botocore's standard mode.
+
+    The delay before retry ``n`` (0-based) is ``random() * min(cap, base * 2**n)``, with
+    ``throttle_base`` for throttling errors (they need longer to clear) and ``base`` for the rest.
+    A ``Retry-After``/``x-amz-retry-after`` hint from the service raises the delay, up to ``cap``.
+    """
+
+    max_retries: int = 2
+    base: float = 0.1
+    throttle_base: float = 1.0
+    cap: float = 20.0
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.max_retries, int) or isinstance(self.max_retries, bool) or self.max_retries < 0:
+            raise ConfigurationError(f"max_retries: must be an integer >= 0, got {self.max_retries!r}")
+        if min(self.base, self.throttle_base, self.cap) < 0:
+            raise ConfigurationError("retry delays must not be negative")
+
+    def delay(self, retry: int, *, throttled: bool, jitter: float, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``retry``; ``jitter`` is a random number in [0, 1)."""
+        base = self.throttle_base if throttled else self.base
+        delay = jitter * min(self.cap, base * (2**retry))
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.cap))
+        return float(delay)

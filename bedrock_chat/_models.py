@@ -1,0 +1,225 @@
+"""The registry of Claude models on Bedrock: which API each speaks, where it is served, its limits.
+
+Theory of operation: a caller may name a model in many forms -- a base id
+(``anthropic.claude-v2:1``), a cross-region inference-profile id (``us.anthropic...``), an undated alias
+(``anthropic.claude-haiku-4-5``) or an ARN (foundation-model, inference-profile, application profile,
+provisioned model, ...). :func:`resolve_model` peels the ARN and the profile prefix off, finds the base
+model when it can, and returns a :class:`ResolvedModel` that keeps the id exactly as given (that is what
+goes on the wire) next to what the registry knows. An id it does not know still works: it is treated
+as a Messages-API model on InvokeModel with unchecked limits, because every model Bedrock has added since
+2024 speaks Messages.
+
+Facts come from ``shared/CLAUDE_MODELS.md``. Where sources conflict on a limit, the registry keeps the
+*larger* value: the service is the final judge, and a client-side limit that is too tight would refuse
+requests the service accepts.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import re
+
+import attrs
+
+from ._errors import InvalidRequestError
+
+__all__ = ["MODELS", "ModelApi", "ModelInfo", "ResolvedModel", "Surface", "resolve_model"]
+
+
+class ModelApi(str, enum.Enum):
+    """The request/response body a model speaks."""
+
+    TEXT_COMPLETIONS = "text-completions"
+    MESSAGES = "messages"
+
+
+class Surface(str, enum.Enum):
+    """The bedrock-runtime endpoint that serves a model."""
+
+    INVOKE = "invoke"  # /model/{id}/invoke and /invoke-with-response-stream (AWS event stream)
+    MESSAGES_ENDPOINT = "messages-endpoint"  # /anthropic/v1/messages (model in the body, SSE)
+
+
+_INVOKE = frozenset({Surface.INVOKE})
+_BOTH = frozenset({Surface.INVOKE, Surface.MESSAGES_ENDPOINT})
+_MESSAGES_ENDPOINT = frozenset({Surface.MESSAGES_ENDPOINT})
+
+
+@attrs.frozen
+class ModelInfo:
+    """What the registry knows about one base model."""
+
+    id: str
+    name: str
+    api: ModelApi
+    max_output_tokens: int
+    context_window: int
+    surfaces: frozenset[Surface]
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def default_surface(self) -> Surface:
+        """InvokeModel where it is offered (the older, proven surface); otherwise the Messages endpoint."""
+        return Surface.INVOKE if Surface.INVOKE in self.surfaces else Surface.MESSAGES_ENDPOINT
+
+
+def _m(
+    model_id: str,
+    name: str,
+    max_output: int,
+    context: int,
+    *,
+    api: ModelApi = ModelApi.MESSAGES,
+    surfaces: frozenset[Surface] = _INVOKE,
+    aliases: tuple[str, ...] = (),
+) -> ModelInfo:
+    return ModelInfo(model_id, name, api, max_output, context, surfaces, aliases)
+
+
+_TC = ModelApi.TEXT_COMPLETIONS
+
+#: Every Claude model Bedrock has offered, oldest first.
+MODELS: tuple[ModelInfo, ...] = (
+    # Text-completion models: max_tokens_to_sample is capped at 4,096 by the Text Completions API.
+    _m("anthropic.claude-v1", "Claude 1", 4096, 100_000, api=_TC),
+    _m("anthropic.claude-instant-v1", "Claude Instant 1.2", 4096, 100_000, api=_TC),
+    _m("anthropic.claude-v2", "Claude 2.0", 4096, 100_000, api=_TC),
+    _m("anthropic.claude-v2:1", "Claude 2.1", 4096, 200_000, api=_TC),
+    _m("anthropic.claude-v2:1:18k", "Claude 2.1 (18K)", 4096, 18_000, api=_TC),
+    _m("anthropic.claude-v2:1:200k", "Claude 2.1 (200K)", 4096, 200_000, api=_TC),
+    # Claude 3 and later: the Messages API.
+    _m("anthropic.claude-3-sonnet-20240229-v1:0", "Claude 3 Sonnet", 4096, 200_000),
+    _m("anthropic.claude-3-haiku-20240307-v1:0", "Claude 3 Haiku", 4096, 200_000),
+    _m("anthropic.claude-3-opus-20240229-v1:0", "Claude 3 Opus", 4096, 200_000),
+    _m("anthropic.claude-3-5-sonnet-20240620-v1:0", "Claude 3.5 Sonnet", 4096, 200_000),
+    _m("anthropic.claude-3-5-sonnet-20241022-v2:0", "Claude 3.5 Sonnet v2", 8192, 200_000),
+    _m("anthropic.claude-3-5-haiku-20241022-v1:0", "Claude 3.5 Haiku", 8192, 200_000),
+    # 3.7 Sonnet: LiteLLM says 8,192, Anthropic documents 64,000; the larger value wins (see module doc).
+    _m("anthropic.claude-3-7-sonnet-20250219-v1:0", "Claude 3.7 Sonnet", 64_000, 200_000),
+    _m("anthropic.claude-sonnet-4-20250514-v1:0", "Claude Sonnet 4", 64_000, 200_000),
+    _m("anthropic.claude-opus-4-20250514-v1:0", "Claude Opus 4", 32_000, 200_000),
+    _m("anthropic.claude-opus-4-1-20250805-v1:0", "Claude Opus 4.1", 32_000, 200_000),
+    _m("anthropic.claude-sonnet-4-5-20250929-v1:0", "Claude Sonnet 4.5", 64_000, 200_000),
+    _m(
+        "anthropic.claude-haiku-4-5-20251001-v1:0",
+        "Claude Haiku 4.5",
+        64_000,
+        200_000,
+        surfaces=_BOTH,
+        aliases=("anthropic.claude-haiku-4-5",),
+    ),
+    _m("anthropic.claude-opus-4-5-20251101-v1:0", "Claude Opus 4.5", 64_000, 200_000),
+    _m(
+        "anthropic.claude-opus-4-6-v1",
+        "Claude Opus 4.6",
+        128_000,
+        1_000_000,
+        aliases=("anthropic.claude-opus-4-6",),
+    ),
+    # Sonnet 4.6: 64,000 (LiteLLM) vs 128K (Anthropic); the larger wins.
+    _m("anthropic.claude-sonnet-4-6", "Claude Sonnet 4.6", 128_000, 1_000_000),
+    # 2026 models: served on the /anthropic/v1/messages endpoint; Opus 4.7 on InvokeModel as well.
+    _m("anthropic.claude-opus-4-7", "Claude Opus 4.7", 128_000, 1_000_000, surfaces=_BOTH),
+    _m("anthropic.claude-opus-4-8", "Claude Opus 4.8", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
+    _m(
+        "anthropic.claude-mythos-preview",
+        "Claude Mythos Preview",
+        128_000,
+        1_000_000,
+        surfaces=_MESSAGES_ENDPOINT,
+    ),
+    _m("anthropic.claude-opus-5", "Claude Opus 5", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
+    _m("anthropic.claude-sonnet-5", "Claude Sonnet 5", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
+    _m("anthropic.claude-fable-5", "Claude Fable 5", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
+    _m("anthropic.claude-fable-5-1", "Claude Fable 5.1", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
+    _m("anthropic.claude-mythos-5", "Claude Mythos 5", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
+    _m("anthropic.claude-mythos-5-1", "Claude Mythos 5.1", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
+    _m("anthropic.claude-opus-5-5", "Claude Opus 5.5", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
+    _m("anthropic.claude-sonnet-5-5", "Claude Sonnet 5.5", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
+    _m("anthropic.claude-haiku-5-5", "Claude Haiku 5.5", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
+)
+
+_BY_ID: dict[str, ModelInfo] = {}
+for _info in MODELS:
+    _BY_ID[_info.id] = _info
+    for _alias in _info.aliases:
+        _BY_ID[_alias] = _info
+del _info, _alias
+
+_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):bedrock:(?P<region>[a-z0-9-]*):(?P<account>\d{12})?:"
+    r"(?P<kind>[a-z-]+)/(?P<resource>.+)$"
+)
+# Cross-region inference-profile prefixes: us., eu., apac., jp., au., global., us-gov., ... (any short region group).
+_PROFILE = re.compile(r"^(?P<prefix>[a-z]{2,6}(?:-[a-z]{2,4})?)\.(?P<base>anthropic\..+)$")
+# A trailing ":N" version or "-vN" on ids the registry lists without it (and vice versa).
+_VERSION_SUFFIX = re.compile(r"(?::\d+)$")
+_MODEL_ID_OK = re.compile(r"^[\x21-\x7e]{1,2048}$")
+
+
+@attrs.frozen
+class ResolvedModel:
+    """A model id as the caller gave it, with what the registry knows about it.
+
+    ``model_id`` is sent unchanged (an inference profile or ARN routes differently from its base
+    model); ``info`` is None for models the registry does not know; ``arn_region`` is the region an
+    ARN names, which the client must not silently override.
+    """
+
+    model_id: str
+    info: ModelInfo | None
+    arn_kind: str | None = None
+    arn_region: str | None = None
+    profile_prefix: str | None = None
+
+    @property
+    def api(self) -> ModelApi:
+        """Unknown models are assumed to speak Messages (every model since Claude 3 does)."""
+        return self.info.api if self.info is not None else ModelApi.MESSAGES
+
+    @property
+    def max_output_tokens(self) -> int | None:
+        """None when unknown: the limit is left to the service."""
+        return self.info.max_output_tokens if self.info is not None else None
+
+    @property
+    def display_name(self) -> str:
+        """Human-readable name, or the id for unknown models."""
+        return self.info.name if self.info is not None else self.model_id
+
+
+def _lookup(base: str) -> ModelInfo | None:
+    info = _BY_ID.get(base)
+    if info is None:
+        info = _BY_ID.get(_VERSION_SUFFIX.sub("", base))
+    return info
+
+
+@functools.lru_cache(maxsize=512)
+def resolve_model(model_id: str) -> ResolvedModel:
+    """Resolve any accepted form of a model id; raises InvalidRequestError for a malformed one."""
+    if not isinstance(model_id, str):
+        raise InvalidRequestError("model", f"must be a string, got {type(model_id).__name__}")
+    if not _MODEL_ID_OK.match(model_id):
+        raise InvalidRequestError(
+            "model", "must be 1 to 2048 printable ASCII characters without spaces (a Bedrock model id or ARN)"
+        )
+    arn_kind = arn_region = None
+    base = model_id
+    arn = _ARN.match(model_id)
+    if arn is not None:
+        arn_kind = arn["kind"]
+        arn_region = arn["region"] or None
+        base = arn["resource"] if arn_kind in ("foundation-model", "inference-profile") else ""
+    elif model_id.startswith("arn:"):
+        raise InvalidRequestError(
+            "model", f"{model_id!r} is not a Bedrock ARN (arn:aws:bedrock:REGION:ACCOUNT:TYPE/ID)"
+        )
+    profile_prefix = None
+    profile = _PROFILE.match(base)
+    if profile is not None:
+        profile_prefix = profile["prefix"]
+        base = profile["base"]
+    info = _lookup(base) if base else None
+    return ResolvedModel(model_id, info, arn_kind, arn_region, profile_prefix)

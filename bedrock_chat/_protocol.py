@@ -1,0 +1,490 @@
+"""Request building and response parsing for both Claude APIs on InvokeModel (pure, sans-IO).
+
+Theory of operation: :func:`prepare_invocation` validates the call's parameters against the model and
+returns an :class:`Invocation` -- the wire path, the JSON body bytes and what the response parser will
+need (the conversation, to append the reply to). :func:`parse_invoke_response` turns a 200 body into a
+:class:`ChatCompletion`; :func:`parse_error_response` turns anything else into the typed error.
+Streams are assembled by :class:`StreamAssembler`, which takes the decoded JSON event of each ``chunk``
+frame (either API) and yields :class:`StreamChunk` values, then the final ``ChatCompletion``.
+No function here reads the clock or touches a socket: latencies and headers are passed in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from ._errors import APIError, IncompleteStreamError, InvalidRequestError, make_api_error
+from ._models import ModelApi, ResolvedModel
+from ._prompt import HUMAN_PROMPT, Conversation, messages_payload, text_prompt
+from ._sigv4 import percent_encode_path_segment
+from ._types import ChatCompletion, StreamChunk, Usage
+
+__all__ = [
+    "ANTHROPIC_VERSION",
+    "Invocation",
+    "SamplingParams",
+    "StreamAssembler",
+    "build_body",
+    "invoke_path",
+    "parse_error_response",
+    "parse_invoke_response",
+    "prepare_invocation",
+    "request_id_from",
+    "usage_from_headers",
+    "validate_sampling",
+]
+
+ANTHROPIC_VERSION = "bedrock-2023-05-31"
+DEFAULT_MAX_TOKENS = 256
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_loads = json.loads
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@attrs.frozen(kw_only=True)
+class SamplingParams:
+    """The validated sampling parameters of one call; None means "the model's default" (not sent)."""
+
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    stop_sequences: tuple[str, ...] = ()
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+
+
+def validate_sampling(
+    model: ResolvedModel,
+    *,
+    max_tokens_to_sample: object = DEFAULT_MAX_TOKENS,
+    stop_sequences: object = None,
+    temperature: object = None,
+    top_p: object = None,
+    top_k: object = None,
+) -> SamplingParams:
+    """Check each parameter's type and range (and max tokens against the model's limit)."""
+    if not isinstance(max_tokens_to_sample, int) or isinstance(max_tokens_to_sample, bool):
+        raise InvalidRequestError("max_tokens_to_sample", f"must be an integer, got {max_tokens_to_sample!r}")
+    limit = model.max_output_tokens
+    if max_tokens_to_sample < 1 or (limit is not None and max_tokens_to_sample > limit):
+        bound = f"1..{limit} for {model.display_name}" if limit is not None else ">= 1"
+        raise InvalidRequestError("max_tokens_to_sample", f"must be {bound}, got {max_tokens_to_sample}")
+    stops: tuple[str, ...] = ()
+    if stop_sequences is not None:
+        if isinstance(stop_sequences, (str, bytes)) or not isinstance(stop_sequences, Sequence):
+            raise InvalidRequestError("stop_sequences", "must be a list of strings")
+        for i, stop in enumerate(stop_sequences):
+            if not isinstance(stop, str) or not stop:
+                raise InvalidRequestError(f"stop_sequences[{i}]", f"must be a non-empty string, got {stop!r}")
+        stops = tuple(stop_sequences)
+    for name, value in (("temperature", temperature), ("top_p", top_p)):
+        if value is not None and (not _is_number(value) or not 0 <= value <= 1):  # type: ignore[operator]
+            raise InvalidRequestError(name, f"must be a number from 0 to 1, got {value!r}")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or not 0 <= top_k <= 500):
+        raise InvalidRequestError("top_k", f"must be an integer from 0 to 500, got {top_k!r}")
+    return SamplingParams(
+        max_tokens=max_tokens_to_sample,
+        stop_sequences=stops,
+        temperature=temperature,  # type: ignore[arg-type]
+        top_p=top_p,  # type: ignore[arg-type]
+        top_k=top_k,
+    )
+
+
+@attrs.frozen
+class Invocation:
+    """Everything needed to send one InvokeModel call and to read its answer."""
+
+    model: ResolvedModel
+    conversation: Conversation
+    sampling: SamplingParams
+    path: str
+    body: bytes
+    stream: bool
+
+
+def invoke_path(model_id: str, *, stream: bool) -> str:
+    """The wire path, with the model id encoded as botocore encodes it (``:`` -> ``%3A``, ``/`` -> ``%2F``)."""
+    operation = "invoke-with-response-stream" if stream else "invoke"
+    return f"/model/{percent_encode_path_segment(model_id)}/{operation}"
+
+
+def _sampling_fields(sampling: SamplingParams, body: dict[str, Any]) -> None:
+    if sampling.stop_sequences:
+        body["stop_sequences"] = list(sampling.stop_sequences)
+    if sampling.temperature is not None:
+        body["temperature"] = sampling.temperature
+    if sampling.top_p is not None:
+        body["top_p"] = sampling.top_p
+    if sampling.top_k is not None:
+        body["top_k"] = sampling.top_k
+
+
+def build_body(model: ResolvedModel, conversation: Conversation, sampling: SamplingParams) -> dict[str, Any]:
+    """The InvokeModel JSON body for the model's API."""
+    body: dict[str, Any]
+    if model.api is ModelApi.TEXT_COMPLETIONS:
+        body = {
+            "prompt": text_prompt(conversation, model=model.model_id),
+            "max_tokens_to_sample": sampling.max_tokens,
+        }
+    else:
+        body = {"anthropic_version": ANTHROPIC_VERSION, "max_tokens": sampling.max_tokens}
+        if conversation.system:
+            body["system"] = conversation.system
+        body["messages"] = messages_payload(conversation)
+    _sampling_fields(sampling, body)
+    return body
+
+
+def prepare_invocation(
+    model: ResolvedModel, conversation: Conversation, sampling: SamplingParams, *, stream: bool
+) -> Invocation:
+    """Build the path and body bytes of one call."""
+    body = _dumps(build_body(model, conversation, sampling)).encode()
+    return Invocation(model, conversation, sampling, invoke_path(model.model_id, stream=stream), body, stream)
+
+
+# ---------------------------------------------------------------------------------------------- responses
+
+
+def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def request_id_from(headers: Mapping[str, str]) -> str | None:
+    """Bedrock sends ``x-amzn-RequestId``; the Messages endpoint may send ``request-id`` instead."""
+    return headers.get("x-amzn-requestid") or headers.get("request-id")
+
+
+def usage_from_headers(headers: Mapping[str, str]) -> Usage:
+    """Token counts and latency from InvokeModel's ``X-Amzn-Bedrock-*`` headers (names lower-case)."""
+    return Usage(
+        input_tokens=_header_int(headers, "x-amzn-bedrock-input-token-count"),
+        output_tokens=_header_int(headers, "x-amzn-bedrock-output-token-count"),
+        cache_read_input_tokens=_header_int(headers, "x-amzn-bedrock-cache-read-input-token-count"),
+        cache_creation_input_tokens=_header_int(headers, "x-amzn-bedrock-cache-write-input-token-count"),
+        invocation_latency_ms=_header_int(headers, "x-amzn-bedrock-invocation-latency"),
+    )
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def usage_from_body(usage: object) -> Usage:
+    """The Messages API's ``usage`` object."""
+    if not isinstance(usage, Mapping):
+        return Usage()
+    return Usage(
+        input_tokens=_int_or_none(usage.get("input_tokens")),
+        output_tokens=_int_or_none(usage.get("output_tokens")),
+        cache_read_input_tokens=_int_or_none(usage.get("cache_read_input_tokens")),
+        cache_creation_input_tokens=_int_or_none(usage.get("cache_creation_input_tokens")),
+    )
+
+
+def usage_from_metrics(metrics: object) -> Usage:
+    """A stream's ``amazon-bedrock-invocationMetrics``."""
+    if not isinstance(metrics, Mapping):
+        return Usage()
+    return Usage(
+        input_tokens=_int_or_none(metrics.get("inputTokenCount")),
+        output_tokens=_int_or_none(metrics.get("outputTokenCount")),
+        cache_read_input_tokens=_int_or_none(metrics.get("cacheReadInputTokenCount")),
+        cache_creation_input_tokens=_int_or_none(metrics.get("cacheWriteInputTokenCount")),
+        invocation_latency_ms=_int_or_none(metrics.get("invocationLatency")),
+        first_byte_latency_ms=_int_or_none(metrics.get("firstByteLatency")),
+    )
+
+
+def _normalise_stop(api: ModelApi, stop_reason: object, stop: object) -> tuple[str | None, str | None]:
+    """One vocabulary for both APIs: the text API's built-in ``\\n\\nHuman:`` stop is a natural end_turn."""
+    reason = stop_reason if isinstance(stop_reason, str) else None
+    stop_text = stop if isinstance(stop, str) else None
+    if api is ModelApi.TEXT_COMPLETIONS and reason == "stop_sequence" and stop_text in (None, HUMAN_PROMPT):
+        return "end_turn", None
+    return reason, stop_text
+
+
+def _reply_messages(conversation: Conversation, reply: Any) -> list[dict[str, Any]]:
+    """The conversation to feed back: the input, with the reply appended (a prefill shown completed)."""
+    messages = list(conversation.original)
+    prefill = conversation.prefill
+    if prefill is not None:
+        while messages and messages[-1]["role"] == "assistant":
+            messages.pop()
+        if isinstance(prefill, str) and isinstance(reply, str):
+            reply = prefill + reply
+        else:
+            prefill_blocks = [{"type": "text", "text": prefill}] if isinstance(prefill, str) else list(prefill)
+            reply_blocks = [{"type": "text", "text": reply}] if isinstance(reply, str) else list(reply)
+            reply = prefill_blocks + reply_blocks
+    messages.append({"role": "assistant", "content": reply})
+    return messages
+
+
+def _strip_turn_space(text: str) -> str:
+    """The text prompt ends with ``Assistant:``, so a completion starts with the space that separates the turn."""
+    return text[1:] if text.startswith(" ") else text
+
+
+def _text_of_blocks(content: Sequence[Mapping[str, Any]]) -> str:
+    return "".join(block["text"] for block in content if block.get("type") == "text" and "text" in block)
+
+
+def _malformed(what: str, request_id: str | None) -> APIError:
+    return make_api_error(
+        status=200,
+        code="MalformedResponse",
+        message=f"unexpected response body: {what}",
+        request_id=request_id,
+    )
+
+
+def _assistant_content(api: ModelApi, completion: str, content: list[dict[str, Any]], prefill: object) -> Any:
+    """The reply as a message's content: plain text unless the reply (or prefill) has non-text blocks."""
+    if api is ModelApi.TEXT_COMPLETIONS:
+        return completion
+    if all(block.get("type") == "text" for block in content) and not isinstance(prefill, list):
+        return completion
+    return content
+
+
+def parse_invoke_response(
+    invocation: Invocation, headers: Mapping[str, str], body: bytes, *, latency: float
+) -> ChatCompletion:
+    """A 200 InvokeModel response -> ChatCompletion (``headers`` with lower-case names)."""
+    request_id = request_id_from(headers)
+    try:
+        data = _loads(body)
+    except ValueError:
+        raise _malformed("not JSON", request_id) from None
+    if not isinstance(data, dict):
+        raise _malformed("not a JSON object", request_id)
+    api = invocation.model.api
+    usage = usage_from_headers(headers)
+    message_id: str | None = None
+    if api is ModelApi.TEXT_COMPLETIONS:
+        completion = data.get("completion")
+        if not isinstance(completion, str):
+            raise _malformed("no 'completion' text", request_id)
+        if invocation.conversation.prefill is None:
+            completion = _strip_turn_space(completion)
+        content = [{"type": "text", "text": completion}]
+        stop_reason, stop = _normalise_stop(api, data.get("stop_reason"), data.get("stop"))
+    else:
+        raw_content = data.get("content")
+        if not isinstance(raw_content, list):
+            raise _malformed("no 'content' list", request_id)
+        content = raw_content
+        completion = _text_of_blocks(content)
+        stop_reason, stop = _normalise_stop(api, data.get("stop_reason"), data.get("stop_sequence"))
+        usage = usage.merge(usage_from_body(data.get("usage")))
+        message_id = data.get("id") if isinstance(data.get("id"), str) else None
+    prefill = invocation.conversation.prefill
+    return ChatCompletion(
+        messages=_reply_messages(invocation.conversation, _assistant_content(api, completion, content, prefill)),
+        completion=completion,
+        stop_reason=stop_reason,
+        stop=stop,
+        model=invocation.model.model_id,
+        usage=usage,
+        request_id=request_id,
+        latency=latency,
+        id=message_id,
+        content=content,
+    )
+
+
+def parse_error_response(status: int, headers: Mapping[str, str], body: bytes) -> APIError:
+    """Any non-200 answer -> the typed error, from ``x-amzn-ErrorType``, the body's code, or the status."""
+    request_id = request_id_from(headers)
+    code = headers.get("x-amzn-errortype")
+    message: str | None = None
+    data: Any = None
+    try:
+        data = _loads(body) if body else None
+    except ValueError:
+        message = body[:2000].decode("utf-8", "replace").strip() or None
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, Mapping):  # Anthropic-style: {"type": "error", "error": {"type", "message"}}
+            code = code or (error.get("type") if isinstance(error.get("type"), str) else None)
+            message = error.get("message") if isinstance(error.get("message"), str) else None
+        else:
+            for key in ("__type", "code", "Code"):
+                if not code and isinstance(data.get(key), str):
+                    code = data[key]
+            for key in ("message", "Message"):
+                if isinstance(data.get(key), str):
+                    message = data[key]
+                    break
+    return make_api_error(
+        status=status,
+        code=code,
+        message=message,
+        request_id=request_id,
+        body=data if isinstance(data, dict) else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- streams
+
+
+class StreamAssembler:
+    """Folds a stream's decoded JSON events into chunks and, at the end, one ChatCompletion.
+
+    Accepts text-completion chunks (``{"completion", "stop_reason", "stop"}``) and the Messages event
+    sequence (``message_start`` ... ``message_stop``); both may carry
+    ``amazon-bedrock-invocationMetrics``. A stream is complete only once its final event arrived.
+    """
+
+    __slots__ = (
+        "_api",
+        "_blocks",
+        "_finished",
+        "_json_parts",
+        "_message_id",
+        "_parts",
+        "_stop",
+        "_stop_reason",
+        "_usage",
+        "invocation",
+    )
+
+    def __init__(self, invocation: Invocation) -> None:
+        self.invocation = invocation
+        self._api = invocation.model.api
+        self._parts: list[str] = []
+        self._blocks: dict[int, dict[str, Any]] = {}
+        self._json_parts: dict[int, list[str]] = {}
+        self._stop_reason: object = None
+        self._stop: object = None
+        self._usage = Usage()
+        self._message_id: str | None = None
+        self._finished = False
+
+    @property
+    def text(self) -> str:
+        """All text received so far (the partial text of an interrupted stream)."""
+        return "".join(self._parts)
+
+    @property
+    def finished(self) -> bool:
+        """True once the stream's final event arrived."""
+        return self._finished
+
+    def feed(self, event: Mapping[str, Any]) -> StreamChunk:
+        """Take one decoded event; returns the chunk to hand to the caller."""
+        metrics = event.get("amazon-bedrock-invocationMetrics")
+        if metrics is not None:
+            self._usage = self._usage.merge(usage_from_metrics(metrics))
+        if self._api is ModelApi.TEXT_COMPLETIONS and "completion" in event:
+            return self._feed_completion(event)
+        event_type = event.get("type")
+        if event_type == "content_block_delta":
+            delta = event.get("delta") or {}
+            index = event.get("index", 0)
+            delta_type = delta.get("type")
+            if delta_type == "text_delta":
+                text = delta.get("text") or ""
+                self._parts.append(text)
+                block = self._blocks.get(index)
+                if block is not None and block.get("type") == "text":
+                    block["text"] = block.get("text", "") + text
+                return StreamChunk(text, "content_block_delta", event)
+            if delta_type == "input_json_delta":
+                self._json_parts.setdefault(index, []).append(delta.get("partial_json") or "")
+            elif delta_type in ("thinking_delta", "signature_delta"):
+                key = "thinking" if delta_type == "thinking_delta" else "signature"
+                block = self._blocks.setdefault(index, {"type": "thinking"})
+                block[key] = block.get(key, "") + (delta.get(key) or "")
+            return StreamChunk("", "content_block_delta", event)
+        if event_type == "message_start":
+            message = event.get("message") or {}
+            self._message_id = message.get("id")
+            self._usage = self._usage.merge(usage_from_body(message.get("usage")))
+        elif event_type == "content_block_start":
+            block = event.get("content_block") or {}
+            self._blocks[event.get("index", 0)] = dict(block)
+        elif event_type == "content_block_stop":
+            self._close_block(event.get("index", 0))
+        elif event_type == "message_delta":
+            delta = event.get("delta") or {}
+            self._stop_reason = delta.get("stop_reason")
+            self._stop = delta.get("stop_sequence")
+            self._usage = self._usage.merge(usage_from_body(event.get("usage")))
+        elif event_type == "message_stop":
+            self._finished = True
+        return StreamChunk("", event_type if isinstance(event_type, str) else "unknown", event)
+
+    def _feed_completion(self, event: Mapping[str, Any]) -> StreamChunk:
+        text = event.get("completion") or ""
+        if not self._parts and self.invocation.conversation.prefill is None:
+            text = _strip_turn_space(text)
+        self._parts.append(text)
+        if event.get("stop_reason") is not None:
+            self._stop_reason = event["stop_reason"]
+            self._stop = event.get("stop")
+            self._finished = True
+        return StreamChunk(text, "completion", event)
+
+    def _close_block(self, index: int) -> None:
+        block = self._blocks.get(index)
+        parts = self._json_parts.pop(index, None)
+        if block is not None and block.get("type") in ("tool_use", "server_tool_use") and parts is not None:
+            raw = "".join(parts)
+            try:
+                block["input"] = _loads(raw) if raw else {}
+            except ValueError:
+                raise IncompleteStreamError(f"tool input of block {index} is not valid JSON") from None
+
+    def completion(
+        self, *, request_id: str | None, latency: float, header_usage: Usage | None = None
+    ) -> ChatCompletion:
+        """The final result; raises IncompleteStreamError if the final event never came."""
+        if not self._finished:
+            error = IncompleteStreamError(
+                "the response stream ended before its final event"
+                + (f" [request id {request_id}]" if request_id else "")
+            )
+            error.partial_text = self.text
+            raise error
+        completion = self.text
+        api = self._api
+        if api is ModelApi.TEXT_COMPLETIONS:
+            content = [{"type": "text", "text": completion}]
+        else:
+            content = [self._blocks[i] for i in sorted(self._blocks)]
+        stop_reason, stop = _normalise_stop(api, self._stop_reason, self._stop)
+        usage = (header_usage or Usage()).merge(self._usage)
+        prefill = self.invocation.conversation.prefill
+        reply = (
+            completion if api is ModelApi.TEXT_COMPLETIONS else _assistant_content(api, completion, content, prefill)
+        )
+        return ChatCompletion(
+            messages=_reply_messages(self.invocation.conversation, reply),
+            completion=completion,
+            stop_reason=stop_reason,
+            stop=stop,
+            model=self.invocation.model.model_id,
+            usage=usage,
+            request_id=request_id,
+            latency=latency,
+            id=self._message_id,
+            content=content,
+        )

@@ -1,0 +1,218 @@
+"""A streamed response: event-stream frames in, chunks out, one ChatCompletion at the end.
+
+Theory of operation: :class:`ChatCompletionStream` pulls raw bytes from the open HTTP response (each
+read bounded by the idle timeout, so a half-open socket cannot hang a reader), feeds them to the
+sans-IO :class:`EventStreamDecoder`, turns ``chunk`` frames into :class:`StreamChunk` values through
+the :class:`StreamAssembler`, and exception frames into the same typed errors an HTTP error of that
+code raises. A failure before the first text reached the caller is retried by re-sending the
+request (nothing was shown yet, so nothing is duplicated); after that the error propagates carrying
+``partial_text``. It is written as an explicit ``__anext__`` rather than an async generator so that no
+cancel scope ever spans a ``yield`` and closing is immediate and deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import cast
+
+import anyio
+import httpx
+
+from ._errors import (
+    BedrockError,
+    EventStreamError,
+    IncompleteStreamError,
+    InvalidRequestError,
+    RequestTimeoutError,
+    make_api_error,
+)
+from ._eventstream import EventStreamDecoder, EventStreamMessage, decode_chunk_payload
+from ._protocol import Invocation, StreamAssembler, request_id_from, usage_from_headers
+from ._transport import RawResponse, close_response, translate_httpx_error
+from ._types import ChatCompletion, StreamChunk
+
+__all__ = ["ChatCompletionStream"]
+
+_loads = json.loads
+
+
+def _exception_from_frame(message: EventStreamMessage, request_id: str | None) -> BedrockError:
+    """An exception/error frame -> the typed error of its code (a mid-stream throttle is a ThrottlingError)."""
+    headers = message.headers
+    if message.message_type == "exception":
+        code = message.exception_type or "UnknownStreamException"
+        try:
+            body = _loads(message.payload) if message.payload else {}
+        except ValueError:
+            body = {"message": message.payload.decode("utf-8", "replace")}
+        if not isinstance(body, dict):
+            body = {}
+        text = body.get("message") or body.get("Message")
+    else:
+        code = str(headers.get(":error-code") or "UnknownStreamError")
+        text = headers.get(":error-message")
+        body = {}
+    return make_api_error(status=200, code=code, message=str(text) if text else None, request_id=request_id, body=body)
+
+
+class ChatCompletionStream:
+    """The response stream of ``create(..., stream=True)``.
+
+    Use it as ``async with stream: async for chunk in stream: ...``; ``stream.completion`` is the
+    final :class:`ChatCompletion` once the loop ended. Leaving the ``async with`` block early closes
+    the HTTP response at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        invocation: Invocation,
+        response: RawResponse,
+        reopen: Callable[[], Awaitable[RawResponse]],
+        max_reopens: int,
+        backoff: Callable[[BedrockError, int], Awaitable[None]],
+        idle_timeout: float | None,
+        started: float,
+    ) -> None:
+        self._invocation = invocation
+        self._reopen = reopen
+        self._reopens_left = max_reopens
+        self._backoff = backoff
+        self._idle_timeout = idle_timeout
+        self._started = started
+        self._completion: ChatCompletion | None = None
+        self._closed = False
+        self._text_handed_out = False
+        self._attach(response)
+
+    def _attach(self, response: RawResponse) -> None:
+        self._response = response
+        self.headers = response.headers
+        self.request_id = request_id_from(response.headers)
+        self._raw = cast(AsyncIterator[bytes], response.response.stream.__aiter__())  # type: ignore[union-attr]
+        self._decoder = EventStreamDecoder()
+        self._assembler = StreamAssembler(self._invocation)
+        self._eof = False
+
+    # -- public surface -----------------------------------------------------------------------
+
+    @property
+    def completion(self) -> ChatCompletion:
+        """The final result; available once the stream has been read to its end."""
+        if self._completion is None:
+            raise InvalidRequestError("completion", "the stream has not been read to its end yet")
+        return self._completion
+
+    @property
+    def text(self) -> str:
+        """All text received so far."""
+        return self._assembler.text
+
+    async def final_completion(self) -> ChatCompletion:
+        """Read whatever is left of the stream and return the final result."""
+        async for _ in self:
+            pass
+        return self.completion
+
+    @property
+    def text_stream(self) -> AsyncIterator[str]:
+        """The text pieces only (events without text are skipped)."""
+        return self._texts()
+
+    async def _texts(self) -> AsyncIterator[str]:
+        async for chunk in self:
+            if chunk.text:
+                yield chunk.text
+
+    async def aclose(self) -> None:
+        """Close the HTTP response (idempotent); the connection goes back to the pool or is dropped."""
+        if not self._closed:
+            self._closed = True
+            await close_response(self._response.response)
+
+    async def __aenter__(self) -> ChatCompletionStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> ChatCompletionStream:
+        return self
+
+    async def __anext__(self) -> StreamChunk:
+        while True:
+            try:
+                return await self._next_chunk()
+            except BedrockError as error:
+                await self._recover_or_raise(error)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    async def _next_chunk(self) -> StreamChunk:
+        while True:
+            message = self._decoder.next_message()
+            if message is not None:
+                chunk = self._handle(message)
+                if chunk is not None:
+                    if chunk.text:
+                        self._text_handed_out = True
+                    return chunk
+                continue
+            if self._eof or self._closed:
+                raise StopAsyncIteration
+            data = await self._read()
+            if data:
+                self._decoder.feed(data)
+            else:
+                self._finish()
+
+    async def _read(self) -> bytes:
+        try:
+            if self._idle_timeout is None:
+                return await self._raw.__anext__()
+            with anyio.fail_after(self._idle_timeout):
+                return await self._raw.__anext__()
+        except StopAsyncIteration:
+            return b""
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"no data on the response stream for {self._idle_timeout} s (stream idle timeout)"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise translate_httpx_error(exc) from exc
+
+    def _handle(self, message: EventStreamMessage) -> StreamChunk | None:
+        message_type = message.message_type
+        if message_type == "event":
+            if message.event_type != "chunk":
+                return None  # an event type this client does not know: nothing in it is text
+            event = _loads(decode_chunk_payload(message.payload))
+            if not isinstance(event, dict):
+                raise EventStreamError("a chunk's payload is not a JSON object")
+            return self._assembler.feed(event)
+        if message_type in ("exception", "error"):
+            raise _exception_from_frame(message, self.request_id)
+        raise EventStreamError(f"unexpected event-stream message type {message_type!r}")
+
+    def _finish(self) -> None:
+        self._eof = True
+        self._decoder.close()  # raises IncompleteStreamError if the body ended inside a frame
+        self._completion = self._assembler.completion(
+            request_id=self.request_id,
+            latency=time.monotonic() - self._started,
+            header_usage=usage_from_headers(self.headers),
+        )
+
+    async def _recover_or_raise(self, error: BedrockError) -> None:
+        """Retry a stream that failed before any text was handed out; otherwise propagate, keeping the text."""
+        await close_response(self._response.response)
+        retryable = getattr(error, "retryable", False) or isinstance(error, IncompleteStreamError)
+        if self._text_handed_out or not retryable or self._reopens_left <= 0 or self._closed:
+            error.partial_text = self._assembler.text
+            self._closed = True
+            raise error
+        self._reopens_left -= 1
+        await self._backoff(error, self._reopens_left)
+        self._attach(await self._reopen())

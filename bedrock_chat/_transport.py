@@ -1,0 +1,255 @@
+"""Sending signed requests: the one place where I/O errors become bedrock_chat errors.
+
+Theory of operation: :meth:`BedrockTransport.send` signs each attempt afresh (a retry carries a new
+X-Amz-Date), hands an ``httpx.Request`` straight to an ``httpx.AsyncBaseTransport`` -- not through
+``httpx.AsyncClient``, whose per-request machinery costs more than everything else here put together --
+and classifies the outcome: a 200 is returned, anything else becomes the typed error of
+:mod:`bedrock_chat._errors`, and retryable errors are retried with backoff under :class:`RetryPolicy`.
+Timeouts travel in ``request.extensions["timeout"]``, which httpx's transports honour. Every response
+that is not handed to the caller is closed before the next step, including when the task is cancelled,
+so no connection is ever left checked out.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+import httpx
+
+from ._config import Endpoint, RetryPolicy
+from ._credentials import CredentialSource
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    BedrockError,
+    ConfigurationError,
+    ExpiredTokenError,
+    RequestTimeoutError,
+    TransportError,
+)
+from ._protocol import parse_error_response
+from ._sigv4 import SigV4Signer
+from ._types import AwsCredentials
+
+__all__ = ["BedrockTransport", "RawResponse", "USER_AGENT", "close_response", "translate_httpx_error"]
+
+USER_AGENT = "bedrock-chat/0.1"
+
+Signer = Callable[[str, str, list[tuple[str, str]], bytes, AwsCredentials], list[tuple[str, str]]]
+
+
+def translate_httpx_error(exc: Exception) -> TransportError:
+    """httpx's exceptions -> ours (the caller chains the cause with ``from``)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return RequestTimeoutError(f"request timed out ({type(exc).__name__}): {exc or 'no detail'}")
+    return APIConnectionError(f"connection failed ({type(exc).__name__}): {exc or 'no detail'}")
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """``x-amz-retry-after`` (milliseconds) or ``retry-after`` (seconds)."""
+    value = headers.get("x-amz-retry-after")
+    scale = 0.001
+    if value is None:
+        value, scale = headers.get("retry-after"), 1.0
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value) * scale)
+    except ValueError:
+        return None
+
+
+class RawResponse:
+    """A successful (200) answer: status, lower-cased headers, and either the body or the open stream."""
+
+    __slots__ = ("body", "headers", "response")
+
+    def __init__(self, response: httpx.Response, body: bytes | None) -> None:
+        self.response = response
+        self.headers: Mapping[str, str] = _lower_headers(response)
+        self.body = body
+
+
+def _lower_headers(response: httpx.Response) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers.raw}
+
+
+async def close_response(response: httpx.Response) -> None:
+    """Close a response even inside a cancelled scope: a cancelled task must still release its connection."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+        await response.aclose()
+
+
+class BedrockTransport:
+    """Signs, sends and retries. Owns the httpx transport unless one was passed in."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: Endpoint,
+        region: str,
+        credentials: CredentialSource,
+        transport: httpx.AsyncBaseTransport,
+        owns_transport: bool,
+        timeout: httpx.Timeout,
+        retry: RetryPolicy,
+        signer: str = "builtin",
+        service: str = "bedrock",
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.endpoint = endpoint
+        self.region = region
+        self.credentials = credentials
+        self.transport = transport
+        self._owns_transport = owns_transport
+        self._timeout_ext = timeout.as_dict()
+        self.retry = retry
+        self._clock = clock or time.time
+        self._sleep = sleep
+        self._jitter = jitter
+        self._sign = self._make_signer(signer, region, service)
+        self._closed = False
+
+    def _make_signer(self, signer: str, region: str, service: str) -> Signer:
+        host = self.endpoint.host
+        if signer == "builtin":
+            builtin = SigV4Signer(region=region, service=service)
+
+            def sign(
+                method: str, path: str, headers: list[tuple[str, str]], body: bytes, creds: AwsCredentials
+            ) -> list[tuple[str, str]]:
+                return builtin.sign(
+                    method=method,
+                    host=host,
+                    path=path,
+                    headers=headers,
+                    body=body,
+                    credentials=creds,
+                    timestamp=self._clock(),
+                ).items()
+
+            return sign
+        if signer == "botocore":
+            return _botocore_signer(self.endpoint, region, service)
+        raise ConfigurationError(f"signer: must be 'builtin' or 'botocore', got {signer!r}")
+
+    async def aclose(self) -> None:
+        """Close the underlying transport (if owned); idempotent."""
+        if not self._closed:
+            self._closed = True
+            if self._owns_transport:
+                await self.transport.aclose()
+
+    def build_request(
+        self, path: str, body: bytes, headers: list[tuple[str, str]], credentials: AwsCredentials
+    ) -> httpx.Request:
+        """One signed attempt. ``headers`` are the signed request headers (lower-case names)."""
+        signed = self._sign("POST", path, headers, body, credentials)
+        all_headers = [
+            ("host", self.endpoint.host),
+            *headers,
+            *signed,
+            ("user-agent", USER_AGENT),
+            ("content-length", str(len(body))),
+        ]
+        return httpx.Request(
+            "POST",
+            self.endpoint.url_for(path),
+            headers=all_headers,
+            content=body,
+            extensions={"timeout": self._timeout_ext},
+        )
+
+    async def send(
+        self,
+        path: str,
+        body: bytes,
+        headers: list[tuple[str, str]],
+        *,
+        stream: bool,
+        on_retry: Callable[[BedrockError, int], None] | None = None,
+    ) -> RawResponse:
+        """Send with retries; returns a 200 (body read unless ``stream``), raises the typed error otherwise."""
+        if self._closed:
+            raise ConfigurationError("the client is closed")
+        retries = 0
+        refreshed = False
+        while True:
+            credentials = await self.credentials.get()
+            request = self.build_request(path, body, headers, credentials)
+            error: BedrockError
+            retry_after: float | None = None
+            try:
+                response = await self.transport.handle_async_request(request)
+            except httpx.HTTPError as exc:
+                error = translate_httpx_error(exc)
+                error.__cause__ = exc
+            else:
+                if response.status_code == 200:
+                    if stream:
+                        return RawResponse(response, None)
+                    try:
+                        return RawResponse(response, await self._read(response))
+                    except TransportError as exc:
+                        error = exc
+                else:
+                    try:
+                        error_body = await self._read(response)
+                    except TransportError as exc:
+                        error = exc
+                    else:
+                        lowered = _lower_headers(response)
+                        error = parse_error_response(response.status_code, lowered, error_body)
+                        retry_after = _retry_after(lowered)
+            if isinstance(error, ExpiredTokenError) and not refreshed:
+                # Temporary credentials ran out between resolution and use: re-resolve once, no backoff.
+                refreshed = True
+                await self.credentials.invalidate(credentials)
+                continue
+            if not getattr(error, "retryable", False) or retries >= self.retry.max_retries:
+                raise error
+            delay = self.retry.delay(
+                retries,
+                throttled=isinstance(error, APIError) and error.is_throttle,
+                jitter=self._jitter(),
+                retry_after=retry_after,
+            )
+            retries += 1
+            if on_retry is not None:
+                on_retry(error, retries)
+            await self._sleep(delay)
+
+    @staticmethod
+    async def _read(response: httpx.Response) -> bytes:
+        """Read the whole body and release the connection, whatever happens (cancellation included)."""
+        try:
+            return await response.aread()
+        except httpx.HTTPError as exc:
+            raise translate_httpx_error(exc) from exc
+        finally:
+            await close_response(response)
+
+
+def _botocore_signer(endpoint: Endpoint, region: str, service: str) -> Signer:
+    """Sign with botocore's own SigV4Auth (for users who want the reference implementation)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    def sign(
+        method: str, path: str, headers: list[tuple[str, str]], body: bytes, creds: AwsCredentials
+    ) -> list[tuple[str, str]]:
+        request = AWSRequest(method, str(endpoint.url_for(path)), data=body, headers=dict(headers))
+        SigV4Auth(Credentials(creds.access_key, creds.secret_key, creds.session_token), service, region).add_auth(
+            request
+        )
+        wanted = ("authorization", "x-amz-date", "x-amz-security-token")
+        return [(name.lower(), value) for name, value in request.headers.items() if name.lower() in wanted]
+
+    return sign
