@@ -118,6 +118,7 @@ class BedrockTransport:
 
     def _make_signer(self, signer: str, region: str, service: str) -> Signer:
         host = self.endpoint.host
+        scheme = self.endpoint.url.scheme
         if signer == "builtin":
             builtin = SigV4Signer(region=region, service=service)
 
@@ -127,6 +128,7 @@ class BedrockTransport:
                 return builtin.sign(
                     method=method,
                     host=host,
+                    scheme=scheme,
                     path=path,
                     headers=headers,
                     body=body,

@@ -1,0 +1,7 @@
+"""``python -m bedrock_chat``: the same as the ``bedrock-chat`` command."""
+
+from __future__ import annotations
+
+from .cli import main
+
+raise SystemExit(main())
