@@ -1,0 +1,154 @@
+"""Decode a 1,000-chunk Bedrock Messages stream: bedrock_chat's decoder against botocore's.
+
+Both sides do the whole per-token job a streaming client does: split frames, check CRCs, read the
+headers, JSON-decode the ``{"bytes": ...}`` payload, base64-decode it and JSON-decode the model's
+event. Bytes arrive in 1-4 KB pieces as from a socket. Run: ``python benchmarks/bench_eventstream.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import random
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from botocore.eventstream import EventStreamBuffer
+
+from bedrock_chat._eventstream import EventStreamDecoder, decode_chunk_payload, encode_chunk_event
+
+_WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "on", "bedrock")
+
+
+def build_stream(chunks: int = 1000, seed: int = 0) -> bytes:
+    """message_start, ``chunks - 2`` text deltas, message_stop with invocation metrics."""
+    rng = random.Random(seed)
+    events: list[dict[str, Any]] = [
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_bdrk_01ABCDEFGHIJKLMNOPQRSTUV",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-3-5-sonnet-20241022",
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 25, "output_tokens": 1},
+            },
+        }
+    ]
+    events += [
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " " + rng.choice(_WORDS)}}
+        for _ in range(chunks - 2)
+    ]
+    events.append(
+        {
+            "type": "message_stop",
+            "amazon-bedrock-invocationMetrics": {
+                "inputTokenCount": 25,
+                "outputTokenCount": chunks - 2,
+                "invocationLatency": 12345,
+                "firstByteLatency": 321,
+            },
+        }
+    )
+    return b"".join(encode_chunk_event(json.dumps(event, separators=(",", ":")).encode()) for event in events)
+
+
+def split(data: bytes, seed: int = 1) -> list[bytes]:
+    """Cut the stream into the 1-4 KB pieces a socket read would deliver."""
+    rng = random.Random(seed)
+    pieces, i = [], 0
+    while i < len(data):
+        step = rng.randint(1024, 4096)
+        pieces.append(data[i : i + step])
+        i += step
+    return pieces
+
+
+def decode_botocore(pieces: list[bytes], inner: Callable[[bytes], object] = json.loads) -> list[object]:
+    """What a botocore-based client does per chunk (EventStream's loop, minus its shape parser)."""
+    buffer = EventStreamBuffer()
+    events = []
+    for piece in pieces:
+        buffer.add_data(piece)
+        for message in buffer:
+            document = json.loads(message.payload)
+            events.append(inner(base64.b64decode(document["bytes"])))
+    return events
+
+
+def decode_ours(pieces: list[bytes], inner: Callable[[bytes], object] = json.loads) -> list[object]:
+    """The bedrock_chat client hot path."""
+    decoder = EventStreamDecoder()
+    events = []
+    for piece in pieces:
+        decoder.feed(piece)
+        for message in decoder:
+            events.append(inner(decode_chunk_payload(message.payload)))
+    decoder.close()
+    return events
+
+
+def _frames_only(decode: Callable[..., list[object]]) -> Callable[[list[bytes]], list[object]]:
+    """The same loop with the model event left as bytes: what remains once the shared json.loads is gone."""
+    return lambda pieces: decode(pieces, bytes)
+
+
+def measure(
+    contenders: dict[str, Callable[[list[bytes]], list[object]]], pieces: list[bytes], repeats: int
+) -> dict[str, float]:
+    """Median seconds per stream for each contender, runs interleaved so that load hits all alike."""
+    loops = 5
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            for _ in range(loops):
+                fn(pieces)
+            times[name].append((time.perf_counter() - start) / loops)
+    return {name: statistics.median(samples) for name, samples in times.items()}
+
+
+def main() -> None:
+    """Check both decoders agree, then time them and print the ratios."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--chunks", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=21)
+    args = parser.parse_args()
+
+    stream = build_stream(args.chunks)
+    pieces = split(stream)
+    events = decode_ours(pieces)
+    if events != decode_botocore(pieces) or len(events) != args.chunks:
+        raise SystemExit("the two decoders disagree: not timing them")
+    print(f"stream: {args.chunks} chunk frames, {len(stream):,} bytes in {len(pieces)} pieces of 1-4 KB")
+
+    medians = measure(
+        {
+            "botocore": decode_botocore,
+            "ours": decode_ours,
+            "botocore frames": _frames_only(decode_botocore),
+            "ours frames": _frames_only(decode_ours),
+        },
+        pieces,
+        args.repeats,
+    )
+    rows = [
+        ("full per-token work (frames + payload + base64 + json.loads of the event)", "botocore", "ours"),
+        ("the same without the final json.loads, which both pay alike", "botocore frames", "ours frames"),
+    ]
+    for title, theirs, ours in rows:
+        print(f"{title}:")
+        print(f"  botocore EventStreamBuffer + json + base64: {medians[theirs] * 1e3:7.2f} ms/stream")
+        print(f"  bedrock_chat decoder + decode_chunk_payload: {medians[ours] * 1e3:7.2f} ms/stream")
+        print(f"  speed-up: {medians[theirs] / medians[ours]:.2f}x")
+    print(f"(medians of {args.repeats} interleaved runs of 5 streams each)")
+
+
+if __name__ == "__main__":
+    main()
