@@ -75,6 +75,7 @@ def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from .emulator._cli import add_emulator_arguments, add_fault_arguments
+
     parser = argparse.ArgumentParser(
         prog="bedrock-chat", description="Chat with Claude on Amazon Bedrock (or its built-in emulator)."
     )
@@ -151,15 +152,23 @@ async def _one_turn(
     async with AnthropicBedrock(**settings) as client:
         kwargs = _create_kwargs(args, messages)
         if args.no_stream or args.json:
-            chat = await client.ChatCompletion.create(**kwargs)
+            chat: ChatCompletion = await client.ChatCompletion.create(**kwargs)
             if not args.json:
                 out.write(chat.completion)
         else:
             stream = await client.ChatCompletion.create(stream=True, **kwargs)
-            async with stream:
-                async for text in stream.text_stream:
-                    out.write(text)
+            wrote = False
+            try:
+                async with stream:
+                    async for text in stream.text_stream:
+                        out.write(text)
+                        out.flush()
+                        wrote = True
+            except BedrockError:
+                if wrote:  # end the partial reply's line, so the error report starts on its own line
+                    out.write("\n")
                     out.flush()
+                raise
             chat = stream.completion
     if args.json:
         out.write(json.dumps(chat.to_dict(), ensure_ascii=False, indent=2))
@@ -243,7 +252,10 @@ def _models(out: TextIO) -> int:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        cells = [cell.ljust(width) if i < 4 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths))]
+        cells = [
+            cell.ljust(width) if i < 4 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
         out.write("  ".join(cells).rstrip() + "\n")
     out.write("\nCross-region profile ids (us., eu., apac., global., ...) and ARNs resolve to these models.\n")
     return EXIT_OK
