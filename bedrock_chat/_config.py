@@ -26,19 +26,23 @@ __all__ = [
     "validate_region",
 ]
 
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+){1,3}-\d{1,2}$")
+# Two to four letters first: ``eusc-de-east-1`` (the European Sovereign Cloud) is a region too.
+_REGION = re.compile(r"^[a-z]{2,4}(?:-[a-z]+){1,3}-\d{1,2}$")
 
 # Partition by region prefix -> DNS suffix (botocore's endpoint rules, section 1 of the protocol notes).
 _DNS_SUFFIXES: tuple[tuple[str, str], ...] = (
     ("cn-", "amazonaws.com.cn"),
+    ("eusc-", "amazonaws.eu"),
+    ("eu-isoe-", "cloud.adc-e.uk"),
     ("us-isob-", "sc2s.sgov.gov"),
+    ("us-isof-", "csp.hci.ic.gov"),
     ("us-iso-", "c2s.ic.gov"),
 )
 
 
 def validate_region(region: str, *, source: str = "region") -> str:
     """A region is a short lowercase name like ``us-east-1``; anything else is refused."""
-    if not isinstance(region, str) or not _REGION.match(region):
+    if not isinstance(region, str) or not _REGION.fullmatch(region):  # "$" would accept a trailing "\n"
         raise ConfigurationError(f"{source}: {region!r} is not an AWS region name (like 'us-east-1')")
     return region
 
@@ -75,9 +79,14 @@ class Endpoint:
     url: httpx.URL
     host: str  # netloc as sent in Host: default ports omitted
 
+    @property
+    def base_path(self) -> str:
+        """The endpoint's own path prefix ("" for a bare host), prepended to every operation path."""
+        return self.url.raw_path.decode("ascii").rstrip("/")
+
     def url_for(self, path: str) -> httpx.URL:
-        """Absolute URL for an already-encoded path (kept raw, so %3A stays %3A on the wire)."""
-        return self.url.copy_with(raw_path=(self.url.raw_path.rstrip(b"/") + path.encode("ascii")))
+        """Absolute URL for an already-encoded operation path (kept raw, so %3A stays %3A on the wire)."""
+        return self.url.copy_with(raw_path=(self.base_path + path).encode("ascii"))
 
 
 def parse_endpoint(url: str, *, allow_insecure_http: bool = False) -> Endpoint:
@@ -115,13 +124,15 @@ class RetryPolicy:
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.max_retries, int) or isinstance(self.max_retries, bool) or self.max_retries < 0:
             raise ConfigurationError(f"max_retries: must be an integer >= 0, got {self.max_retries!r}")
-        if min(self.base, self.throttle_base, self.cap) < 0:
+        # Written as "not >= 0" so that NaN is refused too.
+        if not all(value >= 0 for value in (self.base, self.throttle_base, self.cap)):
             raise ConfigurationError("retry delays must not be negative")
 
     def delay(self, retry: int, *, throttled: bool, jitter: float, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``retry``; ``jitter`` is a random number in [0, 1)."""
         base = self.throttle_base if throttled else self.base
-        delay = jitter * min(self.cap, base * (2**retry))
+        # The exponent is bounded so that a huge retry count cannot overflow the float conversion.
+        delay = jitter * min(self.cap, base * (2 ** min(retry, 64)))
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.cap))
         return float(delay)

@@ -85,6 +85,10 @@ class BotocoreCredentialSource:
         self._botocore_credentials: Any = None
         self._current: AwsCredentials | None = None
         self._lock = anyio.Lock()
+        # Bumped after every resolution attempt; with the last failure, lets the callers that waited
+        # on a failed resolution share its outcome instead of each running the chain again in turn.
+        self._attempts = 0
+        self._last_error: CredentialsError | None = None
         #: How many times the chain was consulted (a test hook for single-flight checks).
         self.resolutions = 0
 
@@ -98,9 +102,21 @@ class BotocoreCredentialSource:
         current = self._current
         if current is not None and self._fresh(current):
             return current
+        attempts_seen = self._attempts
         async with self._lock:
-            if self._current is None or not self._fresh(self._current):
+            if self._current is not None and self._fresh(self._current):
+                return self._current
+            failure = self._last_error
+            if failure is not None and self._attempts != attempts_seen:
+                raise CredentialsError(failure.message) from failure
+            self._last_error = None
+            try:
                 self._current = await anyio.to_thread.run_sync(self._resolve, abandon_on_cancel=False)
+            except CredentialsError as exc:
+                self._last_error = exc
+                raise
+            finally:
+                self._attempts += 1
             return self._current
 
     async def invalidate(self, stale: AwsCredentials) -> None:

@@ -39,6 +39,7 @@ request id, nothing from the request's headers.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 __all__ = [
     "APIConnectionError",
@@ -86,6 +87,18 @@ class BedrockError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclass constructors take other arguments than ``self.args`` (``field``, ``status=``...), so
+        # the default reduce cannot rebuild them: pickling (process pools) and copy.copy would fail.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[BedrockError], args: tuple[Any, ...], state: dict[str, Any]) -> BedrockError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class InvalidRequestError(BedrockError, ValueError):

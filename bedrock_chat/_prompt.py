@@ -151,12 +151,14 @@ def normalize_conversation(messages: object, *, system: str | None = None) -> Co
         if unknown:
             raise InvalidRequestError(where, f"unknown key(s) {sorted(map(str, unknown))}; allowed: role, content")
         role = message.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:  # an unhashable role must not escape as TypeError
             raise InvalidRequestError(f"{where}.role", f"must be 'system', 'user' or 'assistant', got {role!r}")
         if "content" not in message:
             raise InvalidRequestError(f"{where}.content", "is missing")
         content = _check_content(message["content"], f"{where}.content")
-        original.append({"role": role, "content": message["content"]})
+        # The validated copy: image bytes already base64 (so ChatCompletion.to_dict stays JSON-serialisable)
+        # and later changes to the caller's lists do not show up in the result.
+        original.append({"role": role, "content": content})
         if role == "system":
             if turns:
                 raise InvalidRequestError(where, "system messages must come before the conversation's first turn")

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import APIError, IncompleteStreamError, InvalidRequestError, make_api_error
+from ._errors import APIError, EventStreamError, IncompleteStreamError, InvalidRequestError, make_api_error
 from ._models import ModelApi, ResolvedModel
 from ._prompt import HUMAN_PROMPT, Conversation, messages_payload, text_prompt
 from ._sigv4 import percent_encode_path_segment
@@ -243,7 +243,9 @@ def _strip_turn_space(text: str) -> str:
 
 
 def _text_of_blocks(content: Sequence[Mapping[str, Any]]) -> str:
-    return "".join(block["text"] for block in content if block.get("type") == "text" and "text" in block)
+    return "".join(
+        block["text"] for block in content if block.get("type") == "text" and isinstance(block.get("text"), str)
+    )
 
 
 def _malformed(what: str, request_id: str | None) -> APIError:
@@ -288,8 +290,8 @@ def parse_invoke_response(
         stop_reason, stop = _normalise_stop(api, data.get("stop_reason"), data.get("stop"))
     else:
         raw_content = data.get("content")
-        if not isinstance(raw_content, list):
-            raise _malformed("no 'content' list", request_id)
+        if not isinstance(raw_content, list) or not all(isinstance(block, dict) for block in raw_content):
+            raise _malformed("no 'content' list of blocks", request_id)
         content = raw_content
         completion = _text_of_blocks(content)
         stop_reason, stop = _normalise_stop(api, data.get("stop_reason"), data.get("stop_sequence"))
@@ -345,6 +347,33 @@ def parse_error_response(status: int, headers: Mapping[str, str], body: bytes) -
 # ---------------------------------------------------------------------------------------------- streams
 
 
+def _event_field(event: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A nested object of a stream event ({} when absent); anything else is a malformed stream."""
+    value = event.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise EventStreamError(f"malformed stream event: {key!r} is not an object")
+    return value
+
+
+def _event_text(container: Mapping[str, Any], key: str) -> str:
+    """A text field of a stream event ("" when absent); anything but a string is a malformed stream."""
+    value = container.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise EventStreamError(f"malformed stream event: {key!r} is not a string")
+    return value
+
+
+def _event_index(event: Mapping[str, Any]) -> int:
+    index = event.get("index", 0)
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise EventStreamError("malformed stream event: 'index' is not an integer")
+    return index
+
+
 class StreamAssembler:
     """Folds a stream's decoded JSON events into chunks and, at the end, one ChatCompletion.
 
@@ -397,34 +426,34 @@ class StreamAssembler:
             return self._feed_completion(event)
         event_type = event.get("type")
         if event_type == "content_block_delta":
-            delta = event.get("delta") or {}
-            index = event.get("index", 0)
+            delta = _event_field(event, "delta")
+            index = _event_index(event)
             delta_type = delta.get("type")
             if delta_type == "text_delta":
-                text = delta.get("text") or ""
+                text = _event_text(delta, "text")
                 self._parts.append(text)
                 block = self._blocks.get(index)
                 if block is not None and block.get("type") == "text":
-                    block["text"] = block.get("text", "") + text
+                    block["text"] = _event_text(block, "text") + text
                 return StreamChunk(text, "content_block_delta", event)
             if delta_type == "input_json_delta":
-                self._json_parts.setdefault(index, []).append(delta.get("partial_json") or "")
+                self._json_parts.setdefault(index, []).append(_event_text(delta, "partial_json"))
             elif delta_type in ("thinking_delta", "signature_delta"):
                 key = "thinking" if delta_type == "thinking_delta" else "signature"
                 block = self._blocks.setdefault(index, {"type": "thinking"})
-                block[key] = block.get(key, "") + (delta.get(key) or "")
+                block[key] = _event_text(block, key) + _event_text(delta, key)
             return StreamChunk("", "content_block_delta", event)
         if event_type == "message_start":
-            message = event.get("message") or {}
-            self._message_id = message.get("id")
+            message = _event_field(event, "message")
+            message_id = message.get("id")
+            self._message_id = message_id if isinstance(message_id, str) else None
             self._usage = self._usage.merge(usage_from_body(message.get("usage")))
         elif event_type == "content_block_start":
-            block = event.get("content_block") or {}
-            self._blocks[event.get("index", 0)] = dict(block)
+            self._blocks[_event_index(event)] = dict(_event_field(event, "content_block"))
         elif event_type == "content_block_stop":
-            self._close_block(event.get("index", 0))
+            self._close_block(_event_index(event))
         elif event_type == "message_delta":
-            delta = event.get("delta") or {}
+            delta = _event_field(event, "delta")
             self._stop_reason = delta.get("stop_reason")
             self._stop = delta.get("stop_sequence")
             self._usage = self._usage.merge(usage_from_body(event.get("usage")))
@@ -433,7 +462,7 @@ class StreamAssembler:
         return StreamChunk("", event_type if isinstance(event_type, str) else "unknown", event)
 
     def _feed_completion(self, event: Mapping[str, Any]) -> StreamChunk:
-        text = event.get("completion") or ""
+        text = _event_text(event, "completion")
         if not self._parts and self.invocation.conversation.prefill is None:
             text = _strip_turn_space(text)
         self._parts.append(text)
