@@ -230,6 +230,8 @@ class AnthropicBedrock:
         if endpoint_url is not None:
             parse_endpoint(endpoint_url, allow_insecure_http=allow_insecure_http)  # fail fast on a bad URL
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        if retry_policy is not None and max_retries != RetryPolicy().max_retries:
+            raise ConfigurationError("pass max_retries or retry_policy=RetryPolicy(max_retries=...), not both")
         self._retry = retry_policy or RetryPolicy(max_retries=max_retries)
         self._stream_idle_timeout = stream_idle_timeout
         self._signer = signer

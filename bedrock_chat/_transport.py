@@ -63,6 +63,30 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+_TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
+
+
+def _retryable(error: BedrockError) -> bool:
+    """By class (throttling, not ready, timeouts, connections), or by a transient 5xx status whatever its code."""
+    if getattr(error, "retryable", False):
+        return True
+    return isinstance(error, APIError) and error.status in _TRANSIENT_STATUSES
+
+
+def _scrub(body: bytes, request: httpx.Request, credentials: AwsCredentials) -> bytes:
+    """Remove secrets a service error may quote (AWS signature errors echo the Authorization header).
+
+    Runs only on error bodies, before they are parsed into an error message.
+    """
+    authorization = request.headers.get("authorization", "")
+    secrets = [authorization, authorization.rpartition("Signature=")[2], credentials.secret_key]
+    if credentials.session_token:
+        secrets.append(credentials.session_token)
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        body = body.replace(secret.encode(), b"<redacted>")
+    return body
+
+
 class RawResponse:
     """A successful (200) answer: status, lower-cased headers, and either the body or the open stream."""
 
@@ -152,7 +176,8 @@ class BedrockTransport:
         self, path: str, body: bytes, headers: list[tuple[str, str]], credentials: AwsCredentials
     ) -> httpx.Request:
         """One signed attempt. ``headers`` are the signed request headers (lower-case names)."""
-        signed = self._sign("POST", path, headers, body, credentials)
+        # An endpoint behind a proxy may have a base path: sign the path that is actually sent.
+        signed = self._sign("POST", self.endpoint.base_path + path, headers, body, credentials)
         all_headers = [
             ("host", self.endpoint.host),
             *headers,
@@ -207,14 +232,17 @@ class BedrockTransport:
                         error = exc
                     else:
                         lowered = _lower_headers(response)
+                        error_body = _scrub(error_body, request, credentials)
                         error = parse_error_response(response.status_code, lowered, error_body)
                         retry_after = _retry_after(lowered)
-            if isinstance(error, ExpiredTokenError) and not refreshed:
+            if isinstance(error, ExpiredTokenError):
+                if refreshed:
+                    raise error  # still expired after re-resolving: retrying cannot help
                 # Temporary credentials ran out between resolution and use: re-resolve once, no backoff.
                 refreshed = True
                 await self.credentials.invalidate(credentials)
                 continue
-            if not getattr(error, "retryable", False) or retries >= self.retry.max_retries:
+            if not _retryable(error) or retries >= self.retry.max_retries:
                 raise error
             delay = self.retry.delay(
                 retries,
@@ -247,7 +275,8 @@ def _botocore_signer(endpoint: Endpoint, region: str, service: str) -> Signer:
     def sign(
         method: str, path: str, headers: list[tuple[str, str]], body: bytes, creds: AwsCredentials
     ) -> list[tuple[str, str]]:
-        request = AWSRequest(method, str(endpoint.url_for(path)), data=body, headers=dict(headers))
+        url = str(endpoint.url.copy_with(raw_path=path.encode("ascii")))
+        request = AWSRequest(method, url, data=body, headers=dict(headers))
         SigV4Auth(Credentials(creds.access_key, creds.secret_key, creds.session_token), service, region).add_auth(
             request
         )
