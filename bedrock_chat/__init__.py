@@ -35,6 +35,7 @@ from ._errors import (
     ValidationError,
 )
 from ._models import MODELS, ModelApi, ModelInfo, ResolvedModel, Surface, resolve_model
+from ._protocol import InvokeModelResponse
 from ._streaming import ChatCompletionStream
 from ._sync import AnthropicBedrockSync, SyncChatCompletionStream
 from ._types import AwsCredentials, ChatCompletion, StreamChunk, Usage
@@ -61,6 +62,7 @@ __all__ = [
     "IncompleteStreamError",
     "InternalServerError",
     "InvalidRequestError",
+    "InvokeModelResponse",
     "MODELS",
     "ModelApi",
     "ModelError",

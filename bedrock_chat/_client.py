@@ -6,9 +6,10 @@ This module only wires the layers together: configuration is checked in ``_confi
 
 from __future__ import annotations
 
+import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
 import anyio
@@ -29,7 +30,10 @@ from ._prompt import normalize_conversation
 from ._protocol import (
     DEFAULT_MAX_TOKENS,
     Invocation,
+    InvokeModelResponse,
+    invoke_path,
     parse_invoke_response,
+    parse_raw_invoke_response,
     prepare_invocation,
     validate_sampling,
 )
@@ -255,6 +259,28 @@ class AnthropicBedrock:
         self._closed = True
         if self._transport is not None:
             await self._transport.aclose()
+
+    async def invoke_model(self, *, model: str, body: Mapping[str, Any]) -> InvokeModelResponse:
+        """Send an InvokeModel body as it is and return the model's JSON answer as it is.
+
+        The low-level twin of ``ChatCompletion.create`` (as boto3's ``invoke_model``): no prompt
+        building, but the same signing, retries and typed errors. Batch files in Bedrock's
+        batch-inference format (``modelInput``) go through here.
+        """
+        resolved = resolve_model(model)
+        if not isinstance(body, Mapping):
+            raise InvalidRequestError("body", f"must be a JSON object (a dict), got {type(body).__name__}")
+        try:
+            payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequestError("body", f"is not JSON-serialisable: {exc}") from None
+        self._check_model_region(resolved)
+        transport = await self._ready()
+        self._check_model_region(resolved)
+        started = time.monotonic()
+        raw = await transport.send(invoke_path(model, stream=False), payload, _JSON_HEADERS, stream=False)
+        assert raw.body is not None
+        return parse_raw_invoke_response(raw.headers, raw.body, latency=time.monotonic() - started)
 
     @property
     def region(self) -> str | None:

@@ -26,12 +26,14 @@ from ._types import ChatCompletion, StreamChunk, Usage
 __all__ = [
     "ANTHROPIC_VERSION",
     "Invocation",
+    "InvokeModelResponse",
     "SamplingParams",
     "StreamAssembler",
     "build_body",
     "invoke_path",
     "parse_error_response",
     "parse_invoke_response",
+    "parse_raw_invoke_response",
     "prepare_invocation",
     "request_id_from",
     "usage_from_headers",
@@ -310,6 +312,29 @@ def parse_invoke_response(
         id=message_id,
         content=content,
     )
+
+
+@attrs.frozen
+class InvokeModelResponse:
+    """The answer of ``invoke_model``: the model's JSON body as sent, and the metadata around it."""
+
+    body: dict[str, Any]
+    request_id: str | None
+    usage: Usage
+    latency: float
+
+
+def parse_raw_invoke_response(headers: Mapping[str, str], body: bytes, *, latency: float) -> InvokeModelResponse:
+    """A 200 InvokeModel response, kept as the model's JSON object (usage from headers and body)."""
+    request_id = request_id_from(headers)
+    try:
+        data = _loads(body)
+    except ValueError:
+        raise _malformed("not JSON", request_id) from None
+    if not isinstance(data, dict):
+        raise _malformed("not a JSON object", request_id)
+    usage = usage_from_headers(headers).merge(usage_from_body(data.get("usage")))
+    return InvokeModelResponse(data, request_id, usage, latency)
 
 
 def parse_error_response(status: int, headers: Mapping[str, str], body: bytes) -> APIError:
