@@ -1,0 +1,46 @@
+"""A local, faithful stand-in for the AWS Bedrock runtime (Anthropic Claude models), for tests and benchmarks.
+
+Three ways to run it::
+
+    async with BedrockEmulator() as emu:              # in your event loop (asyncio or trio)
+        ...  # point a client at emu.endpoint_url with emu.access_key / emu.secret_key / emu.region
+
+    with run_emulator_in_thread() as emu:             # in a daemon thread, for sync code
+        ...
+
+    $ python -m bedrock_chat.emulator --port 0        # prints endpoint_url=http://127.0.0.1:PORT
+
+and the ``bedrock_emulator`` pytest fixture. It serves InvokeModel and InvokeModelWithResponseStream
+over real HTTP/1.1, checks SigV4 with botocore as the reference, answers with a deterministic fake
+model (rules in ``_fake_model``: see :func:`count_tokens` and :func:`fake_reply`), and injects
+faults by rate (:class:`Faults`) or by script (:meth:`BedrockEmulator.enqueue_faults`, names in
+:data:`FAULT_NAMES`).
+
+The emulator checks the client, so it never imports the client's modules (``_client``,
+``_transport``, ``_sigv4``, ``_prompt``, ``_protocol``, ``_credentials``); a test enforces this.
+"""
+
+from __future__ import annotations
+
+from ._fake_model import FakeReply, count_tokens, fake_reply, split_chunks
+from ._faults import FAULT_NAMES, Faults
+from ._options import DEFAULT_ACCESS_KEY, DEFAULT_REGION, DEFAULT_SECRET_KEY, EmulatorOptions
+from ._server import MAX_BODY_BYTES, BedrockEmulator, RecordedRequest
+from ._thread import run_emulator_in_thread
+
+__all__ = [
+    "BedrockEmulator",
+    "DEFAULT_ACCESS_KEY",
+    "DEFAULT_REGION",
+    "DEFAULT_SECRET_KEY",
+    "EmulatorOptions",
+    "FAULT_NAMES",
+    "FakeReply",
+    "Faults",
+    "MAX_BODY_BYTES",
+    "RecordedRequest",
+    "count_tokens",
+    "fake_reply",
+    "run_emulator_in_thread",
+    "split_chunks",
+]

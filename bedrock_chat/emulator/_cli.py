@@ -1,0 +1,214 @@
+"""Command-line glue: ``bedrock-chat emulator`` and ``python -m bedrock_chat.emulator``.
+
+:func:`add_fault_arguments` holds the flags that shape answers and faults, so that another command (the
+chat command's ``--emulator``) can offer them without the server flags; :func:`add_emulator_arguments`
+adds those too. Every ``dest`` starts with ``emulator_`` so the flags can share a namespace with any
+other command's. :func:`emulator_options_from_args` works on a namespace built by either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+import anyio
+
+from ._faults import FAULT_NAMES, STREAM_EXCEPTIONS, Faults, parse_fault
+from ._options import DEFAULT_ACCESS_KEY, DEFAULT_REGION, DEFAULT_SECRET_KEY, EmulatorOptions
+from ._server import BedrockEmulator
+
+__all__ = [
+    "add_emulator_arguments",
+    "add_fault_arguments",
+    "emulator_options_from_args",
+    "run_emulator_command",
+    "scripted_faults_from_args",
+]
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability between 0 and 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration >= 0 seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count >= 1")
+    return value
+
+
+def _tokens(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a token count >= 0")
+    return value
+
+
+def _fault_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        try:
+            parse_fault(name)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return names
+
+
+#: (flag, dest suffix, type, help) for every rate and delay: one table, one loop.
+_FAULT_FLAGS = (
+    ("--throttle-rate", "throttle_rate", _rate, "probability of 429 ThrottlingException"),
+    ("--model-not-ready-rate", "model_not_ready_rate", _rate, "probability of 429 ModelNotReadyException"),
+    ("--internal-error-rate", "internal_error_rate", _rate, "probability of 500 InternalServerException"),
+    ("--service-unavailable-rate", "service_unavailable_rate", _rate, "probability of 503 ServiceUnavailable"),
+    ("--stall-rate", "stall_rate", _rate, "probability of sending headers and then nothing"),
+    ("--stream-exception-rate", "stream_exception_rate", _rate, "probability of a mid-stream exception frame"),
+    ("--drop-mid-stream-rate", "drop_mid_stream_rate", _rate, "probability of closing the socket mid-stream"),
+    ("--bad-crc-rate", "bad_crc_rate", _rate, "probability of a frame with a wrong CRC"),
+    ("--latency", "latency", _seconds, "seconds before every answer"),
+    ("--time-to-first-byte", "time_to_first_byte", _seconds, "seconds between stream headers and first frame"),
+    ("--chunk-delay", "chunk_delay", _seconds, "seconds between stream frames"),
+)
+
+
+def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the fake-model and fault flags (no server flags)."""
+    group = parser.add_argument_group("emulator answers and faults")
+    group.add_argument(
+        "--seed", dest="emulator_seed", type=int, default=0, metavar="N", help="seed of the fake model and faults"
+    )
+    group.add_argument(
+        "--reply-tokens",
+        dest="emulator_reply_tokens",
+        type=_tokens,
+        default=None,
+        metavar="N",
+        help="reply length in tokens, cut at the request's max tokens (default: echo plus 8-24 words)",
+    )
+    group.add_argument(
+        "--chunk-tokens",
+        dest="emulator_chunk_tokens",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="tokens per stream chunk (default: 1-3)",
+    )
+    for flag, dest, kind, help_text in _FAULT_FLAGS:
+        metavar = "P" if kind is _rate else "SECONDS"
+        group.add_argument(flag, dest=f"emulator_{dest}", type=kind, default=0.0, metavar=metavar, help=help_text)
+    group.add_argument(
+        "--stream-exception-type",
+        dest="emulator_stream_exception_type",
+        choices=sorted(STREAM_EXCEPTIONS),
+        default="modelStreamErrorException",
+        help="exception frame sent by --stream-exception-rate",
+    )
+    group.add_argument(
+        "--faults",
+        dest="emulator_faults",
+        type=_fault_list,
+        default=[],
+        metavar="NAME[,NAME...]",
+        help=f"scripted faults for the first requests, in order; names: {', '.join(FAULT_NAMES)} "
+        "(stream_exception:TYPE)",
+    )
+
+
+def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the server flags (host, port, credentials) and the fault flags."""
+    group = parser.add_argument_group("emulator server")
+    group.add_argument("--host", dest="emulator_host", default="127.0.0.1", metavar="HOST", help="interface to bind")
+    group.add_argument(
+        "--port", dest="emulator_port", type=int, default=0, metavar="PORT", help="port to bind (0: any free port)"
+    )
+    group.add_argument(
+        "--region",
+        dest="emulator_region",
+        default=DEFAULT_REGION,
+        metavar="REGION",
+        help="region requests are signed for",
+    )
+    group.add_argument(
+        "--access-key", dest="emulator_access_key", default=DEFAULT_ACCESS_KEY, metavar="K", help="accepted key id"
+    )
+    group.add_argument(
+        "--secret-key", dest="emulator_secret_key", default=DEFAULT_SECRET_KEY, metavar="S", help="accepted secret"
+    )
+    group.add_argument(
+        "--session-token",
+        dest="emulator_session_token",
+        default=None,
+        metavar="T",
+        help="session token requests must carry (default: none allowed)",
+    )
+    group.add_argument(
+        "--no-verify-signatures",
+        dest="emulator_verify_signatures",
+        action="store_false",
+        help="accept requests without checking SigV4 (benchmarks)",
+    )
+    group.add_argument("--backend", dest="emulator_backend", choices=("asyncio", "trio"), default="asyncio")
+    add_fault_arguments(parser)
+
+
+def emulator_options_from_args(args: argparse.Namespace) -> EmulatorOptions:
+    """The :class:`EmulatorOptions` the flags describe; flags a parser did not define keep their defaults."""
+
+    def get(name: str, default: object) -> object:
+        return getattr(args, f"emulator_{name}", default)
+
+    faults = Faults(
+        seed=int(get("seed", 0)),  # type: ignore[call-overload]
+        stream_exception_type=str(get("stream_exception_type", "modelStreamErrorException")),
+        **{dest: float(get(dest, 0.0)) for _, dest, _, _ in _FAULT_FLAGS},  # type: ignore[arg-type]
+    )
+    reply_tokens = get("reply_tokens", None)
+    chunk_tokens = get("chunk_tokens", None)
+    session_token = get("session_token", None)
+    return EmulatorOptions(
+        region=str(get("region", DEFAULT_REGION)),
+        access_key=str(get("access_key", DEFAULT_ACCESS_KEY)),
+        secret_key=str(get("secret_key", DEFAULT_SECRET_KEY)),
+        session_token=str(session_token) if session_token is not None else None,
+        verify_signatures=bool(get("verify_signatures", True)),
+        seed=int(get("seed", 0)),  # type: ignore[call-overload]
+        reply_tokens=int(reply_tokens) if reply_tokens is not None else None,  # type: ignore[call-overload]
+        chunk_tokens=int(chunk_tokens) if chunk_tokens is not None else None,  # type: ignore[call-overload]
+        faults=faults,
+    )
+
+
+def scripted_faults_from_args(args: argparse.Namespace) -> list[str]:
+    """The ``--faults`` names, to pass to :meth:`BedrockEmulator.enqueue_faults`."""
+    return list(getattr(args, "emulator_faults", []))
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    options = emulator_options_from_args(args)
+    # Signals are caught before the server exists, so an early Ctrl-C is still a clean exit.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with BedrockEmulator(options, host=args.emulator_host, port=args.emulator_port) as emulator:
+            emulator.enqueue_faults(*scripted_faults_from_args(args))
+            credentials = f"region={emulator.region} access_key={emulator.access_key} secret_key={emulator.secret_key}"
+            if emulator.session_token is not None:
+                credentials += f" session_token={emulator.session_token}"
+            sys.stdout.write(f"endpoint_url={emulator.endpoint_url}\n{credentials}\n")
+            sys.stdout.flush()
+            async for _ in signals:
+                break
+
+
+def run_emulator_command(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM; returns the exit status (0)."""
+    anyio.run(_serve, args, backend=getattr(args, "emulator_backend", "asyncio"))
+    return 0

@@ -1,0 +1,64 @@
+"""Everything that shapes the emulator's answers, as one frozen value.
+
+An emulator reads its options once per request, so a test (or the pytest fixture) can swap them
+between requests by assigning ``emu.options = attrs.evolve(emu.options, ...)``; one attribute
+assignment is atomic, which keeps this safe when the server runs in another thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import attrs
+
+from ._faults import Faults
+
+__all__ = ["DEFAULT_ACCESS_KEY", "DEFAULT_REGION", "DEFAULT_SECRET_KEY", "EmulatorOptions"]
+
+#: AWS's documentation example keys: recognisably fake, and what an emulator accepts by default.
+DEFAULT_ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
+DEFAULT_SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+DEFAULT_REGION = "us-east-1"
+
+
+def _positive_or_none(_instance: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"{attribute.name} must be >= 1 or None, got {value!r}")
+
+
+def _non_negative_or_none(_instance: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+    if value is not None and value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0 or None, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class EmulatorOptions:
+    """How an emulator authenticates, answers and fails.
+
+    Args:
+        region: the region requests must be signed for (credential scope).
+        access_key, secret_key, session_token: the one set of credentials accepted. With a
+            session token, requests must carry ``X-Amz-Security-Token`` equal to it.
+        api_key: a Bedrock API key accepted as ``Authorization: Bearer <key>`` (None: bearer refused).
+        verify_signatures: False accepts any request without looking at its authentication
+            (for benchmarks).
+        seed: seeds the fake model's words (see ``_fake_model``).
+        reply_tokens: the natural reply length in tokens (None: echo plus 8-24 words). Replies are
+            always cut at the request's max tokens, so a large value gives exactly max tokens.
+        chunk_tokens: tokens per streamed text chunk (None: 1-3, seeded).
+        faults: random faults and delays.
+        clock: the emulator's wall clock (POSIX seconds), against which ``X-Amz-Date`` is checked.
+    """
+
+    region: str = DEFAULT_REGION
+    access_key: str = DEFAULT_ACCESS_KEY
+    secret_key: str = attrs.field(default=DEFAULT_SECRET_KEY, repr=False)
+    session_token: str | None = attrs.field(default=None, repr=False)
+    api_key: str | None = attrs.field(default=None, repr=False)
+    verify_signatures: bool = True
+    seed: int = 0
+    reply_tokens: int | None = attrs.field(default=None, validator=_non_negative_or_none)
+    chunk_tokens: int | None = attrs.field(default=None, validator=_positive_or_none)
+    faults: Faults = attrs.field(factory=Faults)
+    clock: Callable[[], float] = attrs.field(default=time.time, eq=False, repr=False)

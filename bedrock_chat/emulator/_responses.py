@@ -1,0 +1,247 @@
+"""Replies as plain data: what to send, in which pieces, with which delays, and how the body ends.
+
+Handlers never touch a socket: they return a :class:`Reply` and the server (``_server``) plays it. That
+keeps every fault (a dropped connection, a stall, a corrupted frame) a property of the data, testable
+without I/O, and keeps the server's loop one generic piece of code.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from collections.abc import Sequence
+
+import attrs
+
+from .._eventstream import encode_chunk_event, encode_exception_event
+from ._fake_model import FakeReply
+from ._faults import STREAM_EXCEPTIONS, Fault, FaultKind, ServiceError
+
+__all__ = [
+    "Ending",
+    "Reply",
+    "apply_fault",
+    "error_reply",
+    "messages_body",
+    "messages_stream_frames",
+    "new_request_id",
+    "ok_reply",
+    "stream_reply",
+    "text_body",
+    "text_stream_frames",
+]
+
+_JSON = (b"content-type", b"application/json")
+_EVENTSTREAM = (b"content-type", b"application/vnd.amazon.eventstream")
+_BEDROCK_CONTENT_TYPE = (b"x-amzn-bedrock-content-type", b"application/json")
+
+
+class Ending(enum.Enum):
+    """How a reply's body ends."""
+
+    COMPLETE = "complete"  # every part, then the end of the message
+    DROP = "drop"  # some parts, then the socket is closed without finishing the body
+    STALL = "stall"  # some parts, then nothing until the client leaves or the emulator stops
+
+
+@attrs.frozen(kw_only=True)
+class Reply:
+    """One response as data. ``parts`` are HTTP chunks when ``chunked``, else pieces of a sized body.
+
+    ``sent_parts`` says how many parts go out before a DROP or STALL ending; ``fault`` (the injected
+    fault's name) only feeds the request log.
+    """
+
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    parts: tuple[bytes, ...] = ()
+    chunked: bool = False
+    delay: float = 0.0
+    first_part_delay: float = 0.0
+    part_delay: float = 0.0
+    ending: Ending = Ending.COMPLETE
+    sent_parts: int = 0
+    fault: str | None = None
+
+
+def new_request_id() -> str:
+    """A request id like Bedrock's (a UUID4)."""
+    return str(uuid.uuid4())
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def error_reply(error: ServiceError, request_id: str) -> Reply:
+    """An AWS rest-json error: status, ``x-amzn-ErrorType``, ``x-amzn-RequestId`` and a ``{"message"}`` body."""
+    body = _dumps(error.body())
+    return Reply(
+        status=error.status,
+        headers=(
+            _JSON,
+            (b"content-length", str(len(body)).encode()),
+            (b"x-amzn-requestid", request_id.encode()),
+            (b"x-amzn-errortype", error.error_type_header.encode()),
+        ),
+        parts=(body,),
+    )
+
+
+def text_body(generation: FakeReply) -> dict[str, object]:
+    """The InvokeModel body of a text-completion model."""
+    return {"completion": generation.text, "stop_reason": generation.stop_reason, "stop": generation.stop_sequence}
+
+
+def messages_body(generation: FakeReply, *, message_id: str, model: str, input_tokens: int) -> dict[str, object]:
+    """The InvokeModel body of a Messages model."""
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": generation.text}],
+        "stop_reason": generation.stop_reason,
+        "stop_sequence": generation.stop_sequence,
+        "usage": {"input_tokens": input_tokens, "output_tokens": generation.output_tokens},
+    }
+
+
+def ok_reply(
+    body: dict[str, object], *, request_id: str, input_tokens: int, output_tokens: int, latency_ms: int
+) -> Reply:
+    """A 200 InvokeModel reply with Bedrock's usage headers."""
+    data = _dumps(body)
+    return Reply(
+        status=200,
+        headers=(
+            _JSON,
+            (b"content-length", str(len(data)).encode()),
+            (b"x-amzn-requestid", request_id.encode()),
+            (b"x-amzn-bedrock-invocation-latency", str(latency_ms).encode()),
+            (b"x-amzn-bedrock-output-token-count", str(output_tokens).encode()),
+            (b"x-amzn-bedrock-input-token-count", str(input_tokens).encode()),
+        ),
+        parts=(data,),
+    )
+
+
+def _metrics(input_tokens: int, output_tokens: int, latency_ms: int, first_byte_ms: int) -> dict[str, int]:
+    return {
+        "inputTokenCount": input_tokens,
+        "outputTokenCount": output_tokens,
+        "invocationLatency": latency_ms,
+        "firstByteLatency": first_byte_ms,
+    }
+
+
+def text_stream_frames(
+    generation: FakeReply, pieces: Sequence[str], *, input_tokens: int, latency_ms: int, first_byte_ms: int
+) -> list[bytes]:
+    """Text-completion chunks, one per piece of text, then a final chunk with the stop reason and metrics.
+
+    Whether Bedrock sends the stop reason in a separate empty chunk (as here) or on the last text
+    chunk is UNVERIFIED; clients must handle both.
+    """
+    frames = [
+        encode_chunk_event(b'{"completion":' + _dumps(piece) + b',"stop_reason":null,"stop":null}') for piece in pieces
+    ]
+    final = {
+        "completion": "",
+        "stop_reason": generation.stop_reason,
+        "stop": generation.stop_sequence,
+        "amazon-bedrock-invocationMetrics": _metrics(input_tokens, generation.output_tokens, latency_ms, first_byte_ms),
+    }
+    frames.append(encode_chunk_event(_dumps(final)))
+    return frames
+
+
+def messages_stream_frames(
+    generation: FakeReply,
+    pieces: Sequence[str],
+    *,
+    message_id: str,
+    model: str,
+    input_tokens: int,
+    latency_ms: int,
+    first_byte_ms: int,
+) -> list[bytes]:
+    """The Messages event sequence, each event in a ``chunk`` frame; the last carries the metrics."""
+    start = {
+        "type": "message_start",
+        "message": {
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+        },
+    }
+    frames = [
+        encode_chunk_event(_dumps(start)),
+        encode_chunk_event(b'{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'),
+    ]
+    frames.extend(
+        encode_chunk_event(
+            b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":' + _dumps(piece) + b"}}"
+        )
+        for piece in pieces
+    )
+    frames.append(encode_chunk_event(b'{"type":"content_block_stop","index":0}'))
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": generation.stop_reason, "stop_sequence": generation.stop_sequence},
+        "usage": {"output_tokens": generation.output_tokens},
+    }
+    frames.append(encode_chunk_event(_dumps(delta)))
+    stop = {
+        "type": "message_stop",
+        "amazon-bedrock-invocationMetrics": _metrics(input_tokens, generation.output_tokens, latency_ms, first_byte_ms),
+    }
+    frames.append(encode_chunk_event(_dumps(stop)))
+    return frames
+
+
+def stream_reply(frames: Sequence[bytes], *, request_id: str) -> Reply:
+    """A 200 InvokeModelWithResponseStream reply: one HTTP chunk per event-stream frame."""
+    return Reply(
+        status=200,
+        headers=(_EVENTSTREAM, _BEDROCK_CONTENT_TYPE, (b"x-amzn-requestid", request_id.encode())),
+        parts=tuple(frames),
+        chunked=True,
+    )
+
+
+def _corrupt_crc(frame: bytes) -> bytes:
+    return frame[:-4] + bytes(byte ^ 0xFF for byte in frame[-4:])
+
+
+def apply_fault(reply: Reply, fault: Fault) -> Reply:
+    """``reply`` changed by a mid-body fault; the fault strikes at part ``max(1, n // 2)``."""
+    kind = fault.kind
+    if kind is FaultKind.STALL:
+        return attrs.evolve(reply, ending=Ending.STALL, sent_parts=0, fault=fault.name)
+    parts = reply.parts
+    if not reply.chunked and kind in (FaultKind.DROP_MID_STREAM, FaultKind.STALL_MID_STREAM):
+        # A sized body has one part: split it so that half of it goes out before the fault.
+        body = parts[0]
+        parts = (body[: len(body) // 2], body[len(body) // 2 :])
+    at = max(1, len(parts) // 2)
+    if kind is FaultKind.DROP_MID_STREAM:
+        return attrs.evolve(reply, parts=parts, ending=Ending.DROP, sent_parts=at, fault=fault.name)
+    if kind is FaultKind.STALL_MID_STREAM:
+        return attrs.evolve(reply, parts=parts, ending=Ending.STALL, sent_parts=at, fault=fault.name)
+    if not reply.chunked:
+        return attrs.evolve(reply, fault=fault.name)  # bad_crc and none: nothing to do to a JSON body
+    if kind is FaultKind.STREAM_EXCEPTION and fault.exception_type is not None:
+        body_fields = STREAM_EXCEPTIONS[fault.exception_type][0]
+        frame = encode_exception_event(fault.exception_type, _dumps(body_fields))
+        return attrs.evolve(reply, parts=(*parts[:at], frame), fault=fault.name)
+    if kind is FaultKind.BAD_CRC:
+        at = min(at, len(parts) - 1)
+        return attrs.evolve(reply, parts=(*parts[:at], _corrupt_crc(parts[at]), *parts[at + 1 :]), fault=fault.name)
+    return attrs.evolve(reply, fault=fault.name)

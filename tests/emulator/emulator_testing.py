@@ -1,0 +1,61 @@
+"""Helpers shared by the emulator's tests: botocore as the reference signer, and a valid request body.
+
+Imported as ``emulator_testing`` (pytest puts this directory on ``sys.path`` for the test modules
+here). The emulator's own fixtures come from its pytest plugin, registered by the package's pytest11
+entry point.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Callable
+from typing import Any
+from unittest import mock
+
+import botocore.auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from bedrock_chat.emulator import BedrockEmulator
+
+__all__ = ["MESSAGES_BODY", "MESSAGES_BYTES", "Signer", "sign_with_botocore"]
+
+#: A valid Messages body (Claude 3.5 Haiku and friends).
+MESSAGES_BODY: dict[str, Any] = {
+    "anthropic_version": "bedrock-2023-05-31",
+    "max_tokens": 50,
+    "messages": [{"role": "user", "content": "Hello there, emulator"}],
+}
+MESSAGES_BYTES = json.dumps(MESSAGES_BODY).encode()
+
+#: sign(emulator, path, body, **overrides) -> headers to send.
+Signer = Callable[..., dict[str, str]]
+
+
+def sign_with_botocore(
+    emu: BedrockEmulator,
+    path: str,
+    body: bytes,
+    *,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    session_token: str | None = None,
+    region: str | None = None,
+    when: datetime.datetime | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Headers (Host included) for a POST to ``path`` signed by botocore, the reference signer."""
+    host = emu.endpoint_url.removeprefix("http://")
+    request = AWSRequest(
+        method="POST",
+        url=f"{emu.endpoint_url}{path}",
+        data=body,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    credentials = Credentials(access_key or emu.access_key, secret_key or emu.secret_key, session_token)
+    signer = botocore.auth.SigV4Auth(credentials, "bedrock", region or emu.region)
+    moment = when or datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    with mock.patch.object(botocore.auth, "get_current_datetime", return_value=moment):
+        signer.add_auth(request)
+    return {"Host": host, **dict(request.headers.items())}
