@@ -24,7 +24,7 @@ import attrs
 
 from ._errors import InvalidRequestError
 
-__all__ = ["MODELS", "ModelApi", "ModelInfo", "ResolvedModel", "Surface", "resolve_model"]
+__all__ = ["MODELS", "ModelApi", "ModelInfo", "ResolvedModel", "SamplingRule", "Surface", "resolve_model"]
 
 
 class ModelApi(str, enum.Enum):
@@ -46,9 +46,30 @@ _BOTH = frozenset({Surface.INVOKE, Surface.MESSAGES_ENDPOINT})
 _MESSAGES_ENDPOINT = frozenset({Surface.MESSAGES_ENDPOINT})
 
 
+class SamplingRule(str, enum.Enum):
+    """Which sampling parameters a model accepts (sent values only; unset ones are never sent)."""
+
+    ANY = "any"
+    #: Sonnet 4.5, Haiku 4.5, Opus 4.1 and later 4.x answer 400 to temperature and top_p together.
+    TEMPERATURE_OR_TOP_P = "temperature-or-top-p"
+    #: Sonnet 5 and the 5.5 generation refuse non-default temperature, top_p and top_k.
+    DEFAULTS_ONLY = "defaults-only"
+
+
+_NO_THINKING: frozenset[str] = frozenset()
+_BUDGETED = frozenset({"enabled", "disabled"})
+_BUDGETED_OR_ADAPTIVE = frozenset({"enabled", "adaptive", "disabled"})
+_ADAPTIVE = frozenset({"adaptive", "disabled"})
+
+
 @attrs.frozen
 class ModelInfo:
-    """What the registry knows about one base model."""
+    """What the registry knows about one base model.
+
+    ``surfaces`` are the endpoints that serve it and ``preferred_surface`` the one ``create`` uses
+    unless told otherwise; ``sampling`` and ``thinking_types`` are the request rules the registry
+    checks before any I/O (``thinking_types`` empty: the model has no extended thinking).
+    """
 
     id: str
     name: str
@@ -56,12 +77,15 @@ class ModelInfo:
     max_output_tokens: int
     context_window: int
     surfaces: frozenset[Surface]
+    preferred_surface: Surface
     aliases: tuple[str, ...] = ()
+    sampling: SamplingRule = SamplingRule.ANY
+    thinking_types: frozenset[str] = _NO_THINKING
 
     @property
     def default_surface(self) -> Surface:
-        """InvokeModel where it is offered (the older, proven surface); otherwise the Messages endpoint."""
-        return Surface.INVOKE if Surface.INVOKE in self.surfaces else Surface.MESSAGES_ENDPOINT
+        """The surface ``create`` uses for this model unless the caller forces one."""
+        return self.preferred_surface
 
 
 def _m(
@@ -72,12 +96,35 @@ def _m(
     *,
     api: ModelApi = ModelApi.MESSAGES,
     surfaces: frozenset[Surface] = _INVOKE,
+    preferred: Surface | None = None,
     aliases: tuple[str, ...] = (),
+    sampling: SamplingRule = SamplingRule.ANY,
+    thinking: frozenset[str] = _NO_THINKING,
 ) -> ModelInfo:
-    return ModelInfo(model_id, name, api, max_output, context, surfaces, aliases)
+    if preferred is None:
+        preferred = Surface.INVOKE if Surface.INVOKE in surfaces else Surface.MESSAGES_ENDPOINT
+    return ModelInfo(model_id, name, api, max_output, context, surfaces, preferred, aliases, sampling, thinking)
 
 
 _TC = ModelApi.TEXT_COMPLETIONS
+_EXCLUSIVE = SamplingRule.TEMPERATURE_OR_TOP_P
+_DEFAULTS = SamplingRule.DEFAULTS_ONLY
+_NEW = Surface.MESSAGES_ENDPOINT
+
+
+def _new(model_id: str, name: str, *, sampling: SamplingRule = _EXCLUSIVE, both: bool = False) -> ModelInfo:
+    """A 2026 model: 1M context, 128K output, adaptive thinking, served on the Messages endpoint."""
+    return _m(
+        model_id,
+        name,
+        128_000,
+        1_000_000,
+        surfaces=_BOTH if both else _MESSAGES_ENDPOINT,
+        preferred=_NEW,
+        sampling=sampling,
+        thinking=_ADAPTIVE,
+    )
+
 
 #: Every Claude model Bedrock has offered, oldest first.
 MODELS: tuple[ModelInfo, ...] = (
@@ -96,11 +143,26 @@ MODELS: tuple[ModelInfo, ...] = (
     _m("anthropic.claude-3-5-sonnet-20241022-v2:0", "Claude 3.5 Sonnet v2", 8192, 200_000),
     _m("anthropic.claude-3-5-haiku-20241022-v1:0", "Claude 3.5 Haiku", 8192, 200_000),
     # 3.7 Sonnet: LiteLLM says 8,192, Anthropic documents 64,000; the larger value wins (see module doc).
-    _m("anthropic.claude-3-7-sonnet-20250219-v1:0", "Claude 3.7 Sonnet", 64_000, 200_000),
-    _m("anthropic.claude-sonnet-4-20250514-v1:0", "Claude Sonnet 4", 64_000, 200_000),
-    _m("anthropic.claude-opus-4-20250514-v1:0", "Claude Opus 4", 32_000, 200_000),
-    _m("anthropic.claude-opus-4-1-20250805-v1:0", "Claude Opus 4.1", 32_000, 200_000),
-    _m("anthropic.claude-sonnet-4-5-20250929-v1:0", "Claude Sonnet 4.5", 64_000, 200_000),
+    _m("anthropic.claude-3-7-sonnet-20250219-v1:0", "Claude 3.7 Sonnet", 64_000, 200_000, thinking=_BUDGETED),
+    _m("anthropic.claude-sonnet-4-20250514-v1:0", "Claude Sonnet 4", 64_000, 200_000, thinking=_BUDGETED),
+    _m("anthropic.claude-opus-4-20250514-v1:0", "Claude Opus 4", 32_000, 200_000, thinking=_BUDGETED),
+    _m(
+        "anthropic.claude-opus-4-1-20250805-v1:0",
+        "Claude Opus 4.1",
+        32_000,
+        200_000,
+        sampling=_EXCLUSIVE,
+        thinking=_BUDGETED,
+    ),
+    _m(
+        "anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "Claude Sonnet 4.5",
+        64_000,
+        200_000,
+        sampling=_EXCLUSIVE,
+        thinking=_BUDGETED,
+    ),
+    # Haiku 4.5 is on both surfaces; its dated id is InvokeModel's, so that stays its default.
     _m(
         "anthropic.claude-haiku-4-5-20251001-v1:0",
         "Claude Haiku 4.5",
@@ -108,36 +170,48 @@ MODELS: tuple[ModelInfo, ...] = (
         200_000,
         surfaces=_BOTH,
         aliases=("anthropic.claude-haiku-4-5",),
+        sampling=_EXCLUSIVE,
+        thinking=_BUDGETED,
     ),
-    _m("anthropic.claude-opus-4-5-20251101-v1:0", "Claude Opus 4.5", 64_000, 200_000),
+    _m(
+        "anthropic.claude-opus-4-5-20251101-v1:0",
+        "Claude Opus 4.5",
+        64_000,
+        200_000,
+        sampling=_EXCLUSIVE,
+        thinking=_BUDGETED,
+    ),
     _m(
         "anthropic.claude-opus-4-6-v1",
         "Claude Opus 4.6",
         128_000,
         1_000_000,
         aliases=("anthropic.claude-opus-4-6",),
+        sampling=_EXCLUSIVE,
+        thinking=_BUDGETED_OR_ADAPTIVE,
     ),
     # Sonnet 4.6: 64,000 (LiteLLM) vs 128K (Anthropic); the larger wins.
-    _m("anthropic.claude-sonnet-4-6", "Claude Sonnet 4.6", 128_000, 1_000_000),
-    # 2026 models: served on the /anthropic/v1/messages endpoint; Opus 4.7 on InvokeModel as well.
-    _m("anthropic.claude-opus-4-7", "Claude Opus 4.7", 128_000, 1_000_000, surfaces=_BOTH),
-    _m("anthropic.claude-opus-4-8", "Claude Opus 4.8", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
     _m(
-        "anthropic.claude-mythos-preview",
-        "Claude Mythos Preview",
+        "anthropic.claude-sonnet-4-6",
+        "Claude Sonnet 4.6",
         128_000,
         1_000_000,
-        surfaces=_MESSAGES_ENDPOINT,
+        sampling=_EXCLUSIVE,
+        thinking=_BUDGETED_OR_ADAPTIVE,
     ),
-    _m("anthropic.claude-opus-5", "Claude Opus 5", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
-    _m("anthropic.claude-sonnet-5", "Claude Sonnet 5", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
-    _m("anthropic.claude-fable-5", "Claude Fable 5", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
-    _m("anthropic.claude-fable-5-1", "Claude Fable 5.1", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
-    _m("anthropic.claude-mythos-5", "Claude Mythos 5", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
-    _m("anthropic.claude-mythos-5-1", "Claude Mythos 5.1", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
-    _m("anthropic.claude-opus-5-5", "Claude Opus 5.5", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
-    _m("anthropic.claude-sonnet-5-5", "Claude Sonnet 5.5", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
-    _m("anthropic.claude-haiku-5-5", "Claude Haiku 5.5", 128_000, 1_000_000, surfaces=_MESSAGES_ENDPOINT),
+    # 2026 models: the /anthropic/v1/messages endpoint (Opus 4.7 is on InvokeModel as well).
+    _new("anthropic.claude-opus-4-7", "Claude Opus 4.7", both=True),
+    _new("anthropic.claude-opus-4-8", "Claude Opus 4.8"),
+    _new("anthropic.claude-mythos-preview", "Claude Mythos Preview"),
+    _new("anthropic.claude-opus-5", "Claude Opus 5"),
+    _new("anthropic.claude-sonnet-5", "Claude Sonnet 5", sampling=_DEFAULTS),
+    _new("anthropic.claude-fable-5", "Claude Fable 5"),
+    _new("anthropic.claude-fable-5-1", "Claude Fable 5.1"),
+    _new("anthropic.claude-mythos-5", "Claude Mythos 5"),
+    _new("anthropic.claude-mythos-5-1", "Claude Mythos 5.1"),
+    _new("anthropic.claude-opus-5-5", "Claude Opus 5.5", sampling=_DEFAULTS),
+    _new("anthropic.claude-sonnet-5-5", "Claude Sonnet 5.5", sampling=_DEFAULTS),
+    _new("anthropic.claude-haiku-5-5", "Claude Haiku 5.5", sampling=_DEFAULTS),
 )
 
 _BY_ID: dict[str, ModelInfo] = {}

@@ -6,6 +6,7 @@ import json
 
 import anyio
 import pytest
+from e2e_helpers import checked_out_connections, emulator_client
 
 from bedrock_chat import (
     AccessDeniedError,
@@ -18,7 +19,6 @@ from bedrock_chat import (
     ValidationError,
 )
 from bedrock_chat.emulator import BedrockEmulator, count_tokens
-from tests.e2e_helpers import checked_out_connections, emulator_client
 
 HELLO = [{"role": "user", "content": "Hello there, emulator!"}]
 
@@ -48,9 +48,10 @@ async def test_create_every_model_form(bedrock_emulator: BedrockEmulator, model:
     (request,) = bedrock_emulator.requests
     assert request.model_id == model
     assert request.status == 200
-    assert chat.request_id == dict(request.headers).get("x-amzn-requestid") or chat.request_id
+    assert chat.request_id
     assert chat.usage.output_tokens == count_tokens(chat.completion)
-    assert chat.usage.input_tokens is not None and chat.usage.input_tokens > 0
+    assert chat.usage.input_tokens is not None
+    assert chat.usage.input_tokens > 0
 
 
 @pytest.mark.asyncio
@@ -179,7 +180,8 @@ async def test_wrong_secret_is_refused_without_leaking_it(bedrock_emulator: Bedr
             await client.ChatCompletion.create(model="anthropic.claude-v2", messages=HELLO)
     assert raised.value.code == "InvalidSignatureException"
     assert len(bedrock_emulator.requests) == 1
-    assert secret not in str(raised.value) and secret not in repr(raised.value)
+    assert secret not in str(raised.value)
+    assert secret not in repr(raised.value)
 
 
 @pytest.mark.asyncio

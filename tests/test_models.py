@@ -187,8 +187,10 @@ def test_longest_id_is_accepted() -> None:
 
 
 def test_surfaces() -> None:
-    """InvokeModel is the default surface wherever it is offered; newer models are Messages-endpoint only."""
+    """Models up to Opus 4.6 default to InvokeModel; the 2026 models to the Messages endpoint."""
     by_id = {info.id: info for info in MODELS}
     assert by_id["anthropic.claude-v2:1"].default_surface is Surface.INVOKE
-    assert by_id["anthropic.claude-opus-4-7"].default_surface is Surface.INVOKE
+    assert by_id["anthropic.claude-haiku-4-5-20251001-v1:0"].default_surface is Surface.INVOKE
+    assert by_id["anthropic.claude-opus-4-7"].surfaces == {Surface.INVOKE, Surface.MESSAGES_ENDPOINT}
+    assert by_id["anthropic.claude-opus-4-7"].default_surface is Surface.MESSAGES_ENDPOINT
     assert by_id["anthropic.claude-opus-5"].default_surface is Surface.MESSAGES_ENDPOINT

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import attrs
 import anyio
+import attrs
 import pytest
+from e2e_helpers import checked_out_connections, emulator_client
 
 from bedrock_chat import (
     APIConnectionError,
+    ChatCompletionStream,
     EventStreamError,
     IncompleteStreamError,
     ModelStreamError,
@@ -17,9 +19,18 @@ from bedrock_chat import (
     ValidationError,
 )
 from bedrock_chat.emulator import BedrockEmulator, count_tokens
-from tests.e2e_helpers import checked_out_connections, emulator_client
 
 HELLO = [{"role": "user", "content": "Stream me something, emulator!"}]
+
+
+async def drain(stream: ChatCompletionStream, into: list[str] | None = None) -> None:
+    """Read a stream to its end inside ``async with`` (collecting the text pieces if asked)."""
+    async with stream:
+        async for chunk in stream:
+            if into is not None:
+                into.append(chunk.text)
+
+
 TEXT_MODEL = "anthropic.claude-v2"
 MESSAGES_MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
 
@@ -79,9 +90,7 @@ async def test_mid_stream_exception_frame_is_typed_and_keeps_partial_text(bedroc
     async with emulator_client(bedrock_emulator) as client:
         stream = await client.ChatCompletion.create(model=TEXT_MODEL, messages=HELLO, stream=True)
         with pytest.raises(ThrottlingError) as raised:
-            async with stream:
-                async for chunk in stream:
-                    received.append(chunk.text)
+            await drain(stream, received)
         assert checked_out_connections(client) == 0
     assert "".join(received), "text arrived before the fault"
     assert raised.value.partial_text == "".join(received)
@@ -96,9 +105,7 @@ async def test_model_stream_error(bedrock_emulator: BedrockEmulator) -> None:
     async with emulator_client(bedrock_emulator) as client:
         stream = await client.ChatCompletion.create(model=MESSAGES_MODEL, messages=HELLO, stream=True)
         with pytest.raises(ModelStreamError) as raised:
-            async with stream:
-                async for _ in stream:
-                    pass
+            await drain(stream)
     assert raised.value.original_status_code is not None
     assert raised.value.partial_text is not None
 
@@ -138,9 +145,7 @@ async def test_dropped_connection_is_never_a_normal_end(bedrock_emulator: Bedroc
     async with emulator_client(bedrock_emulator) as client:
         stream = await client.ChatCompletion.create(model=TEXT_MODEL, messages=HELLO, stream=True)
         with pytest.raises((APIConnectionError, IncompleteStreamError)) as raised:
-            async with stream:
-                async for _ in stream:
-                    pass
+            await drain(stream)
         assert checked_out_connections(client) == 0
     assert raised.value.partial_text
 
@@ -152,9 +157,7 @@ async def test_bad_crc_is_an_event_stream_error(bedrock_emulator: BedrockEmulato
     async with emulator_client(bedrock_emulator) as client:
         stream = await client.ChatCompletion.create(model=TEXT_MODEL, messages=HELLO, stream=True)
         with pytest.raises(EventStreamError):
-            async with stream:
-                async for _ in stream:
-                    pass
+            await drain(stream)
 
 
 @pytest.mark.asyncio
@@ -164,9 +167,7 @@ async def test_stalled_stream_hits_the_idle_timeout(bedrock_emulator: BedrockEmu
     async with emulator_client(bedrock_emulator, stream_idle_timeout=0.3) as client:
         stream = await client.ChatCompletion.create(model=TEXT_MODEL, messages=HELLO, stream=True)
         with anyio.fail_after(10), pytest.raises(TransportError) as raised:
-            async with stream:
-                async for _ in stream:
-                    pass
+            await drain(stream)
         assert isinstance(raised.value, RequestTimeoutError)
         assert checked_out_connections(client) == 0
 
