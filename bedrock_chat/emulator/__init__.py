@@ -11,26 +11,36 @@ Three ways to run it::
     $ python -m bedrock_chat.emulator --port 0        # prints endpoint_url=http://127.0.0.1:PORT
 
 and the ``bedrock_emulator`` pytest fixture. It serves InvokeModel and InvokeModelWithResponseStream
-over real HTTP/1.1, checks SigV4 with botocore as the reference, answers with a deterministic fake
+(AWS event stream) and Bedrock's Messages-API surface ``POST /anthropic/v1/messages`` (JSON or SSE;
+its choices are in ``_messages_endpoint``) over real HTTP/1.1, checks SigV4 with botocore as the
+reference (API keys too, when ``EmulatorOptions.api_key`` is set), answers with a deterministic fake
 model (rules in ``_fake_model``: see :func:`count_tokens` and :func:`fake_reply`), and injects
 faults by rate (:class:`Faults`) or by script (:meth:`BedrockEmulator.enqueue_faults`, names in
 :data:`FAULT_NAMES`).
 
 The emulator checks the client, so it never imports the client's modules (``_client``,
-``_transport``, ``_sigv4``, ``_prompt``, ``_protocol``, ``_credentials``); a test enforces this.
+``_transport``, ``_sigv4``, ``_prompt``, ``_protocol``, ``_credentials``, ``_streaming``); a test
+enforces this.
 """
 
 from __future__ import annotations
 
 from ._fake_model import FakeReply, count_tokens, fake_reply, split_chunks
 from ._faults import FAULT_NAMES, Faults
-from ._options import DEFAULT_ACCESS_KEY, DEFAULT_REGION, DEFAULT_SECRET_KEY, EmulatorOptions
+from ._options import (
+    DEFAULT_ACCESS_KEY,
+    DEFAULT_MESSAGES_SIGNING_NAMES,
+    DEFAULT_REGION,
+    DEFAULT_SECRET_KEY,
+    EmulatorOptions,
+)
 from ._server import MAX_BODY_BYTES, BedrockEmulator, RecordedRequest
 from ._thread import run_emulator_in_thread
 
 __all__ = [
     "BedrockEmulator",
     "DEFAULT_ACCESS_KEY",
+    "DEFAULT_MESSAGES_SIGNING_NAMES",
     "DEFAULT_REGION",
     "DEFAULT_SECRET_KEY",
     "EmulatorOptions",

@@ -10,12 +10,16 @@ the SHA-256 of the received body.
 Checks, in the order the service appears to make them (failures are 403 unless noted):
 
 1. ``Authorization`` missing: MissingAuthenticationTokenException. ``Bearer`` keys are accepted only when
-   the emulator has an ``api_key``. Not ``AWS4-HMAC-SHA256`` or missing parts: IncompleteSignatureException.
+   the emulator has an ``api_key``; where the caller allows it (the ``/anthropic/v1/messages`` route), an
+   ``x-api-key`` header is an API key too when there is no ``Authorization``. A wrong key:
+   UnrecognizedClientException. Not ``AWS4-HMAC-SHA256`` or missing parts: IncompleteSignatureException.
 2. Unknown access key, or a session token missing, wrong or unexpected: UnrecognizedClientException.
 3. ``X-Amz-Date`` missing or malformed: IncompleteSignatureException; more than 5 minutes from the
    emulator's clock: InvalidSignatureException "Signature expired: ..." / "Signature not yet current: ...".
-4. Credential scope not ``<date>/<region>/bedrock/aws4_request``, or ``host`` not signed:
-   InvalidSignatureException / IncompleteSignatureException.
+4. Credential scope not ``<date>/<region>/<service>/aws4_request`` with ``<service>`` one of the accepted
+   signing names (``bedrock`` unless the caller says otherwise), or ``host`` not signed:
+   InvalidSignatureException / IncompleteSignatureException. The signature is then computed for the
+   service the scope names.
 5. Signature mismatch: InvalidSignatureException.
 
 The status of IncompleteSignatureException (403 here; AWS documents 400 for some services) and the
@@ -37,14 +41,15 @@ from botocore.credentials import Credentials
 
 from ._faults import ServiceError
 
-__all__ = ["MAX_CLOCK_SKEW", "verify_request"]
+__all__ = ["INVOKE_SIGNING_NAMES", "MAX_CLOCK_SKEW", "verify_request"]
 
 #: Allowed difference between X-Amz-Date and the emulator's clock, in seconds.
 MAX_CLOCK_SKEW = 300
 
 _CORAL_NS = "http://internal.amazon.com/coral/com.amazon.coral.service/"
 _ALGORITHM = "AWS4-HMAC-SHA256"
-_SERVICE = "bedrock"
+#: bedrock-runtime's SigV4 signing name (botocore's ``signingName``).
+INVOKE_SIGNING_NAMES = frozenset({"bedrock"})
 
 _INVALID_TOKEN = "The security token included in the request is invalid."
 _BAD_SIGNATURE = (
@@ -106,6 +111,12 @@ def _parse_authorization(value: str) -> dict[str, str] | ServiceError:
     return parts
 
 
+def _check_api_key(given: str, api_key: str | None) -> ServiceError | None:
+    if api_key is not None and hmac.compare_digest(given.encode(), api_key.encode()):
+        return None
+    return _error("UnrecognizedClientException", _INVALID_TOKEN)
+
+
 def verify_request(
     *,
     method: str,
@@ -118,19 +129,24 @@ def verify_request(
     session_token: str | None,
     api_key: str | None,
     now: float,
+    signing_names: frozenset[str] = INVOKE_SIGNING_NAMES,
+    accept_x_api_key: bool = False,
 ) -> ServiceError | None:
-    """Check a received request's authentication; None when it is valid, else the error to answer."""
+    """Check a received request's authentication; None when it is valid, else the error to answer.
+
+    ``signing_names`` are the SigV4 service names accepted in the credential scope;
+    ``accept_x_api_key`` lets an ``x-api-key`` header carry the API key when ``Authorization`` is absent.
+    """
     values: dict[str, list[str]] = {}
     for raw_name, raw_value in headers:
         values.setdefault(raw_name.decode("latin-1").lower(), []).append(raw_value.decode("latin-1"))
     authorization = values.get("authorization", [""])[0]
+    if not authorization and accept_x_api_key and "x-api-key" in values:
+        return _check_api_key(values["x-api-key"][0].strip(), api_key)
     if not authorization:
         return _error("MissingAuthenticationTokenException", "Missing Authentication Token")
     if authorization.startswith("Bearer "):
-        given = authorization[7:].strip()
-        if api_key is not None and hmac.compare_digest(given.encode(), api_key.encode()):
-            return None
-        return _error("UnrecognizedClientException", _INVALID_TOKEN)
+        return _check_api_key(authorization[7:].strip(), api_key)
     parts = _parse_authorization(authorization)
     if isinstance(parts, ServiceError):
         return parts
@@ -180,8 +196,9 @@ def verify_request(
         return _error(
             "InvalidSignatureException", f"Credential should be scoped to a valid region, not '{scope_region}'. "
         )
-    if scope_service != _SERVICE:
-        return _error("InvalidSignatureException", f"Credential should be scoped to correct service: '{_SERVICE}'. ")
+    if scope_service not in signing_names:
+        expected = "' or '".join(sorted(signing_names))
+        return _error("InvalidSignatureException", f"Credential should be scoped to correct service: '{expected}'. ")
     if terminator != "aws4_request":
         return _error(
             "InvalidSignatureException",
@@ -208,7 +225,7 @@ def verify_request(
     request = AWSRequest(method=method, url=f"http://{values['host'][0]}{target}", data=body)
     request.headers = signed
     request.context["timestamp"] = amz_date
-    signer = _ReceivedRequestSigner(Credentials(access_key, secret_key, session_token), _SERVICE, region)
+    signer = _ReceivedRequestSigner(Credentials(access_key, secret_key, session_token), scope_service, region)
     canonical = signer.canonical_request(request)
     expected = signer.signature(signer.string_to_sign(request, canonical), request)
     if not hmac.compare_digest(expected.encode(), parts["Signature"].encode()):

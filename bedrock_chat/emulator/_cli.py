@@ -15,7 +15,13 @@ import sys
 import anyio
 
 from ._faults import FAULT_NAMES, STREAM_EXCEPTIONS, Faults, parse_fault
-from ._options import DEFAULT_ACCESS_KEY, DEFAULT_REGION, DEFAULT_SECRET_KEY, EmulatorOptions
+from ._options import (
+    DEFAULT_ACCESS_KEY,
+    DEFAULT_MESSAGES_SIGNING_NAMES,
+    DEFAULT_REGION,
+    DEFAULT_SECRET_KEY,
+    EmulatorOptions,
+)
 from ._server import BedrockEmulator
 
 __all__ = [
@@ -53,6 +59,13 @@ def _tokens(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a token count >= 0")
     return value
+
+
+def _signing_names(text: str) -> frozenset[str]:
+    names = frozenset(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names no signing service")
+    return names
 
 
 def _fault_list(text: str) -> list[str]:
@@ -152,6 +165,14 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="session token requests must carry (default: none allowed)",
     )
     group.add_argument(
+        "--messages-signing-names",
+        dest="emulator_messages_signing_names",
+        type=_signing_names,
+        default=DEFAULT_MESSAGES_SIGNING_NAMES,
+        metavar="NAME[,NAME...]",
+        help="SigV4 service names accepted on /anthropic/v1/messages (default: bedrock,bedrock-mantle)",
+    )
+    group.add_argument(
         "--no-verify-signatures",
         dest="emulator_verify_signatures",
         action="store_false",
@@ -175,11 +196,14 @@ def emulator_options_from_args(args: argparse.Namespace) -> EmulatorOptions:
     reply_tokens = get("reply_tokens", None)
     chunk_tokens = get("chunk_tokens", None)
     session_token = get("session_token", None)
+    signing_names = get("messages_signing_names", DEFAULT_MESSAGES_SIGNING_NAMES)
+    assert isinstance(signing_names, frozenset), "set by _signing_names"
     return EmulatorOptions(
         region=str(get("region", DEFAULT_REGION)),
         access_key=str(get("access_key", DEFAULT_ACCESS_KEY)),
         secret_key=str(get("secret_key", DEFAULT_SECRET_KEY)),
         session_token=str(session_token) if session_token is not None else None,
+        messages_signing_names=signing_names,
         verify_signatures=bool(get("verify_signatures", True)),
         seed=int(get("seed", 0)),  # type: ignore[call-overload]
         reply_tokens=int(reply_tokens) if reply_tokens is not None else None,  # type: ignore[call-overload]

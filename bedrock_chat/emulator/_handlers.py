@@ -5,18 +5,23 @@ Every request goes through the same steps, each of which may answer early:
 1. **Route** on the raw path (before any percent-decoding, so ``%2F`` inside an ARN stays inside the
    model segment): a table of ``/model/{id}/<tail>`` operations plus a table of exact paths. Unknown
    path or wrong method: 404 UnknownOperationException (UNVERIFIED: what Bedrock's front end answers).
-2. **Authenticate** (``_auth``), unless ``verify_signatures`` is off.
+   A route whose body names the model and asks for a stream (``/anthropic/v1/messages``) has it
+   *peeked* now, so that the fault draw knows whether the answer streams.
+2. **Authenticate** (``_auth``), unless ``verify_signatures`` is off. The Messages endpoint accepts its
+   own set of signing names and ``x-api-key`` as well.
 3. **Content type**, when sent, must be ``application/json`` (boto3 sends none when ``contentType`` is
    omitted, which the service accepts): else 400 ValidationException (UNVERIFIED wording).
 4. **Fault**: the scripted queue's head, else the seeded rates (``_faults``). An HTTP-error fault
    answers now; the others change the reply built in step 6.
 5. **Model and body**: the model id is percent-decoded once and resolved with the registry; unknown
    -> 404 ResourceNotFoundException, a model served only on ``/anthropic/v1/messages`` -> 400
-   ValidationException (UNVERIFIED); then JSON and the API's rules (``_validation``) -> 400.
-6. **Answer** with the fake model's reply (``_fake_model``), as JSON or as event-stream frames.
+   ValidationException (UNVERIFIED); then JSON and the API's rules (``_validation``) -> 400. On the
+   Messages endpoint, first the ``anthropic-version`` header, and the surfaces are the other way round.
+6. **Answer** with the fake model's reply (``_fake_model``), as JSON or as event-stream frames (SSE on
+   the Messages endpoint).
 
-To add the ``/anthropic/v1/messages`` surface later, put a :class:`Route` with its own handler into
-:data:`PATH_ROUTES`; steps 1-4 are shared.
+Each :class:`Route` carries its surface's wire format: how it renders errors and applies mid-body
+faults (``_responses`` for InvokeModel, ``_messages_endpoint`` for ``/anthropic/v1/messages``).
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ import attrs
 
 from .._errors import InvalidRequestError
 from .._models import ModelApi, ResolvedModel, Surface, resolve_model
-from ._auth import verify_request
+from . import _messages_endpoint as messages_endpoint
+from ._auth import INVOKE_SIGNING_NAMES, verify_request
 from ._fake_model import count_tokens, fake_reply, split_chunks
 from ._faults import Fault, FaultInjector, FaultKind, ServiceError
 from ._options import EmulatorOptions
@@ -46,7 +52,14 @@ from ._responses import (
     text_body,
     text_stream_frames,
 )
-from ._validation import BodyError, ParsedRequest, anthropic_model_name, parse_body
+from ._validation import (
+    BodyError,
+    ParsedRequest,
+    anthropic_model_name,
+    check_api_version_header,
+    parse_body,
+    parse_messages_endpoint_body,
+)
 
 __all__ = ["MODEL_ROUTES", "PATH_ROUTES", "Call", "Dispatched", "Dispatcher", "Route"]
 
@@ -59,34 +72,60 @@ def _validation(message: str) -> ServiceError:
     return ServiceError("ValidationException", 400, message)
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class Call:
-    """One routed, authenticated request, as a handler sees it."""
+    """One routed, authenticated request, as a handler sees it.
+
+    ``model_id`` is the percent-decoded ``{modelId}`` path segment on model routes, the body's
+    ``model`` on the Messages endpoint; ``document`` is what the route's ``peek`` parsed (or None).
+    """
 
     options: EmulatorOptions
     route: Route
-    model_id: str | None  # the percent-decoded ``{modelId}`` path segment, for model routes
+    model_id: str | None
     body: bytes
     request_id: str
-    fault: Fault | None
+    fault: Fault | None = None
+    streaming: bool = False
+    headers: Sequence[tuple[bytes, bytes]] = ()
+    document: dict[str, Any] | ServiceError | None = None
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class Route:
-    """One operation: its name, HTTP method, whether it streams, and the handler that answers it."""
+    """One operation: its name, method, surface, the handler that answers it, and its wire format.
+
+    ``streaming`` is fixed per route unless ``peek`` reads it (and the model) from the body;
+    ``render_error`` and ``apply_fault`` are the surface's error shape and mid-body faults.
+    """
 
     operation: str
     method: str
     streaming: bool
     handler: Callable[[Call], Reply]
+    surface: Surface = Surface.INVOKE
+    peek: Callable[[bytes], messages_endpoint.Peeked] | None = None
+    render_error: Callable[[ServiceError, str], Reply] = error_reply
+    apply_fault: Callable[[Reply, Fault], Reply] = apply_fault
 
 
-def _resolve(model_id: str) -> ResolvedModel | ServiceError:
+#: Where a model the registry serves elsewhere is told to go (UNVERIFIED wording).
+_WRONG_SURFACE: Mapping[Surface, str] = {
+    Surface.INVOKE: "The model {} is served on the Messages API endpoint (/anthropic/v1/messages), not on InvokeModel.",
+    Surface.MESSAGES_ENDPOINT: (
+        "The provided model identifier is invalid: {} is served on InvokeModel (/model/{{modelId}}/invoke), "
+        "not on the Messages API endpoint."
+    ),
+}
+
+
+def _resolve(model_id: str, surface: Surface) -> ResolvedModel | ServiceError:
     try:
         model = resolve_model(model_id)
     except InvalidRequestError:
+        field = "modelId" if surface is Surface.INVOKE else "model"
         return _validation(
-            f"1 validation error detected: Value '{model_id}' at 'modelId' failed to satisfy constraint: Member "
+            f"1 validation error detected: Value '{model_id}' at '{field}' failed to satisfy constraint: Member "
             "must satisfy the model identifier pattern (1 to 2048 characters)"
         )
     if model.info is None and model.arn_kind not in _OPAQUE_ARN_KINDS:
@@ -95,10 +134,8 @@ def _resolve(model_id: str) -> ResolvedModel | ServiceError:
             404,
             "Could not resolve the foundation model from the provided model identifier.",
         )
-    if model.info is not None and Surface.INVOKE not in model.info.surfaces:
-        return _validation(
-            f"The model {model_id} is served on the Messages API endpoint (/anthropic/v1/messages), not on InvokeModel."
-        )
+    if model.info is not None and surface not in model.info.surfaces:
+        return _validation(_WRONG_SURFACE[surface].format(model_id))
     return model
 
 
@@ -121,7 +158,7 @@ def _parse(body: bytes, model: ResolvedModel) -> ParsedRequest | ServiceError:
 def _invoke(call: Call) -> Reply:
     """InvokeModel and InvokeModelWithResponseStream: the fake model's reply for a valid body."""
     assert call.model_id is not None
-    model = _resolve(call.model_id)
+    model = _resolve(call.model_id, Surface.INVOKE)
     if isinstance(model, ServiceError):
         return error_reply(model, call.request_id)
     parsed = _parse(call.body, model)
@@ -143,7 +180,7 @@ def _invoke(call: Call) -> Reply:
     first_byte_ms = round((faults.latency + faults.time_to_first_byte) * 1000)
     message_id = "msg_bdrk_" + call.request_id.replace("-", "")[:24]
     name = anthropic_model_name(model)
-    if not call.route.streaming:
+    if not call.streaming:
         body = (
             text_body(generation)
             if text_completion
@@ -177,14 +214,75 @@ def _invoke(call: Call) -> Reply:
     return stream_reply(frames, request_id=call.request_id)
 
 
+def _messages(call: Call) -> Reply:
+    """``POST /anthropic/v1/messages``: the fake model's reply as an Anthropic Message or as SSE."""
+    render = messages_endpoint.error_reply
+    version = None
+    for header, value in call.headers:
+        if header == b"anthropic-version":
+            version = value.decode("latin-1")
+    document = call.document
+    try:
+        check_api_version_header(version)
+    except BodyError as exc:
+        return render(_validation(exc.message), call.request_id)
+    if isinstance(document, ServiceError):
+        return render(document, call.request_id)
+    assert document is not None
+    if "model" not in document:
+        return render(_validation("model: Field required"), call.request_id)
+    if call.model_id is None:
+        return render(_validation("model: Input should be a valid string"), call.request_id)
+    model = _resolve(call.model_id, Surface.MESSAGES_ENDPOINT)
+    if isinstance(model, ServiceError):
+        return render(model, call.request_id)
+    try:
+        parsed = parse_messages_endpoint_body(document, model)
+    except BodyError as exc:
+        return render(_validation(exc.message), call.request_id)
+    options = call.options
+    generation = fake_reply(
+        input_text=parsed.input_text,
+        last_user_text=parsed.last_user_text,
+        max_tokens=parsed.max_tokens,
+        stop_sequences=parsed.stop_sequences,
+        seed=options.seed,
+        reply_tokens=options.reply_tokens,
+    )
+    input_tokens = count_tokens(parsed.input_text)
+    message_id = "msg_bdrk_" + call.request_id.replace("-", "")[:24]
+    name = messages_endpoint.response_model_name(model)
+    if not call.streaming:
+        body = messages_endpoint.message_body(generation, message_id=message_id, model=name, input_tokens=input_tokens)
+        return messages_endpoint.json_reply(body, request_id=call.request_id)
+    pieces = split_chunks(generation.text, options.chunk_tokens, generation.rng_seed)
+    events = messages_endpoint.sse_events(
+        generation, pieces, message_id=message_id, model=name, input_tokens=input_tokens
+    )
+    return messages_endpoint.sse_reply(events, request_id=call.request_id)
+
+
 #: ``/model/{modelId}/<tail>`` operations, keyed by tail. (Converse, ConverseStream and CountTokens are
 #: not emulated: they answer like unknown paths.)
 MODEL_ROUTES: Mapping[str, Route] = {
-    "invoke": Route("InvokeModel", "POST", False, _invoke),
-    "invoke-with-response-stream": Route("InvokeModelWithResponseStream", "POST", True, _invoke),
+    "invoke": Route(operation="InvokeModel", method="POST", streaming=False, handler=_invoke),
+    "invoke-with-response-stream": Route(
+        operation="InvokeModelWithResponseStream", method="POST", streaming=True, handler=_invoke
+    ),
 }
-#: Exact-path operations (the place for ``/anthropic/v1/messages``).
-PATH_ROUTES: Mapping[str, Route] = {}
+#: Exact-path operations: Bedrock's Messages-API surface, whose body says whether it streams.
+PATH_ROUTES: Mapping[str, Route] = {
+    messages_endpoint.PATH: Route(
+        operation=messages_endpoint.OPERATION,
+        method="POST",
+        streaming=False,
+        handler=_messages,
+        surface=Surface.MESSAGES_ENDPOINT,
+        peek=messages_endpoint.peek_body,
+        render_error=messages_endpoint.error_reply,
+        apply_fault=messages_endpoint.apply_fault,
+    )
+}
 
 
 def _content_type_ok(value: bytes | None) -> bool:
@@ -224,7 +322,22 @@ class Dispatcher:
             message = f"Unknown operation: {method} {path}"
             return Dispatched(error_reply(ServiceError("UnknownOperationException", 404, message), request_id))
         model_id = urllib.parse.unquote(segment) if segment is not None else None
+        streaming, document = route.streaming, None
+        if route.peek is not None:
+            peeked = route.peek(body)
+            model_id, streaming, document = peeked.model_id, peeked.streaming, peeked.document
+        call = Call(
+            options=options,
+            route=route,
+            model_id=model_id,
+            body=body,
+            request_id=request_id,
+            streaming=streaming,
+            headers=headers,
+            document=document,
+        )
         if options.verify_signatures:
+            on_messages = route.surface is Surface.MESSAGES_ENDPOINT
             failure = verify_request(
                 method=method,
                 target=target,
@@ -236,10 +349,12 @@ class Dispatcher:
                 session_token=options.session_token,
                 api_key=options.api_key,
                 now=options.clock(),
+                signing_names=options.messages_signing_names if on_messages else INVOKE_SIGNING_NAMES,
+                accept_x_api_key=on_messages,
             )
             if failure is not None:
-                return Dispatched(error_reply(failure, request_id), route.operation, model_id)
-        reply = self._answer(options, route, model_id, headers, body, request_id)
+                return Dispatched(route.render_error(failure, request_id), route.operation, call.model_id)
+        reply = self._answer(call)
         faults = options.faults
         if faults.latency or faults.time_to_first_byte or faults.chunk_delay:
             reply = attrs.evolve(
@@ -248,32 +363,25 @@ class Dispatcher:
                 first_part_delay=faults.time_to_first_byte if reply.chunked else 0.0,
                 part_delay=faults.chunk_delay if reply.chunked else 0.0,
             )
-        return Dispatched(reply, route.operation, model_id)
+        return Dispatched(reply, route.operation, call.model_id)
 
-    def _answer(
-        self,
-        options: EmulatorOptions,
-        route: Route,
-        model_id: str | None,
-        headers: Sequence[tuple[bytes, bytes]],
-        body: bytes,
-        request_id: str,
-    ) -> Reply:
+    def _answer(self, call: Call) -> Reply:
         """Steps 3 to 6 of the pipeline, for an authenticated request."""
+        route = call.route
         content_type = None
-        for name, value in headers:
+        for name, value in call.headers:
             if name == b"content-type":
                 content_type = value
         if not _content_type_ok(content_type):
             shown = content_type.decode("latin-1") if content_type is not None else "(none)"
             message = f"The provided content type {shown} is not supported; you must specify application/json."
-            return error_reply(_validation(message), request_id)
-        fault = self._injector.next_fault(options.faults, streaming=route.streaming)
+            return route.render_error(_validation(message), call.request_id)
+        fault = self._injector.next_fault(call.options.faults, streaming=call.streaming)
         if fault is None:
-            return route.handler(Call(options, route, model_id, body, request_id, None))
+            return route.handler(call)
         if fault.kind is FaultKind.HTTP_ERROR and fault.error is not None:
-            return attrs.evolve(error_reply(fault.error, request_id), fault=fault.name)
-        reply = route.handler(Call(options, route, model_id, body, request_id, fault))
+            return attrs.evolve(route.render_error(fault.error, call.request_id), fault=fault.name)
+        reply = route.handler(attrs.evolve(call, fault=fault))
         if reply.status == 200:
-            return apply_fault(reply, fault)
+            return route.apply_fault(reply, fault)
         return attrs.evolve(reply, fault=fault.name)

@@ -14,12 +14,20 @@ import attrs
 
 from ._faults import Faults
 
-__all__ = ["DEFAULT_ACCESS_KEY", "DEFAULT_REGION", "DEFAULT_SECRET_KEY", "EmulatorOptions"]
+__all__ = [
+    "DEFAULT_ACCESS_KEY",
+    "DEFAULT_MESSAGES_SIGNING_NAMES",
+    "DEFAULT_REGION",
+    "DEFAULT_SECRET_KEY",
+    "EmulatorOptions",
+]
 
 #: AWS's documentation example keys: recognisably fake, and what an emulator accepts by default.
 DEFAULT_ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 DEFAULT_SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 DEFAULT_REGION = "us-east-1"
+#: SigV4 service names accepted on ``/anthropic/v1/messages`` by default.
+DEFAULT_MESSAGES_SIGNING_NAMES: frozenset[str] = frozenset({"bedrock", "bedrock-mantle"})
 
 
 def _positive_or_none(_instance: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
@@ -32,6 +40,11 @@ def _non_negative_or_none(_instance: object, attribute: attrs.Attribute[int | No
         raise ValueError(f"{attribute.name} must be >= 0 or None, got {value!r}")
 
 
+def _signing_names(_instance: object, attribute: attrs.Attribute[frozenset[str]], value: frozenset[str]) -> None:
+    if not isinstance(value, frozenset) or not value or not all(isinstance(n, str) and n for n in value):
+        raise ValueError(f"{attribute.name} must be a non-empty frozenset of service names, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class EmulatorOptions:
     """How an emulator authenticates, answers and fails.
@@ -40,7 +53,12 @@ class EmulatorOptions:
         region: the region requests must be signed for (credential scope).
         access_key, secret_key, session_token: the one set of credentials accepted. With a
             session token, requests must carry ``X-Amz-Security-Token`` equal to it.
-        api_key: a Bedrock API key accepted as ``Authorization: Bearer <key>`` (None: bearer refused).
+        api_key: a Bedrock API key accepted as ``Authorization: Bearer <key>`` (and, on
+            ``/anthropic/v1/messages``, as ``x-api-key: <key>``); None: API keys are refused.
+        messages_signing_names: the SigV4 service names accepted in the credential scope of
+            ``/anthropic/v1/messages`` requests. The default takes both ``bedrock`` (bedrock-runtime's
+            signing name, which this project's client uses) and ``bedrock-mantle`` (what the anthropic
+            SDK's ``AnthropicBedrockMantle`` signs); the InvokeModel routes always want ``bedrock``.
         verify_signatures: False accepts any request without looking at its authentication
             (for benchmarks).
         seed: seeds the fake model's words (see ``_fake_model``).
@@ -56,6 +74,9 @@ class EmulatorOptions:
     secret_key: str = attrs.field(default=DEFAULT_SECRET_KEY, repr=False)
     session_token: str | None = attrs.field(default=None, repr=False)
     api_key: str | None = attrs.field(default=None, repr=False)
+    messages_signing_names: frozenset[str] = attrs.field(
+        default=DEFAULT_MESSAGES_SIGNING_NAMES, validator=_signing_names
+    )
     verify_signatures: bool = True
     seed: int = 0
     reply_tokens: int | None = attrs.field(default=None, validator=_non_negative_or_none)

@@ -16,6 +16,12 @@ registry lists on the Messages endpoint (surfaces include ``MESSAGES_ENDPOINT``:
 also Haiku 4.5) accept any Anthropic API version of the form ``YYYY-MM-DD`` (anthropic SDK 2.14 sends
 ``2026-10-21``). Models the registry does not know (application-profile and provisioned-model ARNs)
 follow the legacy rule.
+
+The ``/anthropic/v1/messages`` surface (:func:`parse_messages_endpoint_body`) takes the same Messages
+body with ``model`` (and optionally ``stream``) in it and the API version in the ``anthropic-version``
+header (:func:`check_api_version_header`); a body ``anthropic_version`` is tolerated and ignored there
+(UNVERIFIED: one third-party client still sends it, the anthropic SDK does not). Its messages reuse the
+wording above, since what Bedrock says on that surface is UNVERIFIED too.
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ import attrs
 
 from .._models import ModelApi, ResolvedModel, Surface
 
-__all__ = ["BEDROCK_VERSION", "BodyError", "ParsedRequest", "anthropic_model_name", "parse_body"]
+__all__ = [
+    "BEDROCK_VERSION",
+    "BodyError",
+    "ParsedRequest",
+    "anthropic_model_name",
+    "check_api_version_header",
+    "parse_body",
+    "parse_messages_endpoint_body",
+]
 
 BEDROCK_VERSION = "bedrock-2023-05-31"
 _API_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -102,6 +116,14 @@ _MESSAGES_SCHEMA: Mapping[str, tuple[type, ...]] = {
 }
 _MESSAGES_REQUIRED = ("anthropic_version", "max_tokens", "messages")
 
+#: The /anthropic/v1/messages body: the model travels in it, betas and the version in headers.
+_ENDPOINT_SCHEMA: Mapping[str, tuple[type, ...]] = {
+    **{key: types for key, types in _MESSAGES_SCHEMA.items() if key not in ("anthropic_version", "anthropic_beta")},
+    "model": (str,),
+    "stream": (bool,),
+}
+_ENDPOINT_REQUIRED = ("model", "max_tokens", "messages")
+
 #: key -> (minimum, maximum) for the sampling parameters, both APIs.
 _RANGES: Mapping[str, tuple[float, float]] = {"temperature": (0.0, 1.0), "top_p": (0.0, 1.0), "top_k": (0, 500)}
 
@@ -120,7 +142,7 @@ def _check_schema(body: Mapping[str, Any], schema: Mapping[str, tuple[type, ...]
         accepted = schema.get(key)
         if accepted is None:
             problems.append(f"#: extraneous key [{key}] is not permitted")
-        elif isinstance(value, bool) or not isinstance(value, accepted):
+        elif (isinstance(value, bool) and bool not in accepted) or not isinstance(value, accepted):
             expected = "Number" if float in accepted else _JSON_TYPE_NAMES[accepted[0]]
             problems.append(f"#/{key}: expected type: {expected}, found: {_type_name(value)}")
     stops = body.get("stop_sequences")
@@ -158,6 +180,23 @@ def _check_version(version: object, model: ResolvedModel) -> None:
     raise BodyError(f'anthropic_version: "{version}" is not supported for this model; use "{BEDROCK_VERSION}"')
 
 
+def check_api_version_header(value: str | None) -> None:
+    """The ``anthropic-version`` header of ``/anthropic/v1/messages``: required, any ``YYYY-MM-DD`` date.
+
+    The first message is the one Anthropic's API sends; the second is UNVERIFIED.
+    """
+    if value is None:
+        raise BodyError("anthropic-version: header is required")
+    if not _API_DATE.match(value):
+        raise BodyError(f"anthropic-version: {value!r} is not a valid version (expected a date such as 2023-06-01)")
+
+
+def parse_messages_endpoint_body(body: Mapping[str, Any], model: ResolvedModel) -> ParsedRequest:
+    """Validate an ``/anthropic/v1/messages`` body; raises :class:`BodyError` (see the module docstring)."""
+    fields = {key: value for key, value in body.items() if key != "anthropic_version"}
+    return _parse_messages(fields, model, _ENDPOINT_SCHEMA, _ENDPOINT_REQUIRED)
+
+
 def parse_body(body: Mapping[str, Any], model: ResolvedModel) -> ParsedRequest:
     """Validate a decoded JSON body for ``model``'s API; raises :class:`BodyError` with Bedrock's message."""
     if model.api is ModelApi.TEXT_COMPLETIONS:
@@ -166,7 +205,7 @@ def parse_body(body: Mapping[str, Any], model: ResolvedModel) -> ParsedRequest:
         raise BodyError(
             f'"{anthropic_model_name(model)}" is not supported on this API. Please use the Messages API instead.'
         )
-    return _parse_messages(body, model)
+    return _parse_messages(body, model, _MESSAGES_SCHEMA, _MESSAGES_REQUIRED)
 
 
 def _parse_text(body: Mapping[str, Any], model: ResolvedModel) -> ParsedRequest:
@@ -232,9 +271,15 @@ def _check_content(index: int, content: object, *, is_final_assistant: bool) -> 
         )
 
 
-def _parse_messages(body: Mapping[str, Any], model: ResolvedModel) -> ParsedRequest:
-    _check_schema(body, _MESSAGES_SCHEMA, _MESSAGES_REQUIRED)
-    _check_version(body["anthropic_version"], model)
+def _parse_messages(
+    body: Mapping[str, Any],
+    model: ResolvedModel,
+    schema: Mapping[str, tuple[type, ...]],
+    required: Sequence[str],
+) -> ParsedRequest:
+    _check_schema(body, schema, required)
+    if "anthropic_version" in required:
+        _check_version(body["anthropic_version"], model)
     max_tokens: int = body["max_tokens"]
     limit = model.max_output_tokens
     if max_tokens < 1:

@@ -44,8 +44,12 @@ def sign_with_botocore(
     region: str | None = None,
     when: datetime.datetime | None = None,
     headers: dict[str, str] | None = None,
+    service: str = "bedrock",
 ) -> dict[str, str]:
-    """Headers (Host included) for a POST to ``path`` signed by botocore, the reference signer."""
+    """Headers (Host included) for a POST to ``path`` signed by botocore, the reference signer.
+
+    ``service`` is the SigV4 signing name (``bedrock-mantle`` is what the anthropic SDK's mantle client uses).
+    """
     host = emu.endpoint_url.removeprefix("http://")
     request = AWSRequest(
         method="POST",
@@ -54,7 +58,7 @@ def sign_with_botocore(
         headers={"Content-Type": "application/json", **(headers or {})},
     )
     credentials = Credentials(access_key or emu.access_key, secret_key or emu.secret_key, session_token)
-    signer = botocore.auth.SigV4Auth(credentials, "bedrock", region or emu.region)
+    signer = botocore.auth.SigV4Auth(credentials, service, region or emu.region)
     moment = when or datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     with mock.patch.object(botocore.auth, "get_current_datetime", return_value=moment):
         signer.add_auth(request)

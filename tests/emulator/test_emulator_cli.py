@@ -46,7 +46,8 @@ def test_every_flag_reaches_the_options() -> None:
     """Each flag sets its option."""
     args = parse(
         "--region", "eu-west-1", "--access-key", "AK", "--secret-key", "SK", "--session-token", "TOK",
-        "--no-verify-signatures", "--seed", "7", "--reply-tokens", "0", "--chunk-tokens", "2",
+        "--no-verify-signatures", "--messages-signing-names", "bedrock-mantle, bedrock",
+        "--seed", "7", "--reply-tokens", "0", "--chunk-tokens", "2",
         "--throttle-rate", "0.1", "--model-not-ready-rate", "0.05", "--internal-error-rate", "0.1",
         "--service-unavailable-rate", "0.1", "--stall-rate", "0.01", "--stream-exception-rate", "0.2",
         "--stream-exception-type", "throttlingException", "--drop-mid-stream-rate", "0.1", "--bad-crc-rate", "0.1",
@@ -58,6 +59,7 @@ def test_every_flag_reaches_the_options() -> None:
         access_key="AK",
         secret_key="SK",
         session_token="TOK",
+        messages_signing_names=frozenset({"bedrock", "bedrock-mantle"}),
         verify_signatures=False,
         seed=7,
         reply_tokens=0,
@@ -90,10 +92,11 @@ def test_every_flag_reaches_the_options() -> None:
         ["--reply-tokens", "-1"],
         ["--faults", "throttle,nope"],
         ["--stream-exception-type", "boom"],
+        ["--messages-signing-names", " , "],
     ],
 )
 def test_bad_flags_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    """Out-of-range values and unknown fault names stop argparse with a usage error."""
+    """Out-of-range values, unknown fault names and empty name lists stop argparse with a usage error."""
     with pytest.raises(SystemExit) as caught:
         parse(*argv)
     assert caught.value.code == 2

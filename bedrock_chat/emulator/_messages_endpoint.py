@@ -1,0 +1,282 @@
+"""The wire format of Bedrock's Messages-API surface, ``POST /anthropic/v1/messages``: bodies, SSE, errors, faults.
+
+Theory of operation
+-------------------
+The route shares the pipeline of ``_handlers`` (route, authenticate, content type, fault, model and
+body, answer); this module only knows what that surface looks like on the wire, as pure functions
+from data to a :class:`~._responses.Reply`:
+
+- :func:`peek_body` parses the JSON body once, before the fault is drawn, because here the body (not
+  the path) says whether the answer streams (``"stream": true``) and which model is asked for.
+- :func:`json_reply` / :func:`sse_reply` answer 200 with an Anthropic ``Message`` or with server-sent
+  events, one HTTP chunk per event: ``message_start``, ``content_block_start``, one ``ping``,
+  ``content_block_delta`` (``text_delta``) per piece of the fake model's text (the InvokeModel stream's
+  chunking rules), ``content_block_stop``, ``message_delta``, ``message_stop``.
+- :func:`error_reply` renders a :class:`~._faults.ServiceError` in this surface's style.
+- :func:`apply_fault` puts a mid-body fault into a 200 reply.
+
+Every reply carries the request id twice, as ``x-amzn-RequestId`` (AWS) and ``request-id`` (what the
+anthropic SDK reads), because which one Bedrock sends here is UNVERIFIED.
+
+Choices where BEDROCK_MESSAGES_ENDPOINT.md says UNVERIFIED (the most likely reading, and why)
+------------------------------------------------------------------------------------------------
+- **Signing name.** SigV4 scopes for ``bedrock`` (bedrock-runtime's name) and ``bedrock-mantle`` (the
+  anthropic SDK's mantle client) are both accepted: ``EmulatorOptions.messages_signing_names``.
+- **API keys.** ``Authorization: Bearer <key>`` and, without an ``Authorization`` header,
+  ``x-api-key: <key>`` (a third-party probe reports both work).
+- **Versions.** The ``anthropic-version`` header is required (missing: 400, Anthropic's wording) and any
+  ``YYYY-MM-DD`` is accepted (the SDK sends ``2026-10-21``); ``anthropic-beta`` passes through
+  unchecked; a body ``anthropic_version`` is ignored.
+- **Models.** Every form is accepted (base id, undated alias, inference profile, ARN; application
+  profile and provisioned-model ARNs are served as unknown Messages models). A model the registry
+  serves only on InvokeModel is a 400 ``invalid_request_error``; an unknown one a 404
+  ``not_found_error``.
+- **Echoed model.** ``model`` in the response is the requested id without its ARN wrapper and
+  cross-region profile prefix (``us.anthropic.claude-opus-4-7`` -> ``anthropic.claude-opus-4-7``), as a
+  third-party report says; application-profile and provisioned-model ARNs are echoed whole.
+- **Error bodies.** Errors from the AWS front end (authentication: the coral namespace, also
+  ``expired_token``) keep the AWS shape, ``{"message": ...}`` with ``x-amzn-ErrorType``, as on
+  InvokeModel. Bedrock's own errors (validation, model, throttling, faults) get Anthropic's shape,
+  ``{"type": "error", "error": {"type", "message"}}``, *and* ``x-amzn-ErrorType`` with the equivalent
+  AWS code, so a client that reads either one classifies the error correctly.
+- **Overloaded.** ``service_unavailable`` is ``overloaded_error`` with Anthropic's status 529 (the
+  anthropic SDK raises ``OverloadedError``; both it and this project's client retry any 5xx), not
+  AWS's 503: the body is Anthropic's, so the status follows it. Other statuses stay AWS's (the
+  throttle and ``model_not_ready`` 429, ``model_timeout`` 408 as ``timeout_error``, ``model_error``
+  424 as ``api_error``, ``service_quota_exceeded`` 400 as ``invalid_request_error``).
+- **Mid-stream errors.** ``stream_exception[:TYPE]`` sends ``event: error`` with Anthropic's error
+  body in place of the event at ``max(1, n // 2)``, then ends the body cleanly. Types map by
+  :data:`STREAM_ERROR_TYPES`; ``modelTimeoutException`` -> ``timeout_error`` is itself UNVERIFIED.
+- **bad_crc.** SSE has no checksum, so the nearest corruption is used: the event at
+  ``max(1, n // 2)`` keeps its ``event:`` line but its ``data:`` JSON is cut in half (not valid JSON).
+  On a JSON answer it does nothing, as on InvokeModel.
+- **Left out.** No ``X-Amzn-Bedrock-*-Token-Count`` headers and no ``amazon-bedrock-invocationMetrics``
+  (InvokeModel's; clients use ``usage``); no ``count_tokens`` route (reported mantle-only).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from .._models import ResolvedModel
+from .._sse import encode_event
+from ._fake_model import FakeReply
+from ._faults import STREAM_EXCEPTIONS, Fault, FaultKind, ServiceError
+from ._responses import Reply
+from ._responses import apply_fault as apply_body_fault
+from ._responses import error_reply as aws_error_reply
+
+__all__ = [
+    "ERROR_TYPES",
+    "OPERATION",
+    "PATH",
+    "STREAM_ERROR_TYPES",
+    "Peeked",
+    "apply_fault",
+    "error_reply",
+    "error_type",
+    "json_reply",
+    "message_body",
+    "peek_body",
+    "response_model_name",
+    "sse_events",
+    "sse_reply",
+]
+
+PATH = "/anthropic/v1/messages"
+#: The ``operation`` recorded in ``emu.requests`` for this route.
+OPERATION = "messages"
+
+_JSON = (b"content-type", b"application/json")
+_SSE = (b"content-type", b"text/event-stream")
+#: The AWS front end's namespace: errors in it keep the AWS shape (see the module docstring).
+_FRONT_END_NS = "http://internal.amazon.com/coral/com.amazon.coral.service/"
+
+#: AWS error code -> Anthropic error type, for errors answered in Anthropic's shape.
+ERROR_TYPES: Mapping[str, str] = {
+    "ValidationException": "invalid_request_error",
+    "ServiceQuotaExceededException": "invalid_request_error",
+    "ResourceNotFoundException": "not_found_error",
+    "AccessDeniedException": "permission_error",
+    "ThrottlingException": "rate_limit_error",
+    "ModelNotReadyException": "rate_limit_error",
+    "ModelTimeoutException": "timeout_error",
+    "ModelErrorException": "api_error",
+    "InternalServerException": "api_error",
+    "ServiceUnavailableException": "overloaded_error",
+}
+#: AWS error code -> the HTTP status Anthropic's shape carries, where it differs from AWS's.
+_STATUS_OVERRIDES: Mapping[str, int] = {"ServiceUnavailableException": 529}
+#: Mid-stream exception (``stream_exception:TYPE``) -> the ``error.type`` of the SSE ``error`` event.
+STREAM_ERROR_TYPES: Mapping[str, str] = {
+    "throttlingException": "rate_limit_error",
+    "modelStreamErrorException": "api_error",
+    "internalServerException": "api_error",
+    "serviceUnavailableException": "overloaded_error",
+    "validationException": "invalid_request_error",
+    "modelTimeoutException": "timeout_error",
+}
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _ids(request_id: str) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+    value = request_id.encode()
+    return (b"x-amzn-requestid", value), (b"request-id", value)
+
+
+@attrs.frozen
+class Peeked:
+    """What the pipeline needs from the body before the fault is drawn.
+
+    ``document`` is the parsed JSON object, or the 400 to answer when the body is not one.
+    """
+
+    streaming: bool
+    model_id: str | None
+    document: dict[str, Any] | ServiceError
+
+
+def peek_body(body: bytes) -> Peeked:
+    """Parse the body once: whether it asks for a stream, its ``model`` (if a string), the document."""
+    try:
+        document: Any = json.loads(body)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        error = ServiceError("ValidationException", 400, f"Malformed input request: {exc}, please reformat your input.")
+        return Peeked(False, None, error)
+    if not isinstance(document, dict):
+        error = ServiceError(
+            "ValidationException",
+            400,
+            f"Malformed input request: expected a JSON object, found {type(document).__name__}.",
+        )
+        return Peeked(False, None, error)
+    model = document.get("model")
+    return Peeked(document.get("stream") is True, model if isinstance(model, str) else None, document)
+
+
+def error_type(error: ServiceError) -> str:
+    """The Anthropic ``error.type`` for an AWS error code (``api_error`` for codes without an equivalent)."""
+    return ERROR_TYPES.get(error.code, "api_error")
+
+
+def error_reply(error: ServiceError, request_id: str) -> Reply:
+    """``error`` in this surface's style: AWS's for front-end errors, else Anthropic's plus ``x-amzn-ErrorType``."""
+    if error.namespace == _FRONT_END_NS:
+        reply = aws_error_reply(error, request_id)
+        return attrs.evolve(reply, headers=(*reply.headers, _ids(request_id)[1]))
+    body = _dumps({"type": "error", "error": {"type": error_type(error), "message": error.message}}).encode()
+    return Reply(
+        status=_STATUS_OVERRIDES.get(error.code, error.status),
+        headers=(
+            _JSON,
+            (b"content-length", str(len(body)).encode()),
+            *_ids(request_id),
+            (b"x-amzn-errortype", error.error_type_header.encode()),
+        ),
+        parts=(body,),
+    )
+
+
+def response_model_name(model: ResolvedModel) -> str:
+    """The ``model`` a response echoes: the id as given, minus ARN wrapper and profile prefix (UNVERIFIED)."""
+    name = model.model_id
+    if model.arn_kind in ("foundation-model", "inference-profile"):
+        name = name.split("/", 1)[1]
+    if model.profile_prefix is not None:
+        name = name.removeprefix(f"{model.profile_prefix}.")
+    return name
+
+
+def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
+
+
+def message_body(generation: FakeReply, *, message_id: str, model: str, input_tokens: int) -> dict[str, object]:
+    """The Anthropic ``Message`` of a non-streaming answer."""
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": generation.text}],
+        "stop_reason": generation.stop_reason,
+        "stop_sequence": generation.stop_sequence,
+        "usage": _usage(input_tokens, generation.output_tokens),
+    }
+
+
+def json_reply(body: Mapping[str, object], *, request_id: str) -> Reply:
+    """A 200 ``application/json`` answer."""
+    data = _dumps(body).encode()
+    return Reply(
+        status=200,
+        headers=(_JSON, (b"content-length", str(len(data)).encode()), *_ids(request_id)),
+        parts=(data,),
+    )
+
+
+def _event(payload: Mapping[str, object]) -> bytes:
+    return encode_event(str(payload["type"]), _dumps(payload))
+
+
+def sse_events(
+    generation: FakeReply, pieces: Sequence[str], *, message_id: str, model: str, input_tokens: int
+) -> list[bytes]:
+    """The encoded events of a streamed answer (see the module docstring for the sequence)."""
+    start = {**message_body(generation, message_id=message_id, model=model, input_tokens=input_tokens)}
+    start.update(content=[], stop_reason=None, stop_sequence=None, usage=_usage(input_tokens, 1))
+    events = [
+        _event({"type": "message_start", "message": start}),
+        _event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        _event({"type": "ping"}),
+    ]
+    events.extend(
+        _event({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})
+        for piece in pieces
+    )
+    events.append(_event({"type": "content_block_stop", "index": 0}))
+    delta = {"stop_reason": generation.stop_reason, "stop_sequence": generation.stop_sequence}
+    events.append(
+        _event({"type": "message_delta", "delta": delta, "usage": {"output_tokens": generation.output_tokens}})
+    )
+    events.append(_event({"type": "message_stop"}))
+    return events
+
+
+def sse_reply(events: Sequence[bytes], *, request_id: str) -> Reply:
+    """A 200 ``text/event-stream`` answer, one HTTP chunk per event."""
+    return Reply(status=200, headers=(_SSE, *_ids(request_id)), parts=tuple(events), chunked=True)
+
+
+def _garble(event: bytes) -> bytes:
+    """The event with its ``data:`` JSON cut in half: SSE's nearest thing to a bad checksum."""
+    head, sep, data = event.partition(b"\ndata: ")
+    json_text = data.removesuffix(b"\n\n")
+    return head + sep + json_text[: len(json_text) // 2] + b"\n\n"
+
+
+def apply_fault(reply: Reply, fault: Fault) -> Reply:
+    """``reply`` changed by a mid-body fault, at event ``max(1, n // 2)`` (drops and stalls as on InvokeModel)."""
+    parts = reply.parts
+    if not reply.chunked or fault.kind not in (FaultKind.STREAM_EXCEPTION, FaultKind.BAD_CRC):
+        return apply_body_fault(reply, fault)
+    at = max(1, len(parts) // 2)
+    if fault.kind is FaultKind.BAD_CRC:
+        at = min(at, len(parts) - 1)
+        return attrs.evolve(reply, parts=(*parts[:at], _garble(parts[at]), *parts[at + 1 :]), fault=fault.name)
+    exception_type = fault.exception_type or "modelStreamErrorException"
+    message = str(STREAM_EXCEPTIONS[exception_type][0]["message"])
+    error = {"type": "error", "error": {"type": STREAM_ERROR_TYPES[exception_type], "message": message}}
+    return attrs.evolve(reply, parts=(*parts[:at], encode_event("error", _dumps(error))), fault=fault.name)

@@ -1,0 +1,149 @@
+"""Decode a 1,000-event Anthropic Messages SSE stream: bedrock_chat's SSE decoder against the anthropic SDK's.
+
+Both sides do the per-token job a streaming client does on the ``/anthropic/v1/messages`` surface:
+split the bytes into lines and events, decode UTF-8, and ``json.loads`` each event's data. Bytes
+arrive in 1-4 KB pieces as from a socket. Run: ``python benchmarks/bench_sse.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from anthropic._streaming import SSEDecoder as SDKDecoder
+
+from bedrock_chat._sse import SSEDecoder, encode_event
+
+_WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "on", "bedrock", "caf\u00e9")
+
+
+def build_stream(events: int = 1000, seed: int = 0) -> bytes:
+    """message_start, content_block_start, ping, text deltas, content_block_stop, message_delta, message_stop."""
+    rng = random.Random(seed)
+    head: list[dict[str, Any]] = [
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_bdrk_01ABCDEFGHIJKLMNOPQRSTUV",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-sonnet-4-5-20250929",
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 25, "cache_read_input_tokens": 0, "output_tokens": 1},
+            },
+        },
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "ping"},
+    ]
+    tail: list[dict[str, Any]] = [
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": events},
+        },
+        {"type": "message_stop"},
+    ]
+    deltas = [
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " " + rng.choice(_WORDS)}}
+        for _ in range(events - len(head) - len(tail))
+    ]
+    return b"".join(
+        encode_event(body["type"], json.dumps(body, separators=(",", ":"))) for body in [*head, *deltas, *tail]
+    )
+
+
+def split(data: bytes, seed: int = 1) -> list[bytes]:
+    """Cut the stream into the 1-4 KB pieces a socket read would deliver."""
+    rng = random.Random(seed)
+    pieces, i = [], 0
+    while i < len(data):
+        step = rng.randint(1024, 4096)
+        pieces.append(data[i : i + step])
+        i += step
+    return pieces
+
+
+def decode_sdk(pieces: list[bytes], parse: Callable[[str], object] = json.loads) -> list[object]:
+    """The anthropic SDK's incremental path: ``SSEDecoder.iter_bytes`` over the response's byte chunks."""
+    source: Iterator[bytes] = iter(pieces)
+    return [parse(sse.data) for sse in SDKDecoder().iter_bytes(source)]
+
+
+def decode_ours(pieces: list[bytes], parse: Callable[[str], object] = json.loads) -> list[object]:
+    """The bedrock_chat client hot path: feed each piece, drain the events, close at the end."""
+    decoder = SSEDecoder()
+    events = []
+    for piece in pieces:
+        decoder.feed(piece)
+        for event in decoder:
+            events.append(parse(event.data))
+    decoder.close()
+    return events
+
+
+def _events_only(decode: Callable[..., list[object]]) -> Callable[[list[bytes]], list[object]]:
+    """The same loop with the data left as a string: what remains once the shared json.loads is gone."""
+    return lambda pieces: decode(pieces, str)
+
+
+def measure(
+    contenders: dict[str, Callable[[list[bytes]], list[object]]], pieces: list[bytes], repeats: int
+) -> dict[str, float]:
+    """Median seconds per stream for each contender, runs interleaved so that load hits all alike."""
+    loops = 5
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.process_time()
+            for _ in range(loops):
+                fn(pieces)
+            times[name].append((time.process_time() - start) / loops)
+    return {name: statistics.median(samples) for name, samples in times.items()}
+
+
+def main() -> None:
+    """Check both decoders agree, then time them and print the ratios."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=21)
+    args = parser.parse_args()
+
+    stream = build_stream(args.events)
+    pieces = split(stream)
+    events = decode_ours(pieces)
+    if events != decode_sdk(pieces) or len(events) != args.events:
+        raise SystemExit("the two decoders disagree: not timing them")
+    print(f"stream: {args.events} SSE events, {len(stream):,} bytes in {len(pieces)} pieces of 1-4 KB")
+
+    medians = measure(
+        {
+            "sdk": decode_sdk,
+            "ours": decode_ours,
+            "sdk events": _events_only(decode_sdk),
+            "ours events": _events_only(decode_ours),
+        },
+        pieces,
+        args.repeats,
+    )
+    rows = [
+        ("full per-token work (SSE decoding + json.loads of each event's data)", "sdk", "ours"),
+        ("the same without json.loads, which both pay alike", "sdk events", "ours events"),
+    ]
+    for title, theirs, ours in rows:
+        print(f"{title}:")
+        print(f"  anthropic SDK SSEDecoder.iter_bytes: {medians[theirs] * 1e3:7.2f} ms CPU/stream")
+        print(f"  bedrock_chat SSEDecoder:             {medians[ours] * 1e3:7.2f} ms CPU/stream")
+        print(f"  speed-up: {medians[theirs] / medians[ours]:.2f}x")
+    print(f"(medians of {args.repeats} interleaved runs of 5 streams each, CPU time)")
+
+
+if __name__ == "__main__":
+    main()
