@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, overload
 
 import anyio
 import httpx
 
+from ._batch import DEFAULT_CONCURRENCY, BatchResult, BatchRun, Requests, chat_batch, collect_in_order
 from ._config import (
     Endpoint,
     RetryPolicy,
@@ -25,23 +26,28 @@ from ._config import (
 )
 from ._credentials import BotocoreCredentialSource, CredentialSource, StaticCredentialSource
 from ._errors import BedrockError, ConfigurationError, InvalidRequestError
-from ._models import ResolvedModel, resolve_model
+from ._models import ResolvedModel, Surface, resolve_model
 from ._prompt import normalize_conversation
 from ._protocol import (
     DEFAULT_MAX_TOKENS,
     Invocation,
     InvokeModelResponse,
+    choose_surface,
     invoke_path,
     parse_invoke_response,
     parse_raw_invoke_response,
     prepare_invocation,
+    validate_model_rules,
     validate_sampling,
 )
 from ._streaming import ChatCompletionStream
 from ._transport import BedrockTransport
 from ._types import AwsCredentials, ChatCompletion
 
-__all__ = ["DEFAULT_TIMEOUT", "AnthropicBedrock", "ChatCompletions"]
+__all__ = ["DEFAULT_TIMEOUT", "AnthropicBedrock", "ChatCompletions", "RetryHook"]
+
+#: Called with each error that is about to be retried and the retry's number (1-based).
+RetryHook = Callable[[BedrockError, int], None]
 
 #: Generation can take minutes for long outputs; connecting should not.
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
@@ -49,7 +55,6 @@ DEFAULT_STREAM_IDLE_TIMEOUT = 120.0
 DEFAULT_MAX_CONNECTIONS = 100
 
 _JSON_HEADERS = [("accept", "application/json"), ("content-type", "application/json")]
-_STREAM_HEADERS = [("content-type", "application/json"), ("x-amzn-bedrock-accept", "application/json")]
 
 
 def _check_pair(access_key: str | None, secret_key: str | None, session_token: str | None) -> None:
@@ -85,6 +90,8 @@ class ChatCompletions:
         top_k: int | None = ...,
         system: str | None = ...,
         max_tokens: int | None = ...,
+        thinking: Mapping[str, Any] | None = ...,
+        surface: Surface | str | None = ...,
         stream: Literal[False] = ...,
     ) -> ChatCompletion: ...
 
@@ -101,6 +108,8 @@ class ChatCompletions:
         top_k: int | None = ...,
         system: str | None = ...,
         max_tokens: int | None = ...,
+        thinking: Mapping[str, Any] | None = ...,
+        surface: Surface | str | None = ...,
         stream: Literal[True],
     ) -> ChatCompletionStream: ...
 
@@ -117,6 +126,8 @@ class ChatCompletions:
         top_k: int | None = ...,
         system: str | None = ...,
         max_tokens: int | None = ...,
+        thinking: Mapping[str, Any] | None = ...,
+        surface: Surface | str | None = ...,
         stream: bool,
     ) -> ChatCompletion | ChatCompletionStream: ...
 
@@ -132,6 +143,8 @@ class ChatCompletions:
         top_k: int | None = None,
         system: str | None = None,
         max_tokens: int | None = None,
+        thinking: Mapping[str, Any] | None = None,
+        surface: Surface | str | None = None,
         stream: bool = False,
     ) -> ChatCompletion | ChatCompletionStream:
         """Send a conversation to a Claude model and return the reply appended to it.
@@ -146,6 +159,10 @@ class ChatCompletions:
             temperature, top_p: 0 to 1; top_k: 0 to 500. Unset means the model's default
                 (1, 1 and 250 for the Claude models that document them).
             system: system prompt (alternatively, leading ``system`` messages).
+            thinking: extended thinking, passed through (``{"type": "adaptive"}``, or
+                ``{"type": "enabled", "budget_tokens": N}``), checked against what the model accepts.
+            surface: force ``"invoke"`` (``/model/{id}/invoke``) or ``"messages-endpoint"``
+                (``/anthropic/v1/messages``); by default the registry's choice for the model.
             stream: return a :class:`ChatCompletionStream` once the response headers arrived.
 
         Raises:
@@ -162,11 +179,60 @@ class ChatCompletions:
             top_p=top_p,
             top_k=top_k,
             system=system,
+            thinking=thinking,
+            surface=surface,
             stream=stream,
         )
         if stream:
             return await self._client._open_stream(invocation)
         return await self._client._invoke(invocation)
+
+    def batch(
+        self,
+        requests: Requests,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+    ) -> BatchRun:
+        """Run many ``create`` calls concurrently; use as ``async with ... as results: async for r in results``.
+
+        Args:
+            requests: ``create`` keyword arguments (dicts), from a sync or async iterable read lazily.
+            concurrency: most requests in flight; throttling lowers it (halving), successes raise it
+                back (one at a time), never above this.
+            requests_per_minute, tokens_per_minute: limits that hold over any 60-second window; tokens
+                are estimated before sending (prompt characters / 4 + max tokens) and reconciled with
+                the reported usage.
+
+        Each input yields one :class:`BatchResult` (its index, and the completion or the typed error),
+        in completion order. Leaving the block early cancels the requests still running.
+        """
+        return chat_batch(
+            self._client,
+            requests,
+            concurrency=concurrency,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+        )
+
+    async def batch_in_order(
+        self,
+        requests: Requests,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+    ) -> list[BatchResult]:
+        """:meth:`batch`, collected: every result, in input order (all held in memory)."""
+        return await collect_in_order(
+            self.batch(
+                requests,
+                concurrency=concurrency,
+                requests_per_minute=requests_per_minute,
+                tokens_per_minute=tokens_per_minute,
+            )
+        )
 
 
 class AnthropicBedrock:
@@ -275,12 +341,9 @@ class AnthropicBedrock:
         except (TypeError, ValueError) as exc:
             raise InvalidRequestError("body", f"is not JSON-serialisable: {exc}") from None
         self._check_model_region(resolved)
-        transport = await self._ready()
+        await self._ready()
         self._check_model_region(resolved)
-        started = time.monotonic()
-        raw = await transport.send(invoke_path(model, stream=False), payload, _JSON_HEADERS, stream=False)
-        assert raw.body is not None
-        return parse_raw_invoke_response(raw.headers, raw.body, latency=time.monotonic() - started)
+        return await self._send_raw(invoke_path(model, stream=False), payload, _JSON_HEADERS)
 
     @property
     def region(self) -> str | None:
@@ -342,6 +405,8 @@ class AnthropicBedrock:
         top_p: object,
         top_k: object,
         system: str | None,
+        thinking: object,
+        surface: object,
         stream: bool,
     ) -> Invocation:
         """All validation, before any I/O."""
@@ -361,7 +426,11 @@ class AnthropicBedrock:
             top_k=top_k,
         )
         conversation = normalize_conversation(messages, system=system)
-        return prepare_invocation(resolved, conversation, sampling, stream=stream)
+        chosen = choose_surface(resolved, surface)
+        thinking_body = validate_model_rules(resolved, sampling, thinking)
+        return prepare_invocation(
+            resolved, conversation, sampling, stream=stream, surface=chosen, thinking=thinking_body
+        )
 
     def _check_model_region(self, model: ResolvedModel) -> None:
         """An ARN names its region; sending it to another region would be silently wrong."""
@@ -372,13 +441,26 @@ class AnthropicBedrock:
                 f"use a client with region={model.arn_region!r}",
             )
 
-    async def _invoke(self, invocation: Invocation) -> ChatCompletion:
+    async def _invoke(self, invocation: Invocation, *, on_retry: RetryHook | None = None) -> ChatCompletion:
+        """Send a prepared call and parse its answer; ``on_retry`` sees every retried error (batches adapt to it)."""
         transport = await self._ready()
         self._check_model_region(invocation.model)
         started = time.monotonic()
-        raw = await transport.send(invocation.path, invocation.body, _JSON_HEADERS, stream=False)
+        raw = await transport.send(
+            invocation.path, invocation.body, invocation.headers, stream=False, on_retry=on_retry
+        )
         assert raw.body is not None
         return parse_invoke_response(invocation, raw.headers, raw.body, latency=time.monotonic() - started)
+
+    async def _send_raw(
+        self, path: str, body: bytes, headers: Sequence[tuple[str, str]], *, on_retry: RetryHook | None = None
+    ) -> InvokeModelResponse:
+        """Send a ready body and keep the model's JSON answer as it is."""
+        transport = await self._ready()
+        started = time.monotonic()
+        raw = await transport.send(path, body, headers, stream=False, on_retry=on_retry)
+        assert raw.body is not None
+        return parse_raw_invoke_response(raw.headers, raw.body, latency=time.monotonic() - started)
 
     async def _open_stream(self, invocation: Invocation) -> ChatCompletionStream:
         transport = await self._ready()
@@ -386,7 +468,7 @@ class AnthropicBedrock:
         started = time.monotonic()
 
         async def reopen() -> Any:
-            return await transport.send(invocation.path, invocation.body, _STREAM_HEADERS, stream=True)
+            return await transport.send(invocation.path, invocation.body, invocation.headers, stream=True)
 
         async def backoff(error: BedrockError, left: int) -> None:
             retry = transport.retry.max_retries - left - 1

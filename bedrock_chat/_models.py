@@ -270,11 +270,15 @@ def _lookup(base: str) -> ModelInfo | None:
     return info
 
 
-@functools.lru_cache(maxsize=512)
 def resolve_model(model_id: str) -> ResolvedModel:
     """Resolve any accepted form of a model id; raises InvalidRequestError for a malformed one."""
     if not isinstance(model_id, str):
         raise InvalidRequestError("model", f"must be a string, got {type(model_id).__name__}")
+    return _resolve(model_id)
+
+
+@functools.lru_cache(maxsize=512)
+def _resolve(model_id: str) -> ResolvedModel:
     if not _MODEL_ID_OK.fullmatch(model_id):  # fullmatch: "$" would let a trailing newline through
         raise InvalidRequestError(
             "model", "must be 1 to 2048 printable ASCII characters without spaces (a Bedrock model id or ARN)"

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from ._errors import APIError, EventStreamError, IncompleteStreamError, InvalidRequestError, make_api_error
-from ._models import ModelApi, ResolvedModel
+from ._models import ModelApi, ResolvedModel, SamplingRule, Surface
 from ._prompt import HUMAN_PROMPT, Conversation, messages_payload, text_prompt
 from ._sigv4 import percent_encode_path_segment
 from ._types import ChatCompletion, StreamChunk, Usage
@@ -29,7 +29,10 @@ __all__ = [
     "InvokeModelResponse",
     "SamplingParams",
     "StreamAssembler",
+    "MESSAGES_API_VERSION",
+    "MESSAGES_ENDPOINT_PATH",
     "build_body",
+    "choose_surface",
     "invoke_path",
     "parse_error_response",
     "parse_invoke_response",
@@ -37,6 +40,7 @@ __all__ = [
     "prepare_invocation",
     "request_id_from",
     "usage_from_headers",
+    "validate_model_rules",
     "validate_sampling",
 ]
 
@@ -100,9 +104,25 @@ def validate_sampling(
     )
 
 
+#: The Messages-API surface of bedrock-runtime (model in the body, SSE streaming).
+MESSAGES_ENDPOINT_PATH = "/anthropic/v1/messages"
+#: The ``anthropic-version`` header sent on that surface (the Messages API's stable version).
+MESSAGES_API_VERSION = "2023-06-01"
+
+# The request headers that get signed, per surface and mode. botocore sends these for InvokeModel
+# (the stream operation takes ``X-Amzn-Bedrock-Accept`` instead of ``Accept``).
+_INVOKE_HEADERS = (("accept", "application/json"), ("content-type", "application/json"))
+_INVOKE_STREAM_HEADERS = (("content-type", "application/json"), ("x-amzn-bedrock-accept", "application/json"))
+_MESSAGES_ENDPOINT_HEADERS = (
+    ("accept", "application/json"),
+    ("anthropic-version", MESSAGES_API_VERSION),
+    ("content-type", "application/json"),
+)
+
+
 @attrs.frozen
 class Invocation:
-    """Everything needed to send one InvokeModel call and to read its answer."""
+    """Everything needed to send one call and to read its answer: where, what, and how it was asked."""
 
     model: ResolvedModel
     conversation: Conversation
@@ -110,12 +130,66 @@ class Invocation:
     path: str
     body: bytes
     stream: bool
+    surface: Surface = Surface.INVOKE
+    headers: tuple[tuple[str, str], ...] = _INVOKE_HEADERS
 
 
 def invoke_path(model_id: str, *, stream: bool) -> str:
     """The wire path, with the model id encoded as botocore encodes it (``:`` -> ``%3A``, ``/`` -> ``%2F``)."""
     operation = "invoke-with-response-stream" if stream else "invoke"
     return f"/model/{percent_encode_path_segment(model_id)}/{operation}"
+
+
+def choose_surface(model: ResolvedModel, requested: object = None) -> Surface:
+    """The registry's preferred surface for the model, or the one the caller forces (if it serves the model)."""
+    if requested is None:
+        return model.info.default_surface if model.info is not None else Surface.INVOKE
+    try:
+        surface = Surface(requested)
+    except ValueError:
+        choices = ", ".join(repr(s.value) for s in Surface)
+        raise InvalidRequestError("surface", f"must be one of {choices}, got {requested!r}") from None
+    if model.api is ModelApi.TEXT_COMPLETIONS and surface is Surface.MESSAGES_ENDPOINT:
+        raise InvalidRequestError("surface", f"{model.display_name} is a text-completion model: InvokeModel only")
+    if model.info is not None and surface not in model.info.surfaces:
+        served = ", ".join(sorted(s.value for s in model.info.surfaces))
+        raise InvalidRequestError("surface", f"{model.display_name} is not served on {surface.value!r} (only {served})")
+    return surface
+
+
+def validate_model_rules(model: ResolvedModel, sampling: SamplingParams, thinking: object) -> dict[str, Any] | None:
+    """The rules the registry knows for this model, checked before any I/O; returns the ``thinking`` to send."""
+    info = model.info
+    if info is not None and info.sampling is not SamplingRule.ANY:
+        given = [name for name in ("temperature", "top_p", "top_k") if getattr(sampling, name) is not None]
+        if info.sampling is SamplingRule.DEFAULTS_ONLY and given:
+            raise InvalidRequestError(
+                given[0], f"{info.name} accepts only its default temperature, top_p and top_k: leave it unset"
+            )
+        if info.sampling is SamplingRule.TEMPERATURE_OR_TOP_P and {"temperature", "top_p"} <= set(given):
+            raise InvalidRequestError("top_p", f"{info.name} accepts temperature or top_p, not both")
+    if thinking is None:
+        return None
+    if not isinstance(thinking, Mapping) or not isinstance(thinking.get("type"), str):
+        raise InvalidRequestError("thinking", 'must be a dict like {"type": "adaptive"} or {"type": "enabled", ...}')
+    kind = thinking["type"]
+    if model.api is ModelApi.TEXT_COMPLETIONS:
+        raise InvalidRequestError("thinking", f"{model.display_name} is a text-completion model: no extended thinking")
+    if info is not None:
+        if not info.thinking_types:
+            raise InvalidRequestError("thinking", f"{info.name} has no extended thinking")
+        if kind not in info.thinking_types:
+            allowed = ", ".join(repr(t) for t in sorted(info.thinking_types))
+            raise InvalidRequestError("thinking.type", f"{info.name} accepts {allowed}, not {kind!r}")
+    if kind == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1024:
+            raise InvalidRequestError("thinking.budget_tokens", f"must be an integer >= 1024, got {budget!r}")
+        if budget >= sampling.max_tokens:
+            raise InvalidRequestError(
+                "thinking.budget_tokens", f"must be below max_tokens_to_sample ({sampling.max_tokens}), got {budget}"
+            )
+    return dict(thinking)
 
 
 def _sampling_fields(sampling: SamplingParams, body: dict[str, Any]) -> None:
@@ -129,8 +203,20 @@ def _sampling_fields(sampling: SamplingParams, body: dict[str, Any]) -> None:
         body["top_k"] = sampling.top_k
 
 
-def build_body(model: ResolvedModel, conversation: Conversation, sampling: SamplingParams) -> dict[str, Any]:
-    """The InvokeModel JSON body for the model's API."""
+def build_body(
+    model: ResolvedModel,
+    conversation: Conversation,
+    sampling: SamplingParams,
+    *,
+    surface: Surface = Surface.INVOKE,
+    stream: bool = False,
+    thinking: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON body for the model's API on the given surface.
+
+    InvokeModel bodies carry ``anthropic_version`` (the model is in the URL, streaming is the
+    operation); Messages-endpoint bodies carry the model and ``stream`` instead.
+    """
     body: dict[str, Any]
     if model.api is ModelApi.TEXT_COMPLETIONS:
         body = {
@@ -138,20 +224,43 @@ def build_body(model: ResolvedModel, conversation: Conversation, sampling: Sampl
             "max_tokens_to_sample": sampling.max_tokens,
         }
     else:
-        body = {"anthropic_version": ANTHROPIC_VERSION, "max_tokens": sampling.max_tokens}
+        if surface is Surface.INVOKE:
+            body = {"anthropic_version": ANTHROPIC_VERSION, "max_tokens": sampling.max_tokens}
+        else:
+            body = {"model": model.model_id, "max_tokens": sampling.max_tokens}
         if conversation.system:
             body["system"] = conversation.system
         body["messages"] = messages_payload(conversation)
+        if thinking is not None:
+            body["thinking"] = dict(thinking)
     _sampling_fields(sampling, body)
+    if stream and surface is Surface.MESSAGES_ENDPOINT:
+        body["stream"] = True
     return body
 
 
 def prepare_invocation(
-    model: ResolvedModel, conversation: Conversation, sampling: SamplingParams, *, stream: bool
+    model: ResolvedModel,
+    conversation: Conversation,
+    sampling: SamplingParams,
+    *,
+    stream: bool,
+    surface: Surface = Surface.INVOKE,
+    thinking: Mapping[str, Any] | None = None,
 ) -> Invocation:
-    """Build the path and body bytes of one call."""
-    body = _dumps(build_body(model, conversation, sampling)).encode()
-    return Invocation(model, conversation, sampling, invoke_path(model.model_id, stream=stream), body, stream)
+    """Build the path, signed headers and body bytes of one call."""
+    body = _dumps(build_body(model, conversation, sampling, surface=surface, stream=stream, thinking=thinking))
+    headers: tuple[tuple[str, str], ...]
+    if surface is Surface.MESSAGES_ENDPOINT:
+        path, headers = MESSAGES_ENDPOINT_PATH, _MESSAGES_ENDPOINT_HEADERS
+    else:
+        path = invoke_path(model.model_id, stream=stream)
+        headers = _INVOKE_STREAM_HEADERS if stream else _INVOKE_HEADERS
+    try:
+        encoded = body.encode()
+    except UnicodeEncodeError:
+        raise InvalidRequestError("messages", "contains text that is not valid Unicode (a lone surrogate)") from None
+    return Invocation(model, conversation, sampling, path, encoded, stream, surface, headers)
 
 
 # ---------------------------------------------------------------------------------------------- responses

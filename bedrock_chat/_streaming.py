@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import cast
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -29,7 +29,9 @@ from ._errors import (
     make_api_error,
 )
 from ._eventstream import EventStreamDecoder, EventStreamMessage, decode_chunk_payload
+from ._models import Surface
 from ._protocol import Invocation, StreamAssembler, request_id_from, usage_from_headers
+from ._sse import SSEDecoder
 from ._transport import RawResponse, close_response, translate_httpx_error
 from ._types import ChatCompletion, StreamChunk
 
@@ -55,6 +57,75 @@ def _exception_from_frame(message: EventStreamMessage, request_id: str | None) -
         text = headers.get(":error-message")
         body = {}
     return make_api_error(status=200, code=code, message=str(text) if text else None, request_id=request_id, body=body)
+
+
+class _EventStreamSource:
+    """InvokeModelWithResponseStream: AWS event-stream frames whose ``chunk`` payloads wrap the model's events."""
+
+    __slots__ = ("_decoder",)
+
+    def __init__(self) -> None:
+        self._decoder = EventStreamDecoder()
+
+    def feed(self, data: bytes) -> None:
+        self._decoder.feed(data)
+
+    def close(self) -> None:
+        self._decoder.close()  # raises IncompleteStreamError if the body ended inside a frame
+
+    def next_event(self, request_id: str | None) -> dict[str, Any] | None:
+        while (message := self._decoder.next_message()) is not None:
+            message_type = message.message_type
+            if message_type == "event":
+                if message.event_type != "chunk":
+                    continue  # an event type this client does not know: nothing in it is text
+                event = _loads(decode_chunk_payload(message.payload))
+                if not isinstance(event, dict):
+                    raise EventStreamError("a chunk's payload is not a JSON object")
+                return event
+            if message_type in ("exception", "error"):
+                raise _exception_from_frame(message, request_id)
+            raise EventStreamError(f"unexpected event-stream message type {message_type!r}")
+        return None
+
+
+class _SSESource:
+    """The /anthropic/v1/messages surface: server-sent events whose data is the model's event."""
+
+    __slots__ = ("_decoder",)
+
+    def __init__(self) -> None:
+        self._decoder = SSEDecoder()
+
+    def feed(self, data: bytes) -> None:
+        self._decoder.feed(data)
+
+    def close(self) -> None:
+        self._decoder.close()
+
+    def next_event(self, request_id: str | None) -> dict[str, Any] | None:
+        while (sse := self._decoder.next_event()) is not None:
+            if sse.event == "ping":
+                continue
+            try:
+                event = _loads(sse.data)
+            except ValueError:
+                raise EventStreamError(f"the data of a {sse.event!r} event is not JSON") from None
+            if not isinstance(event, dict):
+                raise EventStreamError(f"the data of a {sse.event!r} event is not a JSON object")
+            if sse.event == "error" or event.get("type") == "error":
+                error = event.get("error")
+                error = error if isinstance(error, dict) else {}
+                code = error.get("type")
+                raise make_api_error(
+                    status=200,
+                    code=code if isinstance(code, str) else "error",
+                    message=error.get("message") if isinstance(error.get("message"), str) else None,
+                    request_id=request_id,
+                    body=event,
+                )
+            return event
+        return None
 
 
 class ChatCompletionStream:
@@ -92,7 +163,7 @@ class ChatCompletionStream:
         self.headers = response.headers
         self.request_id = request_id_from(response.headers)
         self._raw = cast(AsyncIterator[bytes], response.response.stream.__aiter__())  # type: ignore[union-attr]
-        self._decoder = EventStreamDecoder()
+        self._source = _SSESource() if self._invocation.surface is Surface.MESSAGES_ENDPOINT else _EventStreamSource()
         self._assembler = StreamAssembler(self._invocation)
         self._eof = False
 
@@ -152,19 +223,17 @@ class ChatCompletionStream:
 
     async def _next_chunk(self) -> StreamChunk:
         while True:
-            message = self._decoder.next_message()
-            if message is not None:
-                chunk = self._handle(message)
-                if chunk is not None:
-                    if chunk.text:
-                        self._text_handed_out = True
-                    return chunk
-                continue
+            event = self._source.next_event(self.request_id)
+            if event is not None:
+                chunk = self._assembler.feed(event)
+                if chunk.text:
+                    self._text_handed_out = True
+                return chunk
             if self._eof or self._closed:
                 raise StopAsyncIteration
             data = await self._read()
             if data:
-                self._decoder.feed(data)
+                self._source.feed(data)
             else:
                 self._finish()
 
@@ -183,22 +252,9 @@ class ChatCompletionStream:
         except httpx.HTTPError as exc:
             raise translate_httpx_error(exc) from exc
 
-    def _handle(self, message: EventStreamMessage) -> StreamChunk | None:
-        message_type = message.message_type
-        if message_type == "event":
-            if message.event_type != "chunk":
-                return None  # an event type this client does not know: nothing in it is text
-            event = _loads(decode_chunk_payload(message.payload))
-            if not isinstance(event, dict):
-                raise EventStreamError("a chunk's payload is not a JSON object")
-            return self._assembler.feed(event)
-        if message_type in ("exception", "error"):
-            raise _exception_from_frame(message, self.request_id)
-        raise EventStreamError(f"unexpected event-stream message type {message_type!r}")
-
     def _finish(self) -> None:
         self._eof = True
-        self._decoder.close()  # raises IncompleteStreamError if the body ended inside a frame
+        self._source.close()  # raises IncompleteStreamError if the body ended inside a frame or event
         self._completion = self._assembler.completion(
             request_id=self.request_id,
             latency=time.monotonic() - self._started,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -39,7 +39,7 @@ __all__ = ["BedrockTransport", "RawResponse", "USER_AGENT", "close_response", "t
 
 USER_AGENT = "bedrock-chat/0.1"
 
-Signer = Callable[[str, str, list[tuple[str, str]], bytes, AwsCredentials], list[tuple[str, str]]]
+Signer = Callable[[str, str, Sequence[tuple[str, str]], bytes, AwsCredentials], list[tuple[str, str]]]
 
 
 def translate_httpx_error(exc: Exception) -> TransportError:
@@ -147,7 +147,7 @@ class BedrockTransport:
             builtin = SigV4Signer(region=region, service=service)
 
             def sign(
-                method: str, path: str, headers: list[tuple[str, str]], body: bytes, creds: AwsCredentials
+                method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes, creds: AwsCredentials
             ) -> list[tuple[str, str]]:
                 return builtin.sign(
                     method=method,
@@ -173,7 +173,7 @@ class BedrockTransport:
                 await self.transport.aclose()
 
     def build_request(
-        self, path: str, body: bytes, headers: list[tuple[str, str]], credentials: AwsCredentials
+        self, path: str, body: bytes, headers: Sequence[tuple[str, str]], credentials: AwsCredentials
     ) -> httpx.Request:
         """One signed attempt. ``headers`` are the signed request headers (lower-case names)."""
         # An endpoint behind a proxy may have a base path: sign the path that is actually sent.
@@ -197,7 +197,7 @@ class BedrockTransport:
         self,
         path: str,
         body: bytes,
-        headers: list[tuple[str, str]],
+        headers: Sequence[tuple[str, str]],
         *,
         stream: bool,
         on_retry: Callable[[BedrockError, int], None] | None = None,
@@ -273,7 +273,7 @@ def _botocore_signer(endpoint: Endpoint, region: str, service: str) -> Signer:
     from botocore.credentials import Credentials
 
     def sign(
-        method: str, path: str, headers: list[tuple[str, str]], body: bytes, creds: AwsCredentials
+        method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes, creds: AwsCredentials
     ) -> list[tuple[str, str]]:
         url = str(endpoint.url.copy_with(raw_path=path.encode("ascii")))
         request = AWSRequest(method, url, data=body, headers=dict(headers))

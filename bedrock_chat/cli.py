@@ -19,7 +19,7 @@ import anyio
 
 from ._client import AnthropicBedrock
 from ._errors import BedrockError, ConfigurationError, CredentialsError
-from ._models import MODELS
+from ._models import MODELS, Surface
 from ._types import ChatCompletion
 
 __all__ = ["DEFAULT_MODEL", "main"]
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bedrock-chat", description="Chat with Claude on Amazon Bedrock (or its built-in emulator)."
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{chat,models,emulator}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{chat,batch,models,emulator}")
 
     chat = sub.add_parser("chat", help="send a prompt, or chat interactively", description="Chat with Claude.")
     chat.add_argument(
@@ -92,11 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--top-k", type=_top_k, help="0 to 500 (default: the model's, 250)")
     chat.add_argument("--stop", action="append", default=None, metavar="TEXT", help="stop sequence (repeatable)")
     chat.add_argument("--system", help="system prompt")
+    chat.add_argument(
+        "--surface",
+        choices=[surface.value for surface in Surface],
+        help="force the endpoint: InvokeModel or /anthropic/v1/messages (default: the model's preferred one)",
+    )
     chat.add_argument("--no-stream", action="store_true", help="wait for the whole reply instead of streaming it")
     chat.add_argument("--json", action="store_true", help="print the whole result (usage, stop reason, ...) as JSON")
     _add_connection_flags(chat)
     add_fault_arguments(chat)  # they shape the emulator's answers when --emulator is given
 
+    from ._batch_cli import add_batch_parser
+
+    add_batch_parser(sub)
     sub.add_parser("models", help="list the Claude models bedrock-chat knows", description="List known models.")
 
     emulator = sub.add_parser(
@@ -137,7 +145,7 @@ def _client_settings(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
 
 def _create_kwargs(args: argparse.Namespace, messages: list[dict[str, Any]]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"model": args.model, "messages": messages, "max_tokens_to_sample": args.max_tokens}
-    for name in ("temperature", "top_p", "top_k", "system"):
+    for name in ("temperature", "top_p", "top_k", "system", "surface"):
         if getattr(args, name) is not None:
             kwargs[name] = getattr(args, name)
     if args.stop:
@@ -246,7 +254,11 @@ def _chat(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> 
 def _models(out: TextIO) -> int:
     rows = [("MODEL ID", "NAME", "API", "SURFACES", "MAX OUTPUT", "CONTEXT")]
     for info in MODELS:
-        surfaces = ",".join(sorted(surface.value for surface in info.surfaces))
+        # The surface create() uses by default is marked with a star.
+        surfaces = ",".join(
+            surface.value + ("*" if surface is info.default_surface and len(info.surfaces) > 1 else "")
+            for surface in sorted(info.surfaces, key=lambda surface: surface.value)
+        )
         rows.append(
             (info.id, info.name, info.api.value, surfaces, f"{info.max_output_tokens:,}", f"{info.context_window:,}")
         )
@@ -257,6 +269,7 @@ def _models(out: TextIO) -> int:
             for i, (cell, width) in enumerate(zip(row, widths, strict=True))
         ]
         out.write("  ".join(cells).rstrip() + "\n")
+    out.write("\n* the surface used by default where a model has two (force one with --surface).")
     out.write("\nCross-region profile ids (us., eu., apac., global., ...) and ARNs resolve to these models.\n")
     return EXIT_OK
 
@@ -270,6 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "models":
             return _models(sys.stdout)
+        if args.command == "batch":
+            from ._batch_cli import run_batch_command
+
+            return run_batch_command(args)
         if args.command == "emulator":
             from .emulator._cli import run_emulator_command
 

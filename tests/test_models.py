@@ -178,7 +178,7 @@ def test_malformed_ids_are_rejected(bad: str) -> None:
 def test_non_string_ids_are_rejected(bad: object) -> None:
     """A model id that is not a string raises InvalidRequestError, not a TypeError."""
     with pytest.raises(InvalidRequestError, match="model"):
-        resolve_model(bad)
+        resolve_model(bad)  # type: ignore[arg-type]
 
 
 def test_longest_id_is_accepted() -> None:

@@ -89,6 +89,8 @@ def test_create_accepts_every_async_argument() -> None:
         "top_k",
         "system",
         "max_tokens",
+        "thinking",
+        "surface",
         "stream",
     }
     sent: list[dict[str, Any]] = []
