@@ -6,6 +6,7 @@ Everything public is imported here; every other module is private. The local Bed
 
 from __future__ import annotations
 
+from ._batch import BatchResult, BatchRun
 from ._client import AnthropicBedrock, ChatCompletions
 from ._config import RetryPolicy
 from ._errors import (
@@ -50,6 +51,8 @@ __all__ = [
     "AnthropicBedrockSync",
     "AuthenticationError",
     "AwsCredentials",
+    "BatchResult",
+    "BatchRun",
     "BedrockError",
     "ChatCompletion",
     "ChatCompletionStream",
