@@ -6,7 +6,9 @@ This module only wires the layers together: configuration is checked in ``_confi
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +27,7 @@ from ._config import (
     validate_region,
 )
 from ._credentials import BotocoreCredentialSource, CredentialSource, StaticCredentialSource
-from ._errors import BedrockError, ConfigurationError, InvalidRequestError
+from ._errors import BedrockError, ConfigurationError, InvalidRequestError, make_api_error
 from ._models import ResolvedModel, Surface, resolve_model
 from ._prompt import normalize_conversation
 from ._protocol import (
@@ -39,7 +41,10 @@ from ._protocol import (
     prepare_invocation,
     validate_model_rules,
     validate_sampling,
+    validate_tools,
 )
+from ._request_options import RequestOptions, request_option_headers
+from ._sigv4 import percent_encode_path_segment
 from ._streaming import ChatCompletionStream
 from ._transport import BedrockTransport
 from ._types import AwsCredentials, ChatCompletion
@@ -91,6 +96,15 @@ class ChatCompletions:
         system: str | None = ...,
         max_tokens: int | None = ...,
         thinking: Mapping[str, Any] | None = ...,
+        tools: Sequence[Mapping[str, Any]] | None = ...,
+        tool_choice: Mapping[str, Any] | None = ...,
+        anthropic_beta: Sequence[str] | None = ...,
+        guardrail_identifier: str | None = ...,
+        guardrail_version: str | None = ...,
+        trace: str | None = ...,
+        performance_config_latency: str | None = ...,
+        service_tier: str | None = ...,
+        request_metadata: Mapping[str, str] | None = ...,
         surface: Surface | str | None = ...,
         stream: Literal[False] = ...,
     ) -> ChatCompletion: ...
@@ -109,6 +123,15 @@ class ChatCompletions:
         system: str | None = ...,
         max_tokens: int | None = ...,
         thinking: Mapping[str, Any] | None = ...,
+        tools: Sequence[Mapping[str, Any]] | None = ...,
+        tool_choice: Mapping[str, Any] | None = ...,
+        anthropic_beta: Sequence[str] | None = ...,
+        guardrail_identifier: str | None = ...,
+        guardrail_version: str | None = ...,
+        trace: str | None = ...,
+        performance_config_latency: str | None = ...,
+        service_tier: str | None = ...,
+        request_metadata: Mapping[str, str] | None = ...,
         surface: Surface | str | None = ...,
         stream: Literal[True],
     ) -> ChatCompletionStream: ...
@@ -127,6 +150,15 @@ class ChatCompletions:
         system: str | None = ...,
         max_tokens: int | None = ...,
         thinking: Mapping[str, Any] | None = ...,
+        tools: Sequence[Mapping[str, Any]] | None = ...,
+        tool_choice: Mapping[str, Any] | None = ...,
+        anthropic_beta: Sequence[str] | None = ...,
+        guardrail_identifier: str | None = ...,
+        guardrail_version: str | None = ...,
+        trace: str | None = ...,
+        performance_config_latency: str | None = ...,
+        service_tier: str | None = ...,
+        request_metadata: Mapping[str, str] | None = ...,
         surface: Surface | str | None = ...,
         stream: bool,
     ) -> ChatCompletion | ChatCompletionStream: ...
@@ -144,6 +176,15 @@ class ChatCompletions:
         system: str | None = None,
         max_tokens: int | None = None,
         thinking: Mapping[str, Any] | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: Mapping[str, Any] | None = None,
+        anthropic_beta: Sequence[str] | None = None,
+        guardrail_identifier: str | None = None,
+        guardrail_version: str | None = None,
+        trace: str | None = None,
+        performance_config_latency: str | None = None,
+        service_tier: str | None = None,
+        request_metadata: Mapping[str, str] | None = None,
         surface: Surface | str | None = None,
         stream: bool = False,
     ) -> ChatCompletion | ChatCompletionStream:
@@ -161,6 +202,11 @@ class ChatCompletions:
             system: system prompt (alternatively, leading ``system`` messages).
             thinking: extended thinking, passed through (``{"type": "adaptive"}``, or
                 ``{"type": "enabled", "budget_tokens": N}``), checked against what the model accepts.
+            tools, tool_choice: tool definitions and the choice rule (Messages models); the reply's
+                ``tool_use`` blocks are in ``chat.tool_calls``, answer them with ``tool_result`` blocks.
+            anthropic_beta: beta flag names (Messages models).
+            guardrail_identifier, guardrail_version, trace, performance_config_latency,
+                service_tier, request_metadata: Bedrock's request options, sent as its headers.
             surface: force ``"invoke"`` (``/model/{id}/invoke``) or ``"messages-endpoint"``
                 (``/anthropic/v1/messages``); by default the registry's choice for the model.
             stream: return a :class:`ChatCompletionStream` once the response headers arrived.
@@ -180,6 +226,15 @@ class ChatCompletions:
             top_k=top_k,
             system=system,
             thinking=thinking,
+            tools=tools,
+            tool_choice=tool_choice,
+            anthropic_beta=anthropic_beta,
+            guardrail_identifier=guardrail_identifier,
+            guardrail_version=guardrail_version,
+            trace=trace,
+            performance_config_latency=performance_config_latency,
+            service_tier=service_tier,
+            request_metadata=request_metadata,
             surface=surface,
             stream=stream,
         )
@@ -256,7 +311,14 @@ class AnthropicBedrock:
         signer: ``"builtin"`` (the fast SigV4 signer) or ``"botocore"`` (botocore's ``SigV4Auth``).
         stream_idle_timeout: seconds without a byte on a response stream before it is abandoned.
         retry_policy: backoff parameters (``max_retries`` is a shortcut for its first field).
+        api_key: a Bedrock API key, sent as ``Authorization: Bearer`` instead of SigV4 signing
+            (``AWS_BEARER_TOKEN_BEDROCK`` is used when no credentials or profile are given).
+        use_fips_endpoint, use_dualstack_endpoint: the FIPS and/or dual-stack endpoint of the region.
     """
+
+    def __repr__(self) -> str:
+        auth = "api_key" if self._api_key is not None else "sigv4"
+        return f"AnthropicBedrock(region={self._region!r}, endpoint_url={self._endpoint_url!r}, auth={auth})"
 
     def __init__(
         self,
@@ -275,10 +337,29 @@ class AnthropicBedrock:
         stream_idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT,
         retry_policy: RetryPolicy | None = None,
         allow_insecure_http: bool = False,
+        api_key: str | None = None,
+        use_fips_endpoint: bool = False,
+        use_dualstack_endpoint: bool = False,
     ) -> None:
         _check_pair(access_key, secret_key, session_token)
         if profile is not None and access_key is not None:
             raise ConfigurationError("pass either explicit keys or a profile, not both")
+        if api_key is not None:
+            if (
+                not isinstance(api_key, str)
+                or not api_key.strip()
+                or not api_key.isascii()
+                or not api_key.isprintable()
+            ):
+                raise ConfigurationError("api_key: must be a non-empty printable ASCII string")
+            if access_key is not None or profile is not None:
+                raise ConfigurationError("pass a Bedrock API key or AWS credentials (keys or a profile), not both")
+        elif access_key is None and profile is None:
+            # Like the AWS SDKs: the environment's Bedrock API key is used when nothing explicit was given.
+            api_key = os.environ.get("AWS_BEARER_TOKEN_BEDROCK") or None
+        self._api_key = api_key
+        self._fips = bool(use_fips_endpoint)
+        self._dualstack = bool(use_dualstack_endpoint)
         if not isinstance(max_connections, int) or isinstance(max_connections, bool) or max_connections < 1:
             raise ConfigurationError(f"max_connections: must be an integer >= 1, got {max_connections!r}")
         if signer not in ("builtin", "botocore"):
@@ -287,6 +368,8 @@ class AnthropicBedrock:
         self._botocore_source: BotocoreCredentialSource | None = None
         if access_key is not None and secret_key is not None:
             self._credentials = StaticCredentialSource(AwsCredentials(access_key, secret_key, session_token))
+        elif api_key is not None:
+            self._credentials = StaticCredentialSource(AwsCredentials("", ""))  # never used: requests carry the key
         else:
             self._botocore_source = BotocoreCredentialSource(profile)
             self._credentials = self._botocore_source
@@ -345,6 +428,54 @@ class AnthropicBedrock:
         self._check_model_region(resolved)
         return await self._send_raw(invoke_path(model, stream=False), payload, _JSON_HEADERS)
 
+    async def count_tokens(
+        self,
+        *,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        system: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: Mapping[str, Any] | None = None,
+        thinking: Mapping[str, Any] | None = None,
+        max_tokens_to_sample: int | None = None,
+    ) -> int:
+        """The input tokens Bedrock counts for this request, through its CountTokens operation.
+
+        The body is the InvokeModel body ``create`` would send (validated the same way, before any
+        I/O), so the count matches the ``usage.input_tokens`` of the real call. Nothing is generated
+        and nothing is billed.
+        """
+        resolved = resolve_model(model)
+        sampling = validate_sampling(
+            resolved, max_tokens_to_sample=DEFAULT_MAX_TOKENS if max_tokens_to_sample is None else max_tokens_to_sample
+        )
+        conversation = normalize_conversation(messages, system=system)
+        thinking_body = validate_model_rules(resolved, sampling, thinking)
+        extras = validate_tools(resolved, tools=tools, tool_choice=tool_choice)
+        invocation = prepare_invocation(
+            resolved,
+            conversation,
+            sampling,
+            stream=False,
+            surface=Surface.INVOKE,
+            thinking=thinking_body,
+            extras=extras,
+        )
+        payload = {"input": {"invokeModel": {"body": base64.b64encode(invocation.body).decode("ascii")}}}
+        await self._ready()
+        self._check_model_region(resolved)
+        path = f"/model/{percent_encode_path_segment(model)}/count-tokens"
+        answer = await self._send_raw(path, json.dumps(payload).encode(), _JSON_HEADERS)
+        count = answer.body.get("inputTokens")
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise make_api_error(
+                status=200,
+                code="MalformedResponse",
+                message=f"CountTokens answered without an integer inputTokens: {answer.body!r}",
+                request_id=answer.request_id,
+            )
+        return count
+
     @property
     def region(self) -> str | None:
         """The region requests are signed for (None until resolved from a profile on first use)."""
@@ -376,20 +507,19 @@ class AnthropicBedrock:
                         "or configure one for the profile"
                     )
                 self._region = region
-                endpoint: Endpoint = parse_endpoint(
-                    self._endpoint_url or default_endpoint_url(region),
-                    allow_insecure_http=self._allow_insecure_http,
-                )
+                url = self._endpoint_url or default_endpoint_url(region, fips=self._fips, dualstack=self._dualstack)
+                endpoint: Endpoint = parse_endpoint(url, allow_insecure_http=self._allow_insecure_http)
                 owns = self._given_transport is None
                 self._transport = BedrockTransport(
                     endpoint=endpoint,
                     region=region,
-                    credentials=self._credentials,
+                    credentials=None if self._api_key is not None else self._credentials,
                     transport=self._given_transport or self._default_transport(),
                     owns_transport=owns,
                     timeout=self._timeout,
                     retry=self._retry,
                     signer=self._signer,
+                    api_key=self._api_key,
                 )
             return self._transport
 
@@ -408,6 +538,15 @@ class AnthropicBedrock:
         thinking: object,
         surface: object,
         stream: bool,
+        tools: object = None,
+        tool_choice: object = None,
+        anthropic_beta: object = None,
+        guardrail_identifier: str | None = None,
+        guardrail_version: str | None = None,
+        trace: str | None = None,
+        performance_config_latency: str | None = None,
+        service_tier: str | None = None,
+        request_metadata: Mapping[str, str] | None = None,
     ) -> Invocation:
         """All validation, before any I/O."""
         resolved = resolve_model(model)
@@ -428,8 +567,25 @@ class AnthropicBedrock:
         conversation = normalize_conversation(messages, system=system)
         chosen = choose_surface(resolved, surface)
         thinking_body = validate_model_rules(resolved, sampling, thinking)
+        extras = validate_tools(resolved, tools=tools, tool_choice=tool_choice, anthropic_beta=anthropic_beta)
         return prepare_invocation(
-            resolved, conversation, sampling, stream=stream, surface=chosen, thinking=thinking_body
+            resolved,
+            conversation,
+            sampling,
+            stream=stream,
+            surface=chosen,
+            thinking=thinking_body,
+            extras=extras,
+            extra_headers=request_option_headers(
+                RequestOptions(
+                    guardrail_identifier=guardrail_identifier,
+                    guardrail_version=guardrail_version,
+                    trace=trace,
+                    performance_config_latency=performance_config_latency,
+                    service_tier=service_tier,
+                    request_metadata=request_metadata,
+                )
+            ),
         )
 
     def _check_model_region(self, model: ResolvedModel) -> None:

@@ -29,15 +29,18 @@ __all__ = [
 # Two to four letters first: ``eusc-de-east-1`` (the European Sovereign Cloud) is a region too.
 _REGION = re.compile(r"^[a-z]{2,4}(?:-[a-z]+){1,3}-\d{1,2}$")
 
-# Partition by region prefix -> DNS suffix (botocore's endpoint rules, section 1 of the protocol notes).
-_DNS_SUFFIXES: tuple[tuple[str, str], ...] = (
-    ("cn-", "amazonaws.com.cn"),
-    ("eusc-", "amazonaws.eu"),
-    ("eu-isoe-", "cloud.adc-e.uk"),
-    ("us-isob-", "sc2s.sgov.gov"),
-    ("us-isof-", "csp.hci.ic.gov"),
-    ("us-iso-", "c2s.ic.gov"),
+# Partition by region prefix -> (DNS suffix, dual-stack DNS suffix or None), as botocore's endpoint
+# resolver answers for bedrock-runtime (tested against it). In the ISO partitions botocore's answers
+# for dual-stack disagree with its own partition data or fail, so dual-stack there is refused.
+_PARTITIONS: tuple[tuple[str, str, str | None], ...] = (
+    ("cn-", "amazonaws.com.cn", "api.amazonwebservices.com.cn"),
+    ("eusc-", "amazonaws.eu", "api.amazonwebservices.eu"),
+    ("eu-isoe-", "cloud.adc-e.uk", None),
+    ("us-isob-", "sc2s.sgov.gov", None),
+    ("us-isof-", "csp.hci.ic.gov", None),
+    ("us-iso-", "c2s.ic.gov", None),
 )
+_AWS_PARTITION: tuple[str, str, str | None] = ("", "amazonaws.com", "api.aws")
 
 
 def validate_region(region: str, *, source: str = "region") -> str:
@@ -57,10 +60,19 @@ def region_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, str]
     return None
 
 
-def default_endpoint_url(region: str) -> str:
-    """``https://bedrock-runtime.{region}.{partition dns suffix}``."""
-    suffix = next((dns for prefix, dns in _DNS_SUFFIXES if region.startswith(prefix)), "amazonaws.com")
-    return f"https://bedrock-runtime.{region}.{suffix}"
+def default_endpoint_url(region: str, *, fips: bool = False, dualstack: bool = False) -> str:
+    """``https://bedrock-runtime[-fips].{region}.{dns suffix}`` (the dual-stack suffix when asked)."""
+    _, dns, dualstack_dns = next(
+        (partition for partition in _PARTITIONS if region.startswith(partition[0])), _AWS_PARTITION
+    )
+    service = "bedrock-runtime-fips" if fips else "bedrock-runtime"
+    if dualstack:
+        if dualstack_dns is None:
+            raise ConfigurationError(
+                f"use_dualstack_endpoint: no dual-stack endpoint is known for {region}; pass endpoint_url"
+            )
+        dns = dualstack_dns
+    return f"https://{service}.{region}.{dns}"
 
 
 def _is_loopback(host: str) -> bool:

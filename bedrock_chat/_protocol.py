@@ -12,6 +12,7 @@ No function here reads the clock or touches a socket: latencies and headers are 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,6 +42,7 @@ __all__ = [
     "request_id_from",
     "usage_from_headers",
     "validate_model_rules",
+    "validate_tools",
     "validate_sampling",
 ]
 
@@ -192,6 +194,71 @@ def validate_model_rules(model: ResolvedModel, sampling: SamplingParams, thinkin
     return dict(thinking)
 
 
+_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_TOOL_CHOICES = ("auto", "any", "tool", "none")
+
+
+def _check_tools(tools: object) -> list[dict[str, Any]]:
+    if isinstance(tools, (str, bytes)) or not isinstance(tools, Sequence):
+        raise InvalidRequestError("tools", "must be a list of tool definitions")
+    names: set[str] = set()
+    checked: list[dict[str, Any]] = []
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, Mapping):
+            raise InvalidRequestError(f"tools[{i}]", "must be a dict with 'name' and 'input_schema'")
+        name = tool.get("name")
+        if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
+            raise InvalidRequestError(f"tools[{i}].name", f"must match [a-zA-Z0-9_-]{{1,64}}, got {name!r}")
+        if name in names:
+            raise InvalidRequestError(f"tools[{i}].name", f"{name!r} is defined twice")
+        names.add(name)
+        # Server tools (``"type": "bash_20250124"`` ...) are defined by the service; custom ones need a schema.
+        if tool.get("type") in (None, "custom"):
+            schema = tool.get("input_schema")
+            if not isinstance(schema, Mapping) or schema.get("type") != "object":
+                raise InvalidRequestError(
+                    f"tools[{i}].input_schema", 'must be a JSON schema object: {"type": "object", ...}'
+                )
+        checked.append(dict(tool))
+    return checked
+
+
+def validate_tools(
+    model: ResolvedModel, *, tools: object = None, tool_choice: object = None, anthropic_beta: object = None
+) -> dict[str, Any]:
+    """Tool use and beta flags (Messages models only), as body fields to send."""
+    given = [
+        name
+        for name, value in (("tools", tools), ("tool_choice", tool_choice), ("anthropic_beta", anthropic_beta))
+        if value is not None
+    ]
+    if given and model.api is ModelApi.TEXT_COMPLETIONS:
+        raise InvalidRequestError(
+            given[0], f"{model.display_name} is a text-completion model: tools and beta flags need a Claude 3+ model"
+        )
+    extras: dict[str, Any] = {}
+    if tools is not None:
+        extras["tools"] = _check_tools(tools)
+    if tool_choice is not None:
+        if not isinstance(tool_choice, Mapping) or tool_choice.get("type") not in _TOOL_CHOICES:
+            raise InvalidRequestError(
+                "tool_choice", f"must be a dict whose 'type' is one of {', '.join(_TOOL_CHOICES)}"
+            )
+        if "tools" not in extras:
+            raise InvalidRequestError("tool_choice", "needs tools")
+        if tool_choice["type"] == "tool" and tool_choice.get("name") not in {t["name"] for t in extras["tools"]}:
+            raise InvalidRequestError("tool_choice.name", f"names no tool in tools: {tool_choice.get('name')!r}")
+        extras["tool_choice"] = dict(tool_choice)
+    if anthropic_beta is not None:
+        if isinstance(anthropic_beta, (str, bytes)) or not isinstance(anthropic_beta, Sequence):
+            raise InvalidRequestError("anthropic_beta", "must be a list of beta flag names")
+        for i, flag in enumerate(anthropic_beta):
+            if not isinstance(flag, str) or not flag or not flag.isascii() or "," in flag or not flag.isprintable():
+                raise InvalidRequestError(f"anthropic_beta[{i}]", f"must be a beta flag name, got {flag!r}")
+        extras["anthropic_beta"] = list(anthropic_beta)
+    return extras
+
+
 def _sampling_fields(sampling: SamplingParams, body: dict[str, Any]) -> None:
     if sampling.stop_sequences:
         body["stop_sequences"] = list(sampling.stop_sequences)
@@ -211,6 +278,7 @@ def build_body(
     surface: Surface = Surface.INVOKE,
     stream: bool = False,
     thinking: Mapping[str, Any] | None = None,
+    extras: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON body for the model's API on the given surface.
 
@@ -233,6 +301,8 @@ def build_body(
         body["messages"] = messages_payload(conversation)
         if thinking is not None:
             body["thinking"] = dict(thinking)
+        if extras:
+            body.update(extras)
     _sampling_fields(sampling, body)
     if stream and surface is Surface.MESSAGES_ENDPOINT:
         body["stream"] = True
@@ -247,15 +317,29 @@ def prepare_invocation(
     stream: bool,
     surface: Surface = Surface.INVOKE,
     thinking: Mapping[str, Any] | None = None,
+    extras: Mapping[str, Any] | None = None,
+    extra_headers: tuple[tuple[str, str], ...] = (),
 ) -> Invocation:
-    """Build the path, signed headers and body bytes of one call."""
-    body = _dumps(build_body(model, conversation, sampling, surface=surface, stream=stream, thinking=thinking))
+    """Build the path, signed headers and body bytes of one call.
+
+    ``extras`` are validated body fields (tools, beta flags); ``extra_headers`` validated request options.
+    On the Messages endpoint, beta flags travel in the ``anthropic-beta`` header rather than the body.
+    """
+    extras = dict(extras or {})
     headers: tuple[tuple[str, str], ...]
     if surface is Surface.MESSAGES_ENDPOINT:
         path, headers = MESSAGES_ENDPOINT_PATH, _MESSAGES_ENDPOINT_HEADERS
+        betas = extras.pop("anthropic_beta", None)
+        if betas:
+            headers = (*headers, ("anthropic-beta", ",".join(betas)))
     else:
         path = invoke_path(model.model_id, stream=stream)
         headers = _INVOKE_STREAM_HEADERS if stream else _INVOKE_HEADERS
+    if extra_headers:
+        headers = tuple(sorted((*headers, *extra_headers)))
+    body = _dumps(
+        build_body(model, conversation, sampling, surface=surface, stream=stream, thinking=thinking, extras=extras)
+    )
     try:
         encoded = body.encode()
     except UnicodeEncodeError:

@@ -7,13 +7,15 @@ background thread, and each call here waits for the corresponding coroutine ther
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal, overload
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._client import AnthropicBedrock
 from ._errors import ConfigurationError
+from ._protocol import InvokeModelResponse
 from ._streaming import ChatCompletionStream
 from ._types import ChatCompletion, StreamChunk
 
@@ -117,6 +119,16 @@ class AnthropicBedrockSync:
         if self._portal is None:
             raise ConfigurationError("the client is closed")
         return self._portal, self._client
+
+    def count_tokens(self, **kwargs: Any) -> int:
+        """Same arguments and result as ``AnthropicBedrock.count_tokens``, blocking."""
+        portal, client = self._live()
+        return portal.call(functools.partial(client.count_tokens, **kwargs))
+
+    def invoke_model(self, *, model: str, body: Mapping[str, Any]) -> InvokeModelResponse:
+        """Same arguments and result as ``AnthropicBedrock.invoke_model``, blocking."""
+        portal, client = self._live()
+        return portal.call(functools.partial(client.invoke_model, model=model, body=body))
 
     def close(self) -> None:
         """Close the client and stop its event-loop thread (idempotent)."""

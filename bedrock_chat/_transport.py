@@ -73,16 +73,14 @@ def _retryable(error: BedrockError) -> bool:
     return isinstance(error, APIError) and error.status in _TRANSIENT_STATUSES
 
 
-def _scrub(body: bytes, request: httpx.Request, credentials: AwsCredentials) -> bytes:
+def _scrub(body: bytes, request: httpx.Request, secrets: Sequence[str | None]) -> bytes:
     """Remove secrets a service error may quote (AWS signature errors echo the Authorization header).
 
     Runs only on error bodies, before they are parsed into an error message.
     """
     authorization = request.headers.get("authorization", "")
-    secrets = [authorization, authorization.rpartition("Signature=")[2], credentials.secret_key]
-    if credentials.session_token:
-        secrets.append(credentials.session_token)
-    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+    candidates = [authorization, authorization.rpartition("Signature=")[2], *secrets]
+    for secret in sorted(filter(None, candidates), key=len, reverse=True):
         body = body.replace(secret.encode(), b"<redacted>")
     return body
 
@@ -116,12 +114,13 @@ class BedrockTransport:
         *,
         endpoint: Endpoint,
         region: str,
-        credentials: CredentialSource,
+        credentials: CredentialSource | None,
         transport: httpx.AsyncBaseTransport,
         owns_transport: bool,
         timeout: httpx.Timeout,
         retry: RetryPolicy,
         signer: str = "builtin",
+        api_key: str | None = None,
         service: str = "bedrock",
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
@@ -137,6 +136,7 @@ class BedrockTransport:
         self._clock = clock or time.time
         self._sleep = sleep
         self._jitter = jitter
+        self._api_key = api_key
         self._sign = self._make_signer(signer, region, service)
         self._closed = False
 
@@ -173,11 +173,14 @@ class BedrockTransport:
                 await self.transport.aclose()
 
     def build_request(
-        self, path: str, body: bytes, headers: Sequence[tuple[str, str]], credentials: AwsCredentials
+        self, path: str, body: bytes, headers: Sequence[tuple[str, str]], credentials: AwsCredentials | None
     ) -> httpx.Request:
-        """One signed attempt. ``headers`` are the signed request headers (lower-case names)."""
-        # An endpoint behind a proxy may have a base path: sign the path that is actually sent.
-        signed = self._sign("POST", self.endpoint.base_path + path, headers, body, credentials)
+        """One signed attempt (or one with the Bedrock API key when ``credentials`` is None)."""
+        if credentials is None:
+            signed = [("authorization", f"Bearer {self._api_key}")]
+        else:
+            # An endpoint behind a proxy may have a base path: sign the path that is actually sent.
+            signed = self._sign("POST", self.endpoint.base_path + path, headers, body, credentials)
         all_headers = [
             ("host", self.endpoint.host),
             *headers,
@@ -208,7 +211,7 @@ class BedrockTransport:
         retries = 0
         refreshed = False
         while True:
-            credentials = await self.credentials.get()
+            credentials = await self.credentials.get() if self.credentials is not None else None
             request = self.build_request(path, body, headers, credentials)
             error: BedrockError
             retry_after: float | None = None
@@ -232,12 +235,15 @@ class BedrockTransport:
                         error = exc
                     else:
                         lowered = _lower_headers(response)
-                        error_body = _scrub(error_body, request, credentials)
+                        secrets = (
+                            (credentials.secret_key, credentials.session_token) if credentials else (self._api_key,)
+                        )
+                        error_body = _scrub(error_body, request, secrets)
                         error = parse_error_response(response.status_code, lowered, error_body)
                         retry_after = _retry_after(lowered)
             if isinstance(error, ExpiredTokenError):
-                if refreshed:
-                    raise error  # still expired after re-resolving: retrying cannot help
+                if refreshed or self.credentials is None or credentials is None:
+                    raise error  # still expired after re-resolving (or an API key): retrying cannot help
                 # Temporary credentials ran out between resolution and use: re-resolve once, no backoff.
                 refreshed = True
                 await self.credentials.invalidate(credentials)

@@ -73,6 +73,7 @@ _COMPLETION_KEYS = (
     "latency",
     "id",
     "content",
+    "tool_calls",
 )
 
 
@@ -104,6 +105,15 @@ class ChatCompletion:
     latency: float
     id: str | None = None
     content: list[dict[str, Any]] = attrs.field(factory=list)
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The reply's ``tool_use`` blocks (``id``, ``name``, ``input``), in order; empty when no tool was called."""
+        return [
+            {"id": block.get("id"), "name": block.get("name"), "input": block.get("input")}
+            for block in self.content
+            if block.get("type") == "tool_use"
+        ]
 
     def __getitem__(self, key: str) -> Any:
         if key not in _COMPLETION_KEYS:
