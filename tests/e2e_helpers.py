@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 from bedrock_chat import AnthropicBedrock, RetryPolicy
+from bedrock_chat._aiohttp_transport import AiohttpTransport
 from bedrock_chat.emulator import BedrockEmulator
 
 #: No waiting between retries in tests: the retry *count* is what they check.
@@ -26,13 +27,17 @@ def emulator_client(emu: BedrockEmulator, *, max_retries: int = 2, **kwargs: Any
 
 
 def checked_out_connections(client: AnthropicBedrock) -> int:
-    """Connections of the client's httpcore pool that are not idle (in use by a request or response).
+    """Connections of the client's pool that are in use (by a request or an unread response).
 
-    A leaked response keeps its connection active; a clean client has none once every call returned.
+    A leaked response keeps its connection checked out; a clean client has none once every call
+    returned. Works for both default transports (aiohttp's connector and httpcore's pool).
     """
     transport = client._transport
     assert transport is not None, "the client has not sent anything yet"
     http_transport = transport.transport
+    if isinstance(http_transport, AiohttpTransport):
+        connector = http_transport.connector
+        return 0 if connector is None else len(connector._acquired)
     assert isinstance(http_transport, httpx.AsyncHTTPTransport)
     pool = http_transport._pool
     busy = [conn for conn in pool.connections if not (conn.is_idle() or conn.is_closed())]

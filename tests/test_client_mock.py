@@ -321,12 +321,12 @@ async def test_timeout_travels_with_the_request() -> None:
 
 
 @pytest.mark.asyncio
-async def test_respx_with_the_default_transport() -> None:
-    """Without a transport argument the client uses httpx's own; respx sees the encoded path on the wire."""
+async def test_respx_with_the_httpx_backend() -> None:
+    """With http_backend="httpx" the client uses httpx's own transport, so respx sees the encoded path on the wire."""
     with respx.mock(assert_all_called=True) as router:
         route = router.post(host="bedrock-runtime.eu-central-1.amazonaws.com")
         route.return_value = httpx.Response(200, json={"content": [{"type": "text", "text": "hey"}]})
-        async with AnthropicBedrock(**KEYS, region="eu-central-1") as client:
+        async with AnthropicBedrock(**KEYS, region="eu-central-1", http_backend="httpx") as client:
             chat = await create(client, model=MESSAGES_MODEL, messages=HI)
     assert chat.completion == "hey"
     request = route.calls.last.request
