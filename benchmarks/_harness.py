@@ -1,0 +1,281 @@
+"""Processes, pinning and measurement for the benchmark suite; also the client subprocess's entry point.
+
+Why subprocesses: a client's CPU time, peak RSS and import cost are only its own when nothing else runs
+in its process, so the emulator runs in one process pinned to one core and every contender runs in a
+fresh process pinned to another (``taskset`` where it exists, ``sched_setaffinity`` otherwise). The
+client process times only its measured section (``time.process_time`` covers all its threads, which
+matters for anthropic's signing thread) and reports its ``ru_maxrss`` as one JSON line on stdout.
+
+Every wait is bounded (startup lines, child runs, the emulator's exit) and every process started here is
+tracked and killed -- its whole process group -- on exit, normal or not.
+
+Child mode: ``python benchmarks/_harness.py child --client NAME --kind invoke|stream ...`` against a running
+emulator (``--endpoint``); add ``--profile out.pstats`` to profile one contender with cProfile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import json
+import os
+import resource
+import selectors
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+ACCESS_KEY = "AKIDBENCHMARK"
+SECRET_KEY = "benchmark-secret"
+REGION = "us-east-1"
+_LIVE: set[subprocess.Popen[str]] = set()
+
+
+class BenchmarkError(RuntimeError):
+    """A child failed or timed out; carries the tail of its stderr."""
+
+
+def _child_env() -> dict[str, str]:
+    """The project root on PYTHONPATH (the suite runs from a checkout), and no stray buffering."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def choose_cpus() -> tuple[int | None, int | None]:
+    """(server CPU, client CPU): the first two CPUs this process may use, or no pinning on one CPU."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return None, None
+    return allowed[0], allowed[1]
+
+
+def _spawn(command: list[str], cpu: int | None, *, stderr: Any = subprocess.PIPE) -> subprocess.Popen[str]:
+    """Start ``command`` in its own process group, pinned to ``cpu``, and track it for cleanup."""
+    if cpu is not None and shutil.which("taskset"):
+        command = ["taskset", "-c", str(cpu), *command]
+        cpu = None
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=_child_env(),
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    _LIVE.add(process)
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(process.pid, {cpu})
+    return process
+
+
+def _kill(process: subprocess.Popen[str], grace: float = 5.0) -> None:
+    """SIGTERM the child's process group, SIGKILL it after ``grace`` seconds; reap it."""
+    if process.poll() is None:
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+    _LIVE.discard(process)
+
+
+@atexit.register
+def kill_all() -> None:
+    """Kill every child still running (called at exit, and by run.py's signal handlers)."""
+    for process in list(_LIVE):
+        _kill(process, grace=2.0)
+
+
+def _read_lines(process: subprocess.Popen[str], count: int, deadline: float) -> list[str]:
+    """The first ``count`` stdout lines, or BenchmarkError once ``deadline`` (perf_counter) passes or the
+    child exits. Reads the raw descriptor, so no buffered text hides from ``select``."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    data = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while data.count(b"\n") < count:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise BenchmarkError(f"{process.args!r}: no start-up output in time (got {data!r})")
+            if selector.select(timeout=min(left, 0.5)):
+                piece = os.read(fd, 4096)
+                if not piece:
+                    raise BenchmarkError(f"{process.args!r} closed its output early (got {data!r})")
+                data += piece
+            elif process.poll() is not None:
+                raise BenchmarkError(f"{process.args!r} exited ({process.returncode}) during start-up")
+    return data.decode().splitlines()[:count]
+
+
+@dataclass(frozen=True)
+class EmulatorInfo:
+    """A running emulator: its URL and the credentials it accepts."""
+
+    endpoint: str
+    region: str
+    access_key: str
+    secret_key: str
+
+
+@contextmanager
+def emulator(cpu: int | None, *flags: str, startup_timeout: float = 30.0) -> Iterator[EmulatorInfo]:
+    """Run ``python -m bedrock_chat.emulator`` with signatures unchecked, pinned to ``cpu``."""
+    command = [sys.executable, "-m", "bedrock_chat.emulator", "--port", "0", "--no-verify-signatures"]
+    command += ["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--region", REGION, *flags]
+    # stderr to a file: a long-running server must never block on a full pipe nobody reads.
+    with tempfile.TemporaryFile("w+") as errors:
+        process = _spawn(command, cpu, stderr=errors)
+        try:
+            # The second line repeats the credentials we passed on the command line.
+            try:
+                line = _read_lines(process, 2, time.perf_counter() + startup_timeout)[0].strip()
+            except BenchmarkError as exc:
+                errors.seek(0)
+                raise BenchmarkError(f"{exc}\n{errors.read()[-2000:]}") from None
+            if not line.startswith("endpoint_url="):
+                raise BenchmarkError(f"emulator did not start: {line!r}")
+            yield EmulatorInfo(line.removeprefix("endpoint_url="), REGION, ACCESS_KEY, SECRET_KEY)
+        finally:
+            _kill(process)
+
+
+def run_python(args: list[str], cpu: int | None, timeout: float) -> str:
+    """Run ``python ARGS`` pinned to ``cpu``; its stdout, or BenchmarkError (with stderr) on failure/timeout."""
+    process = _spawn([sys.executable, *args], cpu)
+    try:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise BenchmarkError(f"python {' '.join(args)}: timed out after {timeout:.0f} s") from None
+        if process.returncode != 0:
+            tail = "\n".join(err.strip().splitlines()[-15:])
+            raise BenchmarkError(f"python {' '.join(args)}: exit {process.returncode}\n{tail}")
+        return out
+    finally:
+        _kill(process)
+
+
+def run_client(
+    client: str,
+    kind: str,
+    target: EmulatorInfo,
+    cpu: int | None,
+    *,
+    requests: int = 0,
+    concurrency: int = 1,
+    streams: int = 0,
+    timeout: float = 120.0,
+) -> dict[str, Any]:
+    """One contender in a fresh pinned process: its summary dict (plus ``maxrss_mb``)."""
+    args = [str(HERE / "_harness.py"), "child", "--client", client, "--kind", kind, "--endpoint", target.endpoint]
+    args += ["--region", target.region, "--access-key", target.access_key, "--secret-key", target.secret_key]
+    args += ["--requests", str(requests), "--concurrency", str(concurrency), "--streams", str(streams)]
+    args += ["--timeout", str(timeout)]
+    out = run_python(args, cpu, timeout + 30)
+    lines = out.strip().splitlines()
+    if not lines:
+        raise BenchmarkError(f"{client} {kind}: no result line")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+_IMPORT_SNIPPET = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+
+
+def import_seconds(module: str, cpu: int | None, timeout: float = 60.0) -> float:
+    """Seconds ``import module`` takes in a fresh interpreter (bytecode already cached by an earlier run).
+
+    Timed inside the child around the import statement alone: the same as timing ``python -c 'import
+    module'`` minus ``python -c 'pass'``, without the noise of two interpreter start-ups.
+    """
+    return float(run_python(["-c", _IMPORT_SNIPPET.format(module=module)], cpu, timeout).strip())
+
+
+def median(values: list[float]) -> float:
+    """The median, or NaN for no values (a contender that failed every round)."""
+    return statistics.median(values) if values else float("nan")
+
+
+# -- child mode ----------------------------------------------------------------------------------------
+
+
+def _pin_self(cpu: int | None) -> None:
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+
+
+async def _child_run(args: argparse.Namespace) -> dict[str, float]:
+    from _clients import CONTENDERS, Target
+
+    contender = CONTENDERS[args.client]
+    target = Target(args.endpoint, args.region, args.access_key, args.secret_key, pool=max(args.concurrency, 1))
+    if args.kind == "invoke":
+        invoke = await asyncio.wait_for(contender.invoke(target, args.requests, args.concurrency), args.timeout)
+        return invoke.summary()
+    if contender.stream is None:
+        raise SystemExit(f"{args.client} has no streaming variant")
+    return (await asyncio.wait_for(contender.stream(target, args.streams), args.timeout)).summary()
+
+
+def child_main(argv: list[str]) -> None:
+    """Run one contender and print its summary (with peak RSS in MiB) as one JSON line."""
+    parser = argparse.ArgumentParser(prog="_harness.py child")
+    parser.add_argument("--client", required=True)
+    parser.add_argument("--kind", choices=("invoke", "stream"), required=True)
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--region", default=REGION)
+    parser.add_argument("--access-key", default=ACCESS_KEY)
+    parser.add_argument("--secret-key", default=SECRET_KEY)
+    parser.add_argument("--requests", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--streams", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--cpu", type=int, default=None, help="pin this process (when not started by taskset)")
+    parser.add_argument("--profile", metavar="PATH", help="write a cProfile of the whole run (pstats format)")
+    args = parser.parse_args(argv)
+    _pin_self(args.cpu)
+    if args.profile:
+        import cProfile
+
+        with cProfile.Profile() as profile:
+            summary = asyncio.run(_child_run(args))
+        profile.dump_stats(args.profile)
+    else:
+        summary = asyncio.run(_child_run(args))
+    # Linux reports ru_maxrss in KiB, macOS in bytes.
+    scale = 1.0 / 1024 if sys.platform != "darwin" else 1.0 / (1024 * 1024)
+    summary["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["child"]:
+        raise SystemExit("usage: _harness.py child --client NAME --kind invoke|stream ... (run.py drives this)")
+    child_main(sys.argv[2:])
