@@ -6,7 +6,9 @@ Everything public is imported here; every other module is private. The local Bed
 
 from __future__ import annotations
 
-from ._batch import BatchResult, BatchRun
+import importlib as _importlib
+import typing as _typing
+
 from ._client import AnthropicBedrock, ChatCompletions
 from ._config import RetryPolicy
 from ._errors import (
@@ -38,8 +40,28 @@ from ._errors import (
 from ._models import MODELS, ModelApi, ModelInfo, ResolvedModel, Surface, resolve_model
 from ._protocol import InvokeModelResponse
 from ._streaming import ChatCompletionStream
-from ._sync import AnthropicBedrockSync, SyncChatCompletionStream
 from ._types import AwsCredentials, ChatCompletion, StreamChunk, Usage
+
+if _typing.TYPE_CHECKING:
+    from ._batch import BatchResult, BatchRun
+    from ._sync import AnthropicBedrockSync, SyncChatCompletionStream
+
+# Imported on first use, so that `import bedrock_chat` stays cheap for the common async case.
+_LAZY = {
+    "AnthropicBedrockSync": "._sync",
+    "SyncChatCompletionStream": "._sync",
+    "BatchResult": "._batch",
+    "BatchRun": "._batch",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bedrock_chat' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 __version__ = "0.1.0"
 

@@ -71,6 +71,9 @@ class _ResponseStream(httpx.AsyncByteStream):
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """Sends ``httpx.Request`` objects through one lazily created ``aiohttp.ClientSession``."""
 
+    #: Every read of a response is bounded by the request's read timeout (aiohttp's ``sock_read``).
+    enforces_read_timeouts = True
+
     def __init__(self, *, max_connections: int = 100, ssl_context: ssl.SSLContext | None = None) -> None:
         self._max_connections = max_connections
         self._ssl = ssl_context if ssl_context is not None else httpx.create_ssl_context()

@@ -12,13 +12,12 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import anyio
 import httpx
 import sniffio
 
-from ._batch import DEFAULT_CONCURRENCY, BatchResult, BatchRun, Requests, chat_batch, collect_in_order
 from ._config import (
     Endpoint,
     RetryPolicy,
@@ -49,6 +48,9 @@ from ._sigv4 import percent_encode_path_segment
 from ._streaming import ChatCompletionStream
 from ._transport import BedrockTransport
 from ._types import AwsCredentials, ChatCompletion
+
+if TYPE_CHECKING:
+    from ._batch import BatchResult, BatchRun, Requests
 
 __all__ = ["DEFAULT_TIMEOUT", "AnthropicBedrock", "ChatCompletions", "RetryHook"]
 
@@ -247,7 +249,7 @@ class ChatCompletions:
         self,
         requests: Requests,
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int = 16,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
     ) -> BatchRun:
@@ -264,6 +266,8 @@ class ChatCompletions:
         Each input yields one :class:`BatchResult` (its index, and the completion or the typed error),
         in completion order. Leaving the block early cancels the requests still running.
         """
+        from ._batch import chat_batch  # imported on use: most programs never batch
+
         return chat_batch(
             self._client,
             requests,
@@ -276,11 +280,13 @@ class ChatCompletions:
         self,
         requests: Requests,
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int = 16,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
     ) -> list[BatchResult]:
         """:meth:`batch`, collected: every result, in input order (all held in memory)."""
+        from ._batch import collect_in_order
+
         return await collect_in_order(
             self.batch(
                 requests,
@@ -533,6 +539,7 @@ class AnthropicBedrock:
                     owns_transport=owns,
                     timeout=self._timeout,
                     retry=self._retry,
+                    stream_idle_timeout=self._stream_idle_timeout,
                     signer=self._signer,
                     api_key=self._api_key,
                 )
@@ -655,6 +662,7 @@ class AnthropicBedrock:
             reopen=reopen,
             max_reopens=transport.retry.max_retries,
             backoff=backoff,
-            idle_timeout=self._stream_idle_timeout,
+            # Known transports bound each read themselves; others get a per-read deadline here.
+            idle_timeout=None if transport.enforces_read_timeouts else self._stream_idle_timeout,
             started=started,
         )

@@ -119,6 +119,7 @@ class BedrockTransport:
         owns_transport: bool,
         timeout: httpx.Timeout,
         retry: RetryPolicy,
+        stream_idle_timeout: float | None = None,
         signer: str = "builtin",
         api_key: str | None = None,
         service: str = "bedrock",
@@ -132,6 +133,12 @@ class BedrockTransport:
         self.transport = transport
         self._owns_transport = owns_transport
         self._timeout_ext = timeout.as_dict()
+        # A stream's reads are bounded by its idle timeout: the transport enforces it on every read.
+        self._stream_timeout_ext = {
+            **self._timeout_ext,
+            "read": stream_idle_timeout if stream_idle_timeout is not None else self._timeout_ext["read"],
+        }
+        self._urls: dict[str, httpx.URL] = {}
         self.retry = retry
         self._clock = clock or time.time
         self._sleep = sleep
@@ -165,6 +172,13 @@ class BedrockTransport:
             return _botocore_signer(self.endpoint, region, service)
         raise ConfigurationError(f"signer: must be 'builtin' or 'botocore', got {signer!r}")
 
+    @property
+    def enforces_read_timeouts(self) -> bool:
+        """True for the transports known to honour ``extensions["timeout"]["read"]`` on every read."""
+        return isinstance(self.transport, httpx.AsyncHTTPTransport) or getattr(
+            self.transport, "enforces_read_timeouts", False
+        )
+
     async def aclose(self) -> None:
         """Close the underlying transport (if owned); idempotent."""
         if not self._closed:
@@ -173,7 +187,13 @@ class BedrockTransport:
                 await self.transport.aclose()
 
     def build_request(
-        self, path: str, body: bytes, headers: Sequence[tuple[str, str]], credentials: AwsCredentials | None
+        self,
+        path: str,
+        body: bytes,
+        headers: Sequence[tuple[str, str]],
+        credentials: AwsCredentials | None,
+        *,
+        stream: bool = False,
     ) -> httpx.Request:
         """One signed attempt (or one with the Bedrock API key when ``credentials`` is None)."""
         if credentials is None:
@@ -188,12 +208,17 @@ class BedrockTransport:
             ("user-agent", USER_AGENT),
             ("content-length", str(len(body))),
         ]
+        url = self._urls.get(path)
+        if url is None:  # parsing a URL costs more than signing; a client talks to few paths
+            if len(self._urls) >= 1024:
+                self._urls.clear()
+            url = self._urls[path] = self.endpoint.url_for(path)
         return httpx.Request(
             "POST",
-            self.endpoint.url_for(path),
+            url,
             headers=all_headers,
             content=body,
-            extensions={"timeout": self._timeout_ext},
+            extensions={"timeout": self._stream_timeout_ext if stream else self._timeout_ext},
         )
 
     async def send(
@@ -212,7 +237,7 @@ class BedrockTransport:
         refreshed = False
         while True:
             credentials = await self.credentials.get() if self.credentials is not None else None
-            request = self.build_request(path, body, headers, credentials)
+            request = self.build_request(path, body, headers, credentials, stream=stream)
             error: BedrockError
             retry_after: float | None = None
             try:
@@ -265,11 +290,19 @@ class BedrockTransport:
     async def _read(response: httpx.Response) -> bytes:
         """Read the whole body and release the connection, whatever happens (cancellation included)."""
         try:
-            return await response.aread()
+            body = await response.aread()
         except httpx.HTTPError as exc:
-            raise translate_httpx_error(exc) from exc
-        finally:
             await close_response(response)
+            raise translate_httpx_error(exc) from exc
+        except BaseException:
+            await close_response(response)
+            raise
+        try:
+            await response.aclose()  # the body is read: releasing is cheap and needs no shield
+        except BaseException:
+            await close_response(response)
+            raise
+        return body
 
 
 def _botocore_signer(endpoint: Endpoint, region: str, service: str) -> Signer:
