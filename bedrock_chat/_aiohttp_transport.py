@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -78,6 +78,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._ssl = ssl_context if ssl_context is not None else httpx.create_ssl_context()
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[Any, Any, Any], aiohttp.ClientTimeout] = {}
+        self._urls: dict[str, URL] = {}
 
     @property
     def connector(self) -> aiohttp.BaseConnector | None:
@@ -97,19 +99,58 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = session
         return session
 
+    def _timeout(self, timeout: Mapping[str, Any]) -> aiohttp.ClientTimeout:
+        key = (timeout.get("pool"), timeout.get("connect"), timeout.get("read"))
+        cached = self._timeouts.get(key)
+        if cached is None:
+            cached = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=None, connect=key[0], sock_connect=key[1], sock_read=key[2]
+            )
+        return cached
+
+    def _yarl(self, url: str) -> URL:
+        cached = self._urls.get(url)
+        if cached is None:
+            if len(self._urls) >= 1024:
+                self._urls.clear()
+            cached = self._urls[url] = URL(url, encoded=True)  # keep %3A as sent: it is what was signed
+        return cached
+
+    async def post_and_read(
+        self, url: str, headers: list[tuple[str, str]], body: bytes, timeout: Mapping[str, Any]
+    ) -> tuple[int, dict[str, str], bytes]:
+        """POST and read the whole answer without building httpx objects (the client's hot path).
+
+        Returns the status, the headers with lower-case names, and the body. A cancelled or failed
+        read drops the connection; a complete one returns it to the pool.
+        """
+        session = self._get_session()
+        try:
+            response = await session.request(
+                "POST",
+                self._yarl(url),
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                timeout=self._timeout(timeout),
+            )
+            try:
+                answer = await response.read()
+            except BaseException:
+                response.close()
+                raise
+            response.release()
+        except _ERRORS as exc:
+            raise _map_error(exc) from exc
+        return response.status, {k.lower(): v for k, v in response.headers.items()}, answer
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        timeout: dict[str, Any] = request.extensions.get("timeout", {})
-        client_timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=timeout.get("pool"),
-            sock_connect=timeout.get("connect"),
-            sock_read=timeout.get("read"),
-        )
+        client_timeout = self._timeout(request.extensions.get("timeout", {}))
         session = self._get_session()
         try:
             response = await session.request(
                 request.method,
-                URL(str(request.url), encoded=True),  # keep %3A as sent: it is what was signed
+                self._yarl(str(request.url)),
                 headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
                 data=request.content,
                 allow_redirects=False,

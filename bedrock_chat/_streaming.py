@@ -162,7 +162,10 @@ class ChatCompletionStream:
         self._response = response
         self.headers = response.headers
         self.request_id = request_id_from(response.headers)
-        self._raw = cast(AsyncIterator[bytes], response.response.stream.__aiter__())  # type: ignore[union-attr]
+        http = response.response
+        assert http is not None, "a stream is sent through the httpx transport interface"
+        self._http = http
+        self._raw = cast(AsyncIterator[bytes], http.stream.__aiter__())  # type: ignore[union-attr]
         self._source = _SSESource() if self._invocation.surface is Surface.MESSAGES_ENDPOINT else _EventStreamSource()
         self._assembler = StreamAssembler(self._invocation)
         self._eof = False
@@ -201,7 +204,7 @@ class ChatCompletionStream:
         """Close the HTTP response (idempotent); the connection goes back to the pool or is dropped."""
         if not self._closed:
             self._closed = True
-            await close_response(self._response.response)
+            await close_response(self._http)
 
     async def __aenter__(self) -> ChatCompletionStream:
         return self
@@ -263,7 +266,7 @@ class ChatCompletionStream:
 
     async def _recover_or_raise(self, error: BedrockError) -> None:
         """Retry a stream that failed before any text was handed out; otherwise propagate, keeping the text."""
-        await close_response(self._response.response)
+        await close_response(self._http)
         retryable = getattr(error, "retryable", False) or isinstance(error, IncompleteStreamError)
         if self._text_handed_out or not retryable or self._reopens_left <= 0 or self._closed:
             error.partial_text = self._assembler.text

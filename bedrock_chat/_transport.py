@@ -39,6 +39,10 @@ __all__ = ["BedrockTransport", "RawResponse", "USER_AGENT", "close_response", "t
 
 USER_AGENT = "bedrock-chat/0.1"
 
+#: ``post_and_read(url, headers, body, timeout) -> (status, lower-cased headers, body)``.
+FastPost = Callable[
+    [str, list[tuple[str, str]], bytes, Mapping[str, Any]], Awaitable[tuple[int, dict[str, str], bytes]]
+]
 Signer = Callable[[str, str, Sequence[tuple[str, str]], bytes, AwsCredentials], list[tuple[str, str]]]
 
 
@@ -73,12 +77,11 @@ def _retryable(error: BedrockError) -> bool:
     return isinstance(error, APIError) and error.status in _TRANSIENT_STATUSES
 
 
-def _scrub(body: bytes, request: httpx.Request, secrets: Sequence[str | None]) -> bytes:
+def _scrub(body: bytes, authorization: str, secrets: Sequence[str | None]) -> bytes:
     """Remove secrets a service error may quote (AWS signature errors echo the Authorization header).
 
     Runs only on error bodies, before they are parsed into an error message.
     """
-    authorization = request.headers.get("authorization", "")
     candidates = [authorization, authorization.rpartition("Signature=")[2], *secrets]
     for secret in sorted(filter(None, candidates), key=len, reverse=True):
         body = body.replace(secret.encode(), b"<redacted>")
@@ -86,14 +89,20 @@ def _scrub(body: bytes, request: httpx.Request, secrets: Sequence[str | None]) -
 
 
 class RawResponse:
-    """A successful (200) answer: status, lower-cased headers, and either the body or the open stream."""
+    """A successful (200) answer: lower-cased headers, and the body or (for a stream) the open response."""
 
     __slots__ = ("body", "headers", "response")
 
-    def __init__(self, response: httpx.Response, body: bytes | None) -> None:
-        self.response = response
-        self.headers: Mapping[str, str] = _lower_headers(response)
+    def __init__(self, headers: Mapping[str, str], body: bytes | None, response: httpx.Response | None = None) -> None:
+        self.headers = headers
         self.body = body
+        self.response = response
+
+
+def _failure(exc: httpx.HTTPError) -> tuple[BedrockError, None]:
+    error = translate_httpx_error(exc)
+    error.__cause__ = exc
+    return error, None
 
 
 def _lower_headers(response: httpx.Response) -> dict[str, str]:
@@ -139,6 +148,9 @@ class BedrockTransport:
             "read": stream_idle_timeout if stream_idle_timeout is not None else self._timeout_ext["read"],
         }
         self._urls: dict[str, httpx.URL] = {}
+        self._url_texts: dict[str, str] = {}
+        #: Set when the transport offers a whole-body POST without httpx objects (our aiohttp transport).
+        self._fast_post: FastPost | None = getattr(transport, "post_and_read", None)
         self.retry = retry
         self._clock = clock or time.time
         self._sleep = sleep
@@ -186,40 +198,38 @@ class BedrockTransport:
             if self._owns_transport:
                 await self.transport.aclose()
 
-    def build_request(
-        self,
-        path: str,
-        body: bytes,
-        headers: Sequence[tuple[str, str]],
-        credentials: AwsCredentials | None,
-        *,
-        stream: bool = False,
-    ) -> httpx.Request:
-        """One signed attempt (or one with the Bedrock API key when ``credentials`` is None)."""
+    def signed_headers(
+        self, path: str, body: bytes, headers: Sequence[tuple[str, str]], credentials: AwsCredentials | None
+    ) -> list[tuple[str, str]]:
+        """Every header of one attempt: signed afresh (or the Bedrock API key when ``credentials`` is None)."""
         if credentials is None:
             signed = [("authorization", f"Bearer {self._api_key}")]
         else:
             # An endpoint behind a proxy may have a base path: sign the path that is actually sent.
             signed = self._sign("POST", self.endpoint.base_path + path, headers, body, credentials)
-        all_headers = [
+        return [
             ("host", self.endpoint.host),
             *headers,
             *signed,
             ("user-agent", USER_AGENT),
             ("content-length", str(len(body))),
         ]
+
+    def _url(self, path: str) -> httpx.URL:
         url = self._urls.get(path)
         if url is None:  # parsing a URL costs more than signing; a client talks to few paths
             if len(self._urls) >= 1024:
                 self._urls.clear()
             url = self._urls[path] = self.endpoint.url_for(path)
-        return httpx.Request(
-            "POST",
-            url,
-            headers=all_headers,
-            content=body,
-            extensions={"timeout": self._stream_timeout_ext if stream else self._timeout_ext},
-        )
+        return url
+
+    def _url_text(self, path: str) -> str:
+        text = self._url_texts.get(path)
+        if text is None:
+            if len(self._url_texts) >= 1024:
+                self._url_texts.clear()
+            text = self._url_texts[path] = str(self._url(path))
+        return text
 
     async def send(
         self,
@@ -237,35 +247,12 @@ class BedrockTransport:
         refreshed = False
         while True:
             credentials = await self.credentials.get() if self.credentials is not None else None
-            request = self.build_request(path, body, headers, credentials, stream=stream)
-            error: BedrockError
-            retry_after: float | None = None
-            try:
-                response = await self.transport.handle_async_request(request)
-            except httpx.HTTPError as exc:
-                error = translate_httpx_error(exc)
-                error.__cause__ = exc
-            else:
-                if response.status_code == 200:
-                    if stream:
-                        return RawResponse(response, None)
-                    try:
-                        return RawResponse(response, await self._read(response))
-                    except TransportError as exc:
-                        error = exc
-                else:
-                    try:
-                        error_body = await self._read(response)
-                    except TransportError as exc:
-                        error = exc
-                    else:
-                        lowered = _lower_headers(response)
-                        secrets = (
-                            (credentials.secret_key, credentials.session_token) if credentials else (self._api_key,)
-                        )
-                        error_body = _scrub(error_body, request, secrets)
-                        error = parse_error_response(response.status_code, lowered, error_body)
-                        retry_after = _retry_after(lowered)
+            all_headers = self.signed_headers(path, body, headers, credentials)
+            secrets = (credentials.secret_key, credentials.session_token) if credentials else (self._api_key,)
+            outcome = await self._attempt(path, body, all_headers, secrets, stream=stream)
+            if isinstance(outcome, RawResponse):
+                return outcome
+            error, retry_after = outcome
             if isinstance(error, ExpiredTokenError):
                 if refreshed or self.credentials is None or credentials is None:
                     raise error  # still expired after re-resolving (or an API key): retrying cannot help
@@ -285,6 +272,45 @@ class BedrockTransport:
             if on_retry is not None:
                 on_retry(error, retries)
             await self._sleep(delay)
+
+    async def _attempt(
+        self,
+        path: str,
+        body: bytes,
+        all_headers: list[tuple[str, str]],
+        secrets: Sequence[str | None],
+        *,
+        stream: bool,
+    ) -> RawResponse | tuple[BedrockError, float | None]:
+        """One attempt: the 200 answer, or the typed error and the service's retry-after hint."""
+        timeout = self._stream_timeout_ext if stream else self._timeout_ext
+        status: int
+        if self._fast_post is not None and not stream:
+            # Our aiohttp transport: no httpx.Request/Response objects on the hot path.
+            try:
+                status, lowered, answer = await self._fast_post(self._url_text(path), all_headers, body, timeout)
+            except httpx.HTTPError as exc:
+                return _failure(exc)
+        else:
+            request = httpx.Request(
+                "POST", self._url(path), headers=all_headers, content=body, extensions={"timeout": timeout}
+            )
+            try:
+                response = await self.transport.handle_async_request(request)
+            except httpx.HTTPError as exc:
+                return _failure(exc)
+            status, lowered = response.status_code, _lower_headers(response)
+            if status == 200 and stream:
+                return RawResponse(lowered, None, response)
+            try:
+                answer = await self._read(response)
+            except TransportError as exc:
+                return exc, None
+        if status == 200:
+            return RawResponse(lowered, answer)
+        authorization = next((value for name, value in all_headers if name == "authorization"), "")
+        error = parse_error_response(status, lowered, _scrub(answer, authorization, secrets))
+        return error, _retry_after(lowered)
 
     @staticmethod
     async def _read(response: httpx.Response) -> bytes:
