@@ -598,7 +598,14 @@ class AnthropicBedrock:
             surface=chosen,
             thinking=thinking_body,
             extras=extras,
-            extra_headers=request_option_headers(
+            extra_headers=()
+            if guardrail_identifier is None
+            and guardrail_version is None
+            and trace is None
+            and performance_config_latency is None
+            and service_tier is None
+            and request_metadata is None
+            else request_option_headers(
                 RequestOptions(
                     guardrail_identifier=guardrail_identifier,
                     guardrail_version=guardrail_version,

@@ -50,10 +50,12 @@ class Usage:
 
     def merge(self, other: Usage) -> Usage:
         """A Usage with ``other``'s reported values taking precedence over this one's."""
+        if self == _NO_USAGE:
+            return other
         return Usage(
             **{
-                field.name: value if (value := getattr(other, field.name)) is not None else getattr(self, field.name)
-                for field in attrs.fields(Usage)
+                name: value if (value := getattr(other, name)) is not None else getattr(self, name)
+                for name in _USAGE_FIELDS
             }
         )
 
@@ -61,6 +63,9 @@ class Usage:
         """Plain-dict form, for JSON."""
         return attrs.asdict(self)
 
+
+_USAGE_FIELDS = tuple(field.name for field in attrs.fields(Usage))
+_NO_USAGE = Usage()
 
 _COMPLETION_KEYS = (
     "messages",
