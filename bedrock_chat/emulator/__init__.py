@@ -11,10 +11,13 @@ Three ways to run it::
     $ python -m bedrock_chat.emulator --port 0        # prints endpoint_url=http://127.0.0.1:PORT
 
 and the ``bedrock_emulator`` pytest fixture. It serves InvokeModel and InvokeModelWithResponseStream
-(AWS event stream) and Bedrock's Messages-API surface ``POST /anthropic/v1/messages`` (JSON or SSE;
-its choices are in ``_messages_endpoint``) over real HTTP/1.1, checks SigV4 with botocore as the
-reference (API keys too, when ``EmulatorOptions.api_key`` is set), answers with a deterministic fake
-model (rules in ``_fake_model``: see :func:`count_tokens` and :func:`fake_reply`), and injects
+(AWS event stream), CountTokens (``_count_tokens``) and Bedrock's Messages-API surface
+``POST /anthropic/v1/messages`` (JSON or SSE; its choices are in ``_messages_endpoint``) over real
+HTTP/1.1, checks SigV4 with botocore as the reference (API keys too, as ``Authorization: Bearer``,
+when ``EmulatorOptions.api_key`` is set), checks Bedrock's request-option headers (guardrail, trace,
+latency, service tier, metadata: ``_request_options``) and Messages content blocks, tools and
+``tool_choice`` (``_content``), answers with a deterministic fake model (rules in ``_fake_model``: see
+:func:`count_tokens` and :func:`fake_reply`; tool calls by the rules in ``_tools``), and injects
 faults by rate (:class:`Faults`) or by script (:meth:`BedrockEmulator.enqueue_faults`, names in
 :data:`FAULT_NAMES`).
 

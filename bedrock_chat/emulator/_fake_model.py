@@ -5,7 +5,10 @@ Rules (tests compute expectations from these, so they are part of the API):
 - **Tokens.** :func:`count_tokens` counts one token per whitespace-separated word:
   ``len(text.split())``. Input tokens are the words of the text-completion ``prompt``, or of every
   text in a Messages body (the ``system`` text, text blocks, string contents and ``tool_result`` texts;
-  images and other non-text parts count nothing).
+  images, ``tool_use`` blocks, ``tools`` and other non-text parts count nothing). CountTokens reports
+  the same number for the same body (``_count_tokens``).
+- **Tool calls.** When a Messages body has ``tools``, ``_tools`` decides whether the reply is a tool
+  call instead of the text below (its own rules, including the input and token count).
 - **Reply words.** The reply is the words of the last user message (at most :data:`ECHO_WORDS` of them),
   followed by filler words from :data:`VOCABULARY` chosen by a generator seeded with
   ``blake2b(seed, input text)``.

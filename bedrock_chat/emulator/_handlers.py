@@ -13,12 +13,15 @@ Every request goes through the same steps, each of which may answer early:
    omitted, which the service accepts): else 400 ValidationException (UNVERIFIED wording).
 4. **Fault**: the scripted queue's head, else the seeded rates (``_faults``). An HTTP-error fault
    answers now; the others change the reply built in step 6.
-5. **Model and body**: the model id is percent-decoded once and resolved with the registry; unknown
-   -> 404 ResourceNotFoundException, a model served only on ``/anthropic/v1/messages`` -> 400
-   ValidationException (UNVERIFIED); then JSON and the API's rules (``_validation``) -> 400. On the
-   Messages endpoint, first the ``anthropic-version`` header, and the surfaces are the other way round.
-6. **Answer** with the fake model's reply (``_fake_model``), as JSON or as event-stream frames (SSE on
-   the Messages endpoint).
+5. **Headers, model and body**: on InvokeModel routes, the request-option headers first
+   (``_request_options``: guardrail, trace, latency, service tier, metadata) -> 400; the model id is
+   percent-decoded once and resolved with the registry; unknown -> 404 ResourceNotFoundException, a
+   model served only on ``/anthropic/v1/messages`` -> 400 ValidationException (UNVERIFIED); then JSON
+   and the API's rules (``_validation``, ``_content``) -> 400. On the Messages endpoint, first the
+   ``anthropic-version`` header, and the surfaces are the other way round.
+6. **Answer** with the fake model's reply (``_fake_model``, or a tool call by ``_tools``' rules), as
+   JSON or as event-stream frames (SSE on the Messages endpoint). CountTokens (``_count_tokens``)
+   answers ``{"inputTokens": N}`` with the same count InvokeModel reports for the body.
 
 Each :class:`Route` carries its surface's wire format: how it renders errors and applies mid-body
 faults (``_responses`` for InvokeModel, ``_messages_endpoint`` for ``/anthropic/v1/messages``).
@@ -26,6 +29,7 @@ faults (``_responses`` for InvokeModel, ``_messages_endpoint`` for ``/anthropic/
 
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -35,11 +39,13 @@ import attrs
 
 from .._errors import InvalidRequestError
 from .._models import ModelApi, ResolvedModel, Surface, resolve_model
+from . import _count_tokens as count_tokens_op
 from . import _messages_endpoint as messages_endpoint
 from ._auth import INVOKE_SIGNING_NAMES, verify_request
-from ._fake_model import count_tokens, fake_reply, split_chunks
+from ._fake_model import FakeReply, count_tokens, fake_reply, split_chunks
 from ._faults import Fault, FaultInjector, FaultKind, ServiceError
 from ._options import EmulatorOptions
+from ._request_options import body_fields, parse_request_options, response_headers
 from ._responses import (
     Reply,
     apply_fault,
@@ -52,6 +58,7 @@ from ._responses import (
     text_body,
     text_stream_frames,
 )
+from ._tools import ToolCall, plan_tool_use
 from ._validation import (
     BodyError,
     ParsedRequest,
@@ -155,9 +162,31 @@ def _parse(body: bytes, model: ResolvedModel) -> ParsedRequest | ServiceError:
         return _validation(exc.message)
 
 
+def _generate(parsed: ParsedRequest, options: EmulatorOptions, request_id: str) -> tuple[FakeReply, ToolCall | None]:
+    """The fake model's answer: a tool call when ``_tools``' rules call for one, else ``_fake_model``'s text."""
+    if parsed.tools:
+        call_id = "toolu_bdrk_" + hashlib.blake2b(request_id.encode(), digest_size=12).hexdigest()
+        planned = plan_tool_use(parsed, call_id=call_id)
+        if planned is not None:
+            return planned
+    generation = fake_reply(
+        input_text=parsed.input_text,
+        last_user_text=parsed.last_user_text,
+        max_tokens=parsed.max_tokens,
+        stop_sequences=parsed.stop_sequences,
+        seed=options.seed,
+        reply_tokens=options.reply_tokens,
+        text_completion=parsed.api is ModelApi.TEXT_COMPLETIONS,
+    )
+    return generation, None
+
+
 def _invoke(call: Call) -> Reply:
-    """InvokeModel and InvokeModelWithResponseStream: the fake model's reply for a valid body."""
+    """InvokeModel and InvokeModelWithResponseStream: the fake model's reply for a valid body and headers."""
     assert call.model_id is not None
+    request_options = parse_request_options(call.headers)
+    if isinstance(request_options, ServiceError):
+        return error_reply(request_options, call.request_id)
     model = _resolve(call.model_id, Surface.INVOKE)
     if isinstance(model, ServiceError):
         return error_reply(model, call.request_id)
@@ -166,25 +195,19 @@ def _invoke(call: Call) -> Reply:
         return error_reply(parsed, call.request_id)
     options = call.options
     text_completion = parsed.api is ModelApi.TEXT_COMPLETIONS
-    generation = fake_reply(
-        input_text=parsed.input_text,
-        last_user_text=parsed.last_user_text,
-        max_tokens=parsed.max_tokens,
-        stop_sequences=parsed.stop_sequences,
-        seed=options.seed,
-        reply_tokens=options.reply_tokens,
-        text_completion=text_completion,
-    )
+    generation, tool_call = _generate(parsed, options, call.request_id)
     input_tokens = count_tokens(parsed.input_text)
     faults = options.faults
-    first_byte_ms = round((faults.latency + faults.time_to_first_byte) * 1000)
     message_id = "msg_bdrk_" + call.request_id.replace("-", "")[:24]
     name = anthropic_model_name(model)
+    extra, headers = body_fields(request_options), response_headers(request_options)
     if not call.streaming:
         body = (
-            text_body(generation)
+            text_body(generation, extra)
             if text_completion
-            else messages_body(generation, message_id=message_id, model=name, input_tokens=input_tokens)
+            else messages_body(
+                generation, message_id=message_id, model=name, input_tokens=input_tokens, call=tool_call, extra=extra
+            )
         )
         return ok_reply(
             body,
@@ -192,14 +215,19 @@ def _invoke(call: Call) -> Reply:
             input_tokens=input_tokens,
             output_tokens=generation.output_tokens,
             latency_ms=round(faults.latency * 1000),
+            headers=headers,
         )
-    # The metrics are planned, not measured: deterministic, and what the delays are set to produce.
     pieces = split_chunks(generation.text, options.chunk_tokens, generation.rng_seed)
-    frame_count = len(pieces) + (1 if text_completion else 5)
-    latency_ms = first_byte_ms + round(faults.chunk_delay * 1000 * (frame_count - 1))
+    first_byte_ms = round((faults.latency + faults.time_to_first_byte) * 1000)
+    chunk_delay_ms = faults.chunk_delay * 1000
     if text_completion:
         frames = text_stream_frames(
-            generation, pieces, input_tokens=input_tokens, latency_ms=latency_ms, first_byte_ms=first_byte_ms
+            generation,
+            pieces,
+            input_tokens=input_tokens,
+            first_byte_ms=first_byte_ms,
+            chunk_delay_ms=chunk_delay_ms,
+            extra=extra,
         )
     else:
         frames = messages_stream_frames(
@@ -208,10 +236,29 @@ def _invoke(call: Call) -> Reply:
             message_id=message_id,
             model=name,
             input_tokens=input_tokens,
-            latency_ms=latency_ms,
             first_byte_ms=first_byte_ms,
+            chunk_delay_ms=chunk_delay_ms,
+            call=tool_call,
+            extra=extra,
         )
-    return stream_reply(frames, request_id=call.request_id)
+    return stream_reply(frames, request_id=call.request_id, headers=headers)
+
+
+def _count(call: Call) -> Reply:
+    """CountTokens: the ``input_tokens`` InvokeModel would report for the body (or a Converse request's count)."""
+    assert call.model_id is not None
+    model = _resolve(call.model_id, Surface.INVOKE)
+    if isinstance(model, ServiceError):
+        return error_reply(model, call.request_id)
+    request = count_tokens_op.parse_count_tokens_request(call.body)
+    if isinstance(request, ServiceError):
+        return error_reply(request, call.request_id)
+    if isinstance(request, count_tokens_op.ConverseInput):
+        return count_tokens_op.count_reply(count_tokens(request.text), request_id=call.request_id)
+    parsed = _parse(request.body, model)
+    if isinstance(parsed, ServiceError):
+        return error_reply(parsed, call.request_id)
+    return count_tokens_op.count_reply(count_tokens(parsed.input_text), request_id=call.request_id)
 
 
 def _messages(call: Call) -> Reply:
@@ -241,34 +288,30 @@ def _messages(call: Call) -> Reply:
     except BodyError as exc:
         return render(_validation(exc.message), call.request_id)
     options = call.options
-    generation = fake_reply(
-        input_text=parsed.input_text,
-        last_user_text=parsed.last_user_text,
-        max_tokens=parsed.max_tokens,
-        stop_sequences=parsed.stop_sequences,
-        seed=options.seed,
-        reply_tokens=options.reply_tokens,
-    )
+    generation, tool_call = _generate(parsed, options, call.request_id)
     input_tokens = count_tokens(parsed.input_text)
     message_id = "msg_bdrk_" + call.request_id.replace("-", "")[:24]
     name = messages_endpoint.response_model_name(model)
     if not call.streaming:
-        body = messages_endpoint.message_body(generation, message_id=message_id, model=name, input_tokens=input_tokens)
+        body = messages_endpoint.message_body(
+            generation, message_id=message_id, model=name, input_tokens=input_tokens, call=tool_call
+        )
         return messages_endpoint.json_reply(body, request_id=call.request_id)
     pieces = split_chunks(generation.text, options.chunk_tokens, generation.rng_seed)
     events = messages_endpoint.sse_events(
-        generation, pieces, message_id=message_id, model=name, input_tokens=input_tokens
+        generation, pieces, message_id=message_id, model=name, input_tokens=input_tokens, call=tool_call
     )
     return messages_endpoint.sse_reply(events, request_id=call.request_id)
 
 
-#: ``/model/{modelId}/<tail>`` operations, keyed by tail. (Converse, ConverseStream and CountTokens are
-#: not emulated: they answer like unknown paths.)
+#: ``/model/{modelId}/<tail>`` operations, keyed by tail. (Converse and ConverseStream are not emulated:
+#: they answer like unknown paths.)
 MODEL_ROUTES: Mapping[str, Route] = {
     "invoke": Route(operation="InvokeModel", method="POST", streaming=False, handler=_invoke),
     "invoke-with-response-stream": Route(
         operation="InvokeModelWithResponseStream", method="POST", streaming=True, handler=_invoke
     ),
+    "count-tokens": Route(operation=count_tokens_op.OPERATION, method="POST", streaming=False, handler=_count),
 }
 #: Exact-path operations: Bedrock's Messages-API surface, whose body says whether it streams.
 PATH_ROUTES: Mapping[str, Route] = {

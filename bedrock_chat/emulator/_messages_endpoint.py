@@ -11,7 +11,9 @@ from data to a :class:`~._responses.Reply`:
 - :func:`json_reply` / :func:`sse_reply` answer 200 with an Anthropic ``Message`` or with server-sent
   events, one HTTP chunk per event: ``message_start``, ``content_block_start``, one ``ping``,
   ``content_block_delta`` (``text_delta``) per piece of the fake model's text (the InvokeModel stream's
-  chunking rules), ``content_block_stop``, ``message_delta``, ``message_stop``.
+  chunking rules), ``content_block_stop``, ``message_delta``, ``message_stop``. When the fake model
+  calls a tool (``_tools``), the tool block (``input_json_delta`` deltas) follows the text block, or
+  replaces it when there is no text.
 - :func:`error_reply` renders a :class:`~._faults.ServiceError` in this surface's style.
 - :func:`apply_fault` puts a mid-body fault into a 200 reply.
 
@@ -69,6 +71,7 @@ from ._faults import STREAM_EXCEPTIONS, Fault, FaultKind, ServiceError
 from ._responses import Reply
 from ._responses import apply_fault as apply_body_fault
 from ._responses import error_reply as aws_error_reply
+from ._tools import ToolCall, content_blocks, tool_events
 
 __all__ = [
     "ERROR_TYPES",
@@ -203,14 +206,16 @@ def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
     }
 
 
-def message_body(generation: FakeReply, *, message_id: str, model: str, input_tokens: int) -> dict[str, object]:
-    """The Anthropic ``Message`` of a non-streaming answer."""
+def message_body(
+    generation: FakeReply, *, message_id: str, model: str, input_tokens: int, call: ToolCall | None = None
+) -> dict[str, object]:
+    """The Anthropic ``Message`` of a non-streaming answer: the text block, or the tool call (see ``_tools``)."""
     return {
         "id": message_id,
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": generation.text}],
+        "content": content_blocks(generation, call),
         "stop_reason": generation.stop_reason,
         "stop_sequence": generation.stop_sequence,
         "usage": _usage(input_tokens, generation.output_tokens),
@@ -232,21 +237,34 @@ def _event(payload: Mapping[str, object]) -> bytes:
 
 
 def sse_events(
-    generation: FakeReply, pieces: Sequence[str], *, message_id: str, model: str, input_tokens: int
+    generation: FakeReply,
+    pieces: Sequence[str],
+    *,
+    message_id: str,
+    model: str,
+    input_tokens: int,
+    call: ToolCall | None = None,
 ) -> list[bytes]:
-    """The encoded events of a streamed answer (see the module docstring for the sequence)."""
+    """The encoded events of a streamed answer (see the module docstring for the sequence).
+
+    With a tool call, the text block is left out when there is no text, and the tool block follows
+    (``_tools``); the ``ping`` comes right after the first ``content_block_start`` either way.
+    """
     start = {**message_body(generation, message_id=message_id, model=model, input_tokens=input_tokens)}
     start.update(content=[], stop_reason=None, stop_sequence=None, usage=_usage(input_tokens, 1))
-    events = [
-        _event({"type": "message_start", "message": start}),
-        _event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        _event({"type": "ping"}),
-    ]
-    events.extend(
-        _event({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})
-        for piece in pieces
-    )
-    events.append(_event({"type": "content_block_stop", "index": 0}))
+    blocks: list[Mapping[str, object]] = []
+    has_text = call is None or bool(generation.text)
+    if has_text:
+        blocks.append({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        blocks.extend(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
+            for piece in pieces
+        )
+        blocks.append({"type": "content_block_stop", "index": 0})
+    if call is not None:
+        blocks.extend(tool_events(call, int(has_text)))
+    events = [_event({"type": "message_start", "message": start}), _event(blocks[0]), _event({"type": "ping"})]
+    events.extend(_event(block) for block in blocks[1:])
     delta = {"stop_reason": generation.stop_reason, "stop_sequence": generation.stop_sequence}
     events.append(
         _event({"type": "message_delta", "delta": delta, "usage": {"output_tokens": generation.output_tokens}})

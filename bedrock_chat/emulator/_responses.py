@@ -10,13 +10,14 @@ from __future__ import annotations
 import enum
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
 from .._eventstream import encode_chunk_event, encode_exception_event
 from ._fake_model import FakeReply
 from ._faults import STREAM_EXCEPTIONS, Fault, FaultKind, ServiceError
+from ._tools import ToolCall, content_blocks, tool_events
 
 __all__ = [
     "Ending",
@@ -26,6 +27,7 @@ __all__ = [
     "messages_body",
     "messages_stream_frames",
     "new_request_id",
+    "ok_json_reply",
     "ok_reply",
     "stream_reply",
     "text_body",
@@ -35,6 +37,8 @@ __all__ = [
 _JSON = (b"content-type", b"application/json")
 _EVENTSTREAM = (b"content-type", b"application/vnd.amazon.eventstream")
 _BEDROCK_CONTENT_TYPE = (b"x-amzn-bedrock-content-type", b"application/json")
+_NO_FIELDS: Mapping[str, object] = {}
+Headers = tuple[tuple[bytes, bytes], ...]
 
 
 class Ending(enum.Enum):
@@ -89,29 +93,41 @@ def error_reply(error: ServiceError, request_id: str) -> Reply:
     )
 
 
-def text_body(generation: FakeReply) -> dict[str, object]:
-    """The InvokeModel body of a text-completion model."""
-    return {"completion": generation.text, "stop_reason": generation.stop_reason, "stop": generation.stop_sequence}
+def text_body(generation: FakeReply, extra: Mapping[str, object] = _NO_FIELDS) -> dict[str, object]:
+    """The InvokeModel body of a text-completion model (``extra``: top-level fields such as a guardrail's)."""
+    return {
+        "completion": generation.text,
+        "stop_reason": generation.stop_reason,
+        "stop": generation.stop_sequence,
+        **extra,
+    }
 
 
-def messages_body(generation: FakeReply, *, message_id: str, model: str, input_tokens: int) -> dict[str, object]:
-    """The InvokeModel body of a Messages model."""
+def messages_body(
+    generation: FakeReply,
+    *,
+    message_id: str,
+    model: str,
+    input_tokens: int,
+    call: ToolCall | None = None,
+    extra: Mapping[str, object] = _NO_FIELDS,
+) -> dict[str, object]:
+    """The InvokeModel body of a Messages model: the text block, or the tool call (see ``_tools``)."""
     return {
         "id": message_id,
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": generation.text}],
+        "content": content_blocks(generation, call),
         "stop_reason": generation.stop_reason,
         "stop_sequence": generation.stop_sequence,
         "usage": {"input_tokens": input_tokens, "output_tokens": generation.output_tokens},
+        **extra,
     }
 
 
-def ok_reply(
-    body: dict[str, object], *, request_id: str, input_tokens: int, output_tokens: int, latency_ms: int
-) -> Reply:
-    """A 200 InvokeModel reply with Bedrock's usage headers."""
+def ok_json_reply(body: Mapping[str, object], *, request_id: str, headers: Headers = ()) -> Reply:
+    """A 200 ``application/json`` reply with a request id (and ``headers``)."""
     data = _dumps(body)
     return Reply(
         status=200,
@@ -119,12 +135,28 @@ def ok_reply(
             _JSON,
             (b"content-length", str(len(data)).encode()),
             (b"x-amzn-requestid", request_id.encode()),
-            (b"x-amzn-bedrock-invocation-latency", str(latency_ms).encode()),
-            (b"x-amzn-bedrock-output-token-count", str(output_tokens).encode()),
-            (b"x-amzn-bedrock-input-token-count", str(input_tokens).encode()),
+            *headers,
         ),
         parts=(data,),
     )
+
+
+def ok_reply(
+    body: dict[str, object],
+    *,
+    request_id: str,
+    input_tokens: int,
+    output_tokens: int,
+    latency_ms: int,
+    headers: Headers = (),
+) -> Reply:
+    """A 200 InvokeModel reply with Bedrock's usage headers (and ``headers``, e.g. echoed options)."""
+    usage = (
+        (b"x-amzn-bedrock-invocation-latency", str(latency_ms).encode()),
+        (b"x-amzn-bedrock-output-token-count", str(output_tokens).encode()),
+        (b"x-amzn-bedrock-input-token-count", str(input_tokens).encode()),
+    )
+    return ok_json_reply(body, request_id=request_id, headers=(*usage, *headers))
 
 
 def _metrics(input_tokens: int, output_tokens: int, latency_ms: int, first_byte_ms: int) -> dict[str, int]:
@@ -136,22 +168,35 @@ def _metrics(input_tokens: int, output_tokens: int, latency_ms: int, first_byte_
     }
 
 
+def _latency(frame_count: int, first_byte_ms: int, chunk_delay_ms: float) -> int:
+    """The planned (not measured) latency of a stream: deterministic, and what the delays are set to produce."""
+    return first_byte_ms + round(chunk_delay_ms * (frame_count - 1))
+
+
 def text_stream_frames(
-    generation: FakeReply, pieces: Sequence[str], *, input_tokens: int, latency_ms: int, first_byte_ms: int
+    generation: FakeReply,
+    pieces: Sequence[str],
+    *,
+    input_tokens: int,
+    first_byte_ms: int,
+    chunk_delay_ms: float,
+    extra: Mapping[str, object] = _NO_FIELDS,
 ) -> list[bytes]:
     """Text-completion chunks, one per piece of text, then a final chunk with the stop reason and metrics.
 
     Whether Bedrock sends the stop reason in a separate empty chunk (as here) or on the last text
-    chunk is UNVERIFIED; clients must handle both.
+    chunk is UNVERIFIED; clients must handle both. ``extra`` goes into the final chunk.
     """
     frames = [
         encode_chunk_event(b'{"completion":' + _dumps(piece) + b',"stop_reason":null,"stop":null}') for piece in pieces
     ]
+    latency_ms = _latency(len(frames) + 1, first_byte_ms, chunk_delay_ms)
     final = {
         "completion": "",
         "stop_reason": generation.stop_reason,
         "stop": generation.stop_sequence,
         "amazon-bedrock-invocationMetrics": _metrics(input_tokens, generation.output_tokens, latency_ms, first_byte_ms),
+        **extra,
     }
     frames.append(encode_chunk_event(_dumps(final)))
     return frames
@@ -164,10 +209,15 @@ def messages_stream_frames(
     message_id: str,
     model: str,
     input_tokens: int,
-    latency_ms: int,
     first_byte_ms: int,
+    chunk_delay_ms: float,
+    call: ToolCall | None = None,
+    extra: Mapping[str, object] = _NO_FIELDS,
 ) -> list[bytes]:
-    """The Messages event sequence, each event in a ``chunk`` frame; the last carries the metrics."""
+    """The Messages event sequence, each event in a ``chunk`` frame; the last carries the metrics (and ``extra``).
+
+    The text block is left out when a tool call has no text; the tool block follows it (see ``_tools``).
+    """
     start = {
         "type": "message_start",
         "message": {
@@ -181,36 +231,42 @@ def messages_stream_frames(
             "usage": {"input_tokens": input_tokens, "output_tokens": 1},
         },
     }
-    frames = [
-        encode_chunk_event(_dumps(start)),
-        encode_chunk_event(b'{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'),
-    ]
-    frames.extend(
-        encode_chunk_event(
-            b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":' + _dumps(piece) + b"}}"
+    frames = [encode_chunk_event(_dumps(start))]
+    has_text = call is None or bool(generation.text)
+    if has_text:
+        frames.append(
+            encode_chunk_event(b'{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}')
         )
-        for piece in pieces
-    )
-    frames.append(encode_chunk_event(b'{"type":"content_block_stop","index":0}'))
+        frames.extend(
+            encode_chunk_event(
+                b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":' + _dumps(piece) + b"}}"
+            )
+            for piece in pieces
+        )
+        frames.append(encode_chunk_event(b'{"type":"content_block_stop","index":0}'))
+    if call is not None:
+        frames.extend(encode_chunk_event(_dumps(event)) for event in tool_events(call, int(has_text)))
     delta = {
         "type": "message_delta",
         "delta": {"stop_reason": generation.stop_reason, "stop_sequence": generation.stop_sequence},
         "usage": {"output_tokens": generation.output_tokens},
     }
     frames.append(encode_chunk_event(_dumps(delta)))
+    latency_ms = _latency(len(frames) + 1, first_byte_ms, chunk_delay_ms)
     stop = {
         "type": "message_stop",
         "amazon-bedrock-invocationMetrics": _metrics(input_tokens, generation.output_tokens, latency_ms, first_byte_ms),
+        **extra,
     }
     frames.append(encode_chunk_event(_dumps(stop)))
     return frames
 
 
-def stream_reply(frames: Sequence[bytes], *, request_id: str) -> Reply:
-    """A 200 InvokeModelWithResponseStream reply: one HTTP chunk per event-stream frame."""
+def stream_reply(frames: Sequence[bytes], *, request_id: str, headers: Headers = ()) -> Reply:
+    """A 200 InvokeModelWithResponseStream reply: one HTTP chunk per event-stream frame (and ``headers``)."""
     return Reply(
         status=200,
-        headers=(_EVENTSTREAM, _BEDROCK_CONTENT_TYPE, (b"x-amzn-requestid", request_id.encode())),
+        headers=(_EVENTSTREAM, _BEDROCK_CONTENT_TYPE, (b"x-amzn-requestid", request_id.encode()), *headers),
         parts=tuple(frames),
         chunked=True,
     )

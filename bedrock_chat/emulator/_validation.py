@@ -22,6 +22,11 @@ body with ``model`` (and optionally ``stream``) in it and the API version in the
 header (:func:`check_api_version_header`); a body ``anthropic_version`` is tolerated and ignored there
 (UNVERIFIED: one third-party client still sends it, the anthropic SDK does not). Its messages reuse the
 wording above, since what Bedrock says on that surface is UNVERIFIED too.
+
+Messages bodies on both surfaces: content blocks (text, image, ``tool_use``, ``tool_result``), the
+tool-turn pairing, ``tools`` and ``tool_choice`` follow the rules in ``_content``; ``anthropic_beta``
+(InvokeModel only: the Messages endpoint takes betas in a header) is a list of strings, each item
+checked in the schema pass like ``stop_sequences``'.
 """
 
 from __future__ import annotations
@@ -30,9 +35,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import attrs
-
 from .._models import ModelApi, ResolvedModel, Surface
+from ._body import AUTO, BodyError, ParsedRequest
+from ._content import check_content, check_tool_turns, parse_tool_choice, parse_tools
 
 __all__ = [
     "BEDROCK_VERSION",
@@ -49,25 +54,8 @@ _API_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _VERSION_SUFFIX = re.compile(r"-v\d+(?::\d+)?$")
 _HUMAN = "\n\nHuman:"
 _ASSISTANT = "\n\nAssistant:"
-
-
-class BodyError(Exception):
-    """The body is invalid; ``message`` is the ValidationException text."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-@attrs.frozen
-class ParsedRequest:
-    """What the fake model needs from a valid body."""
-
-    api: ModelApi
-    input_text: str
-    last_user_text: str
-    max_tokens: int
-    stop_sequences: tuple[str, ...]
+#: List fields whose items must be strings (checked in the schema pass).
+_STRING_LISTS = ("stop_sequences", "anthropic_beta")
 
 
 _NUMBER = (int, float)
@@ -145,13 +133,14 @@ def _check_schema(body: Mapping[str, Any], schema: Mapping[str, tuple[type, ...]
         elif (isinstance(value, bool) and bool not in accepted) or not isinstance(value, accepted):
             expected = "Number" if float in accepted else _JSON_TYPE_NAMES[accepted[0]]
             problems.append(f"#/{key}: expected type: {expected}, found: {_type_name(value)}")
-    stops = body.get("stop_sequences")
-    if isinstance(stops, list):
-        problems.extend(
-            f"#/stop_sequences/{i}: expected type: String, found: {_type_name(stop)}"
-            for i, stop in enumerate(stops)
-            if not isinstance(stop, str)
-        )
+    for key in _STRING_LISTS:
+        items = body.get(key)
+        if isinstance(items, list):
+            problems.extend(
+                f"#/{key}/{i}: expected type: String, found: {_type_name(item)}"
+                for i, item in enumerate(items)
+                if not isinstance(item, str)
+            )
     for key, (low, high) in _RANGES.items():
         value = body.get(key)
         if isinstance(value, _NUMBER) and not isinstance(value, bool):
@@ -252,25 +241,6 @@ def _content_text(content: object) -> str:
     return ""
 
 
-def _check_content(index: int, content: object, *, is_final_assistant: bool) -> None:
-    if isinstance(content, list):
-        for j, block in enumerate(content):
-            if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-                raise BodyError(f"messages.{index}.content.{j}: Input should be an object with a string 'type'")
-            if block["type"] == "text":
-                if not isinstance(block.get("text"), str):
-                    raise BodyError(f"messages.{index}.content.{j}.text: Field required")
-                if not block["text"]:
-                    raise BodyError("messages: text content blocks must be non-empty")
-    elif not isinstance(content, str):
-        raise BodyError(f"messages.{index}.content: Input should be a valid string or list of content blocks")
-    if not content and not is_final_assistant:
-        raise BodyError(
-            f"messages.{index}: all messages must have non-empty content except for the optional final assistant "
-            "message"
-        )
-
-
 def _parse_messages(
     body: Mapping[str, Any],
     model: ResolvedModel,
@@ -302,6 +272,7 @@ def _parse_messages(
             raise BodyError("system: Input should be a valid string or a list of text blocks")
         texts.append(_content_text(system))
     last_user = ""
+    answers_tool_result = False
     previous_role = None
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
@@ -320,11 +291,22 @@ def _parse_messages(
         if "content" not in message:
             raise BodyError(f"messages.{i}.content: Field required")
         content = message["content"]
-        _check_content(i, content, is_final_assistant=role == "assistant" and i == len(messages) - 1)
+        check_content(i, role, content, is_final_assistant=role == "assistant" and i == len(messages) - 1)
         text = _content_text(content)
         texts.append(text)
         if role == "user":
             last_user = text
+            answers_tool_result = isinstance(content, list) and any(b["type"] == "tool_result" for b in content)
+    check_tool_turns(messages)
+    tools = parse_tools(body.get("tools") or ())
+    tool_choice = parse_tool_choice(body["tool_choice"], tools) if "tool_choice" in body else AUTO
     return ParsedRequest(
-        ModelApi.MESSAGES, "\n".join(texts), last_user, max_tokens, tuple(body.get("stop_sequences") or ())
+        ModelApi.MESSAGES,
+        "\n".join(texts),
+        last_user,
+        max_tokens,
+        tuple(body.get("stop_sequences") or ()),
+        tools=tools,
+        tool_choice=tool_choice,
+        answers_tool_result=answers_tool_result,
     )

@@ -8,6 +8,7 @@ entry point.
 from __future__ import annotations
 
 import datetime
+import http.client
 import json
 from collections.abc import Callable
 from typing import Any
@@ -17,9 +18,10 @@ import botocore.auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from bedrock_chat._eventstream import EventStreamDecoder, decode_chunk_payload
 from bedrock_chat.emulator import BedrockEmulator
 
-__all__ = ["MESSAGES_BODY", "MESSAGES_BYTES", "Signer", "sign_with_botocore"]
+__all__ = ["MESSAGES_BODY", "MESSAGES_BYTES", "Answer", "Signer", "chunk_events", "post_signed", "sign_with_botocore"]
 
 #: A valid Messages body (Claude 3.5 Haiku and friends).
 MESSAGES_BODY: dict[str, Any] = {
@@ -63,3 +65,60 @@ def sign_with_botocore(
     with mock.patch.object(botocore.auth, "get_current_datetime", return_value=moment):
         signer.add_auth(request)
     return {"Host": host, **dict(request.headers.items())}
+
+
+class Answer:
+    """A response read whole: status, headers (lower-case names) and body."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        """The body as JSON."""
+        return json.loads(self.body)
+
+    @property
+    def error_code(self) -> str:
+        """The AWS error code (``x-amzn-ErrorType`` up to the first ``:``)."""
+        return self.headers.get("x-amzn-errortype", "").split(":", 1)[0]
+
+
+def post_signed(
+    emu: BedrockEmulator,
+    path: str,
+    body: bytes,
+    *,
+    headers: dict[str, str] | None = None,
+    signed: bool = True,
+    service: str = "bedrock",
+) -> Answer:
+    """POST ``body`` to ``path`` over a fresh ``http.client`` connection, signed by botocore unless ``signed`` is False.
+
+    ``headers`` are signed too (as botocore signs modeled headers); unsigned requests send them as given.
+    """
+    if signed:
+        sent = sign_with_botocore(emu, path, body, headers=headers, service=service)
+    else:
+        sent = {"Content-Type": "application/json", **(headers or {})}
+    conn = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=10)
+    try:
+        conn.request("POST", path, body=body, headers=sent)
+        response = conn.getresponse()
+        data = response.read()
+        return Answer(response.status, {name.lower(): value for name, value in response.getheaders()}, data)
+    finally:
+        conn.close()
+
+
+def chunk_events(data: bytes) -> list[Any]:
+    """The model events of an InvokeModelWithResponseStream body (every frame must be a ``chunk``)."""
+    decoder = EventStreamDecoder()
+    decoder.feed(data)
+    events = []
+    for message in decoder:
+        assert message.event_type == "chunk", message
+        events.append(json.loads(decode_chunk_payload(message.payload)))
+    decoder.close()
+    return events

@@ -151,7 +151,13 @@ def test_valid_messages_body_is_parsed() -> None:
     body = messages(
         system=[{"type": "text", "text": "Be kind"}],
         messages=[
-            {"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image", "source": {}}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "look"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw=="}},
+                ],
+            },
             {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "sunny day"}]},
             {"role": "assistant", "content": ""},
