@@ -9,14 +9,17 @@ from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
+import attrs
 import boto3
 import httpx
 import pytest
 from botocore.config import Config
 from botocore.loaders import Loader
+from e2e_helpers import emulator_client
 
 from bedrock_chat import AnthropicBedrock, AnthropicBedrockSync, ConfigurationError, InvalidRequestError
 from bedrock_chat._config import default_endpoint_url
+from bedrock_chat.emulator import BedrockEmulator
 
 HI = [{"role": "user", "content": "Hi"}]
 MESSAGES_MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -396,3 +399,69 @@ def test_sync_facade_has_count_tokens_and_invoke_model() -> None:
         assert client.count_tokens(model=MESSAGES_MODEL, messages=HI) == 7
         answer = client.invoke_model(model=MESSAGES_MODEL, body={"anthropic_version": "bedrock-2023-05-31"})
     assert answer.body == {"inputTokens": 7}
+
+
+# ------------------------------------------------------------------------------ against the emulator
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("surface", ["invoke", "messages-endpoint"])
+async def test_tool_use_end_to_end(bedrock_emulator: BedrockEmulator, surface: str) -> None:
+    """A forced tool call comes back as tool_calls, streamed or not, and the tool_result turn completes the loop."""
+    model = "anthropic.claude-opus-4-7"
+    ask = [{"role": "user", "content": "What is the weather in Paris today?"}]
+    async with emulator_client(bedrock_emulator) as client:
+        chat = await client.ChatCompletion.create(
+            model=model, messages=ask, tools=[WEATHER_TOOL], tool_choice={"type": "any"}, surface=surface
+        )
+        stream = await client.ChatCompletion.create(
+            model=model, messages=ask, tools=[WEATHER_TOOL], tool_choice={"type": "any"}, surface=surface, stream=True
+        )
+        async with stream:
+            streamed = await stream.final_completion()
+        assert chat.stop_reason == streamed.stop_reason == "tool_use"
+        assert chat.tool_calls
+        assert [call["input"] for call in chat.tool_calls] == [call["input"] for call in streamed.tool_calls]
+        (call,) = chat.tool_calls
+        result = {"type": "tool_result", "tool_use_id": call["id"], "content": "18 C, sunny"}
+        final = await client.ChatCompletion.create(
+            model=model,
+            messages=[*chat["messages"], {"role": "user", "content": [result]}],
+            tools=[WEATHER_TOOL],
+            surface=surface,
+        )
+    assert final.stop_reason == "end_turn"
+    assert final.completion
+
+
+@pytest.mark.asyncio
+async def test_count_tokens_matches_the_usage_of_the_call(bedrock_emulator: BedrockEmulator) -> None:
+    """count_tokens equals the input tokens the same create() call reports, for both APIs."""
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Count these few words please"}]
+    async with emulator_client(bedrock_emulator) as client:
+        for model in ("anthropic.claude-v2", MESSAGES_MODEL):
+            counted = await client.count_tokens(model=model, messages=messages)
+            chat = await client.ChatCompletion.create(model=model, messages=messages)
+            assert counted == chat.usage.input_tokens
+
+
+@pytest.mark.asyncio
+async def test_api_key_and_request_options_end_to_end(bedrock_emulator: BedrockEmulator) -> None:
+    """The emulator accepts the client's Bearer key and request-option headers, echoing what Bedrock echoes."""
+    bedrock_emulator.options = attrs.evolve(bedrock_emulator.options, api_key=KEY)
+    async with AnthropicBedrock(
+        api_key=KEY, region=bedrock_emulator.region, endpoint_url=bedrock_emulator.endpoint_url
+    ) as client:
+        chat = await client.ChatCompletion.create(
+            model=MESSAGES_MODEL,
+            messages=HI,
+            guardrail_identifier="abc123",
+            guardrail_version="1",
+            service_tier="priority",
+            request_metadata={"team": "search"},
+        )
+    assert chat.completion
+    (request,) = bedrock_emulator.requests
+    assert request.header("authorization") == f"Bearer {KEY}"
+    assert request.header("x-amzn-bedrock-guardrailidentifier") == "abc123"
+    assert request.status == 200
