@@ -38,6 +38,7 @@ from typing import Any, BinaryIO, TextIO
 import anyio
 import attrs
 
+from ._argtypes import bounded
 from ._batch import Operation, Outcome, RetryHook, Scheduler, estimate_tokens, prepare_chat, used_tokens
 from ._client import AnthropicBedrock
 from ._config import RetryPolicy
@@ -56,24 +57,8 @@ _DEFAULT_ERROR_CODE = 500
 _PROGRESS_INTERVAL = 0.1
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0 seconds")
-    return value
+_non_negative_int = bounded(int, 0)
+_seconds = bounded(float, 0.0)
 
 
 def add_batch_parser(subparsers: Any) -> None:

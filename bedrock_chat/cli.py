@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import anyio
 
+from ._argtypes import bounded
 from ._client import AnthropicBedrock
 from ._errors import BedrockError, ConfigurationError, CredentialsError
 from ._models import MODELS, Surface
@@ -32,34 +33,9 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _HINT = "run with --emulator to try bedrock-chat against its built-in local Bedrock emulator"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
-
-
-def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
-    return value
-
-
-def _top_k(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value <= 500:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 500")
-    return value
+_positive_int = bounded(int, 1)
+_unit_float = bounded(float, 0.0, 1.0)
+_top_k = bounded(int, 0, 500)
 
 
 def _add_connection_flags(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ import sys
 
 import anyio
 
+from .._argtypes import bounded
 from ._faults import FAULT_NAMES, STREAM_EXCEPTIONS, Faults, parse_fault
 from ._options import (
     DEFAULT_ACCESS_KEY,
@@ -33,32 +34,10 @@ __all__ = [
 ]
 
 
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a probability between 0 and 1")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value >= 0.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration >= 0 seconds")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count >= 1")
-    return value
-
-
-def _tokens(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a token count >= 0")
-    return value
+_rate = bounded(float, 0.0, 1.0)
+_seconds = bounded(float, 0.0)
+_count = bounded(int, 1)
+_tokens = bounded(int, 0)
 
 
 def _signing_names(text: str) -> frozenset[str]:

@@ -15,7 +15,7 @@ PACKAGE_DIR = EMULATOR_DIR.parent
 #: The client modules the emulator verifies; importing any would make it check itself.
 CLIENT_MODULES = ("_client", "_transport", "_sigv4", "_prompt", "_protocol", "_credentials", "_streaming")
 #: Pure codecs and data the emulator may share: both sides must speak them byte for byte anyway.
-ALLOWED_PROJECT_MODULES = {"_eventstream", "_models", "_errors", "_types", "_sse"}
+ALLOWED_PROJECT_MODULES = {"_argtypes", "_eventstream", "_models", "_errors", "_types", "_sse"}
 
 # The package's own __init__ may import the client for its users; the emulator must not depend on that,
 # so the check stands the package up as a bare namespace before importing every emulator module.
