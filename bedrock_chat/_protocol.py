@@ -380,30 +380,37 @@ def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+# Usage field -> the key each source reports it under.
+_BODY_USAGE_KEYS = {
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "cache_read_input_tokens": "cache_read_input_tokens",
+    "cache_creation_input_tokens": "cache_creation_input_tokens",
+}
+_METRICS_USAGE_KEYS = {
+    "input_tokens": "inputTokenCount",
+    "output_tokens": "outputTokenCount",
+    "cache_read_input_tokens": "cacheReadInputTokenCount",
+    "cache_creation_input_tokens": "cacheWriteInputTokenCount",
+    "invocation_latency_ms": "invocationLatency",
+    "first_byte_latency_ms": "firstByteLatency",
+}
+
+
+def _usage_from(source: object, keys: Mapping[str, str]) -> Usage:
+    if not isinstance(source, Mapping):
+        return Usage()
+    return Usage(**{field: _int_or_none(source.get(key)) for field, key in keys.items()})
+
+
 def usage_from_body(usage: object) -> Usage:
     """The Messages API's ``usage`` object."""
-    if not isinstance(usage, Mapping):
-        return Usage()
-    return Usage(
-        input_tokens=_int_or_none(usage.get("input_tokens")),
-        output_tokens=_int_or_none(usage.get("output_tokens")),
-        cache_read_input_tokens=_int_or_none(usage.get("cache_read_input_tokens")),
-        cache_creation_input_tokens=_int_or_none(usage.get("cache_creation_input_tokens")),
-    )
+    return _usage_from(usage, _BODY_USAGE_KEYS)
 
 
 def usage_from_metrics(metrics: object) -> Usage:
     """A stream's ``amazon-bedrock-invocationMetrics``."""
-    if not isinstance(metrics, Mapping):
-        return Usage()
-    return Usage(
-        input_tokens=_int_or_none(metrics.get("inputTokenCount")),
-        output_tokens=_int_or_none(metrics.get("outputTokenCount")),
-        cache_read_input_tokens=_int_or_none(metrics.get("cacheReadInputTokenCount")),
-        cache_creation_input_tokens=_int_or_none(metrics.get("cacheWriteInputTokenCount")),
-        invocation_latency_ms=_int_or_none(metrics.get("invocationLatency")),
-        first_byte_latency_ms=_int_or_none(metrics.get("firstByteLatency")),
-    )
+    return _usage_from(metrics, _METRICS_USAGE_KEYS)
 
 
 def _normalise_stop(api: ModelApi, stop_reason: object, stop: object) -> tuple[str | None, str | None]:
