@@ -91,6 +91,9 @@ def add_batch_parser(subparsers: Any) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per finished record on stderr")
     _add_connection_flags(parser)
     add_fault_arguments(parser)  # they shape the emulator's answers when --emulator is given
+    from ._batch_jobs_cli import add_bedrock_batch_arguments
+
+    add_bedrock_batch_arguments(parser)
 
 
 # -- input -------------------------------------------------------------------------------------------------
@@ -449,6 +452,10 @@ def run_batch_command(args: argparse.Namespace) -> int:
     """Run ``bedrock-chat batch``; returns the exit status (0: every record has a modelOutput line)."""
     from .cli import _client_settings
 
+    if getattr(args, "via", "local") == "bedrock-batch":
+        from ._batch_jobs_cli import run_bedrock_batch
+
+        return run_bedrock_batch(args)
     err = sys.stderr
     source, target = Path(args.input), Path(args.output)
     try:

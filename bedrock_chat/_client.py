@@ -51,6 +51,7 @@ from ._types import AwsCredentials, ChatCompletion
 
 if TYPE_CHECKING:
     from ._batch import BatchResult, BatchRun, Requests
+    from ._batch_jobs import BatchJobs
 
 __all__ = ["DEFAULT_TIMEOUT", "AnthropicBedrock", "ChatCompletions", "RetryHook"]
 
@@ -407,6 +408,7 @@ class AnthropicBedrock:
         self._setup_lock = anyio.Lock()
         self._closed = False
         self.ChatCompletion = ChatCompletions(self)
+        self._batch_jobs: BatchJobs | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -488,6 +490,18 @@ class AnthropicBedrock:
                 request_id=answer.request_id,
             )
         return count
+
+    @property
+    def batch_jobs(self) -> BatchJobs:
+        """Bedrock batch inference jobs with this client's credentials and region (boto3 needed; made on first use).
+
+        For other endpoints or quotas, make one: ``BatchJobs(client, s3_endpoint_url=..., limits=...)``.
+        """
+        if self._batch_jobs is None:
+            from ._batch_jobs import BatchJobs
+
+            self._batch_jobs = BatchJobs(self)
+        return self._batch_jobs
 
     @property
     def region(self) -> str | None:

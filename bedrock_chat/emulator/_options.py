@@ -13,6 +13,7 @@ from collections.abc import Callable
 import attrs
 
 from ._faults import Faults
+from ._job_options import JobOptions
 
 __all__ = [
     "DEFAULT_ACCESS_KEY",
@@ -67,6 +68,7 @@ class EmulatorOptions:
         chunk_tokens: tokens per streamed text chunk (None: 1-3, seeded).
         faults: random faults and delays.
         clock: the emulator's wall clock (POSIX seconds), against which ``X-Amz-Date`` is checked.
+        jobs: batch inference jobs' S3 endpoint, pace and injected record failures (``_job_options``).
     """
 
     region: str = DEFAULT_REGION
@@ -83,3 +85,4 @@ class EmulatorOptions:
     chunk_tokens: int | None = attrs.field(default=None, validator=_positive_or_none)
     faults: Faults = attrs.field(factory=Faults)
     clock: Callable[[], float] = attrs.field(default=time.time, eq=False, repr=False)
+    jobs: JobOptions = attrs.field(factory=JobOptions)

@@ -41,6 +41,7 @@ import anyio.abc
 import attrs
 import h11
 
+from ._control_plane import ControlPlane
 from ._faults import FaultInjector, ServiceError
 from ._handlers import Dispatched, Dispatcher
 from ._options import EmulatorOptions
@@ -129,6 +130,8 @@ class BedrockEmulator:
         self._port = port
         self._injector = FaultInjector()
         self._dispatcher = Dispatcher(self._injector)
+        #: Batch inference jobs (``_control_plane``): their table and the task group they run in.
+        self.control_plane = ControlPlane()
         self._date = _DateHeader()
         self._listener: anyio.abc.Listener[anyio.abc.SocketStream] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -207,6 +210,7 @@ class BedrockEmulator:
             raise
         self._listener, self._task_group = listener, task_group
         task_group.start_soon(listener.serve, self._serve_connection)
+        task_group.start_soon(self.control_plane.run)
         return self
 
     async def __aexit__(
@@ -304,7 +308,9 @@ class BedrockEmulator:
                 self._record(method, target, headers, b"", Dispatched(reply))
                 await self._play(conn, stream, reply, head=False, close=True)
                 return
-            dispatched = self._dispatcher.dispatch(self.options, method, target, headers, body)
+            dispatched = self.control_plane.dispatch(
+                self.options, method, target, headers, body
+            ) or self._dispatcher.dispatch(self.options, method, target, headers, body)
             self._record(method, target, headers, body, dispatched)
             reply = dispatched.reply
             if not await self._play(conn, stream, reply, head=method == "HEAD", close=False):

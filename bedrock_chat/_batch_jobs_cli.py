@@ -1,0 +1,229 @@
+"""``bedrock-chat batch --via bedrock-batch``: the same batch file on Bedrock batch inference.
+
+Theory of operation
+-------------------
+The input is scanned and validated exactly as the local run does (``_batch_jobs.prepare_input``), the
+records already in OUTPUT are left out (so a local run and a job can share one OUTPUT), and the rest is
+submitted as one job (``_batch_jobs.BatchJobs``). Progress is polled and printed; when the job ends its
+output lines are appended to OUTPUT in the local run's shape, and the records the service never reported
+are listed with the one command that runs them locally (the local run resumes: it only does records
+OUTPUT lacks). Ctrl-C detaches: the job keeps running, and the printed ``--attach`` command picks it up.
+Rerunning the same command finds the same job (its client request token hashes the content).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shlex
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+
+from ._batch_jobs import BatchJobs, BatchLimits, JobStatus
+from ._errors import BedrockError
+
+__all__ = ["add_bedrock_batch_arguments", "run_bedrock_batch"]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_MISSING_SHOWN = 20
+_WRITE_BATCH = 1000
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0 seconds")
+    return value
+
+
+def add_bedrock_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``--via bedrock-batch``."""
+    from .cli import _positive_int
+
+    group = parser.add_argument_group("Bedrock batch inference (--via bedrock-batch)")
+    group.add_argument(
+        "--via", choices=("local", "bedrock-batch"), default="local", help="where records run (default local)"
+    )
+    group.add_argument("--s3", metavar="s3://BUCKET/PREFIX", help="where the job's input and output go")
+    group.add_argument("--role-arn", metavar="ARN", help="the IAM service role Bedrock runs the job as")
+    group.add_argument("--job-name", help="job name (default bedrock-chat-<content hash>)")
+    group.add_argument("--attach", metavar="JOB_ARN", help="follow an existing job instead of submitting one")
+    group.add_argument("--stop", action="store_true", help="with --attach: stop the job")
+    group.add_argument(
+        "--poll-interval", type=_interval, default=30.0, metavar="SECONDS", help="seconds between status polls"
+    )
+    group.add_argument(
+        "--min-records",
+        type=_positive_int,
+        default=BatchLimits().min_records_per_job,
+        metavar="N",
+        help="fewest records a job may have (quota; default %(default)s, UNVERIFIED)",
+    )
+    group.add_argument("--s3-endpoint-url", help="an S3-compatible endpoint (default: AWS's)")
+    group.add_argument(
+        "--bedrock-endpoint-url", help="the control plane's endpoint (default: --endpoint-url, else AWS's)"
+    )
+
+
+@contextlib.contextmanager
+def _settings(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """Client settings; with --emulator, an emulator whose jobs use ``--s3-endpoint-url``."""
+    from .cli import _client_settings
+
+    if not args.emulator:
+        with _client_settings(args) as settings:
+            yield settings
+        return
+    import attrs
+
+    from .emulator import run_emulator_in_thread
+    from .emulator._cli import emulator_options_from_args
+    from .emulator._job_options import JobOptions
+
+    options = emulator_options_from_args(args)
+    options = attrs.evolve(options, jobs=JobOptions(s3_endpoint_url=args.s3_endpoint_url))
+    if args.region:
+        options = attrs.evolve(options, region=args.region)
+    with run_emulator_in_thread(options) as emu:
+        yield {
+            "access_key": emu.access_key,
+            "secret_key": emu.secret_key,
+            "region": emu.region,
+            "endpoint_url": emu.endpoint_url,
+        }
+
+
+def _describe(job: JobStatus) -> str:
+    counts = ""
+    if job.processed is not None:
+        total = job.total if job.total is not None else "?"
+        counts = f": {job.processed}/{total} records processed, {job.failed or 0} failed"
+    message = f" ({job.message})" if job.message else ""
+    return f"bedrock-chat batch: job {job.name} {job.status}{counts}{message}\n"
+
+
+class _Run:
+    """What the async part learned, for the synchronous caller (the job's ARN survives a Ctrl-C)."""
+
+    def __init__(self) -> None:
+        self.arn: str | None = None
+        self.ok = 0
+        self.failed = 0
+        self.missing: list[str] = []
+        self.status: JobStatus | None = None
+
+
+async def _main(
+    settings: dict[str, Any], args: argparse.Namespace, expected: set[str], done: set[str], run: _Run, err: TextIO
+) -> None:
+    from ._client import AnthropicBedrock
+
+    async with AnthropicBedrock(**settings) as client:
+        jobs = BatchJobs(
+            client,
+            bedrock_endpoint_url=args.bedrock_endpoint_url,
+            s3_endpoint_url=args.s3_endpoint_url,
+            limits=BatchLimits(min_records_per_job=args.min_records),
+        )
+        if args.attach:
+            run.arn = args.attach
+        else:
+            submitted = await jobs.submit(
+                args.input, s3_uri=args.s3, role_arn=args.role_arn, model=args.model, job_name=args.job_name, skip=done
+            )
+            run.arn = submitted.arn
+            err.write(f"bedrock-chat batch: job {submitted.arn} ({submitted.prepared.records} records) <- {args.s3}\n")
+        if args.stop:
+            await jobs.stop(run.arn)
+            err.write(f"bedrock-chat batch: stop requested for {run.arn}\n")
+            return
+        last: list[str] = []
+
+        def show(job: JobStatus) -> None:
+            line = _describe(job)
+            if not last or line != last[0]:
+                err.write(line)
+                err.flush()
+                last[:] = [line]
+
+        run.status = await jobs.wait(run.arn, poll_interval=args.poll_interval, on_status=show)
+        seen: set[str] = set()
+        pending: list[bytes] = []
+        async with await anyio.open_file(args.output, "ab") as output:
+            async for line in jobs.results(run.arn):
+                record_id = line.get("recordId")
+                if record_id not in expected or record_id in seen:
+                    continue  # not asked for here (already in OUTPUT, or from another input)
+                seen.add(record_id)
+                pending.append(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+                if "error" in line:
+                    run.failed += 1
+                else:
+                    run.ok += 1
+                if len(pending) >= _WRITE_BATCH:  # one thread hop per batch of lines, not per line
+                    await output.write(b"".join(pending))
+                    pending.clear()
+            await output.write(b"".join(pending))
+        run.missing = sorted(expected - seen)
+
+
+def _command(args: argparse.Namespace, *extra: str) -> str:
+    words = ["bedrock-chat", "batch", args.input, "-o", args.output, *extra]
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def run_bedrock_batch(args: argparse.Namespace) -> int:
+    """Run ``bedrock-chat batch --via bedrock-batch``; 0 when every record came back with a modelOutput."""
+    from ._batch_cli import _done_records, _OutputError, _scan
+
+    err = sys.stderr
+    if args.stop and not args.attach:
+        err.write("bedrock-chat batch: --stop needs --attach JOB_ARN\n")
+        return EXIT_USAGE
+    if not args.attach and (not args.s3 or not args.role_arn):
+        err.write("bedrock-chat batch: --via bedrock-batch needs --s3 s3://BUCKET/PREFIX and --role-arn ARN\n")
+        return EXIT_USAGE
+    try:
+        _, ids = _scan(Path(args.input))
+        done, _ = _done_records(Path(args.output), retry_errors=args.retry_errors)
+    except (OSError, _OutputError) as exc:
+        err.write(f"bedrock-chat batch: {exc}\n")
+        return EXIT_ERROR
+    expected = ids - done
+    run = _Run()
+    try:
+        with _settings(args) as settings:
+            anyio.run(_main, settings, args, expected, done, run, err)
+    except KeyboardInterrupt:
+        if run.arn is None:
+            err.write("\nbedrock-chat batch: interrupted before a job was created\n")
+        else:
+            err.write(
+                f"\nbedrock-chat batch: detached; job {run.arn} keeps running. Reattach with:\n  "
+                + _command(args, "--via", "bedrock-batch", "--attach", run.arn)
+                + "\n"
+            )
+        return EXIT_INTERRUPTED
+    except (BedrockError, OSError) as exc:
+        err.write(f"bedrock-chat batch: {type(exc).__name__}: {exc}\n")
+        return EXIT_ERROR
+    if args.stop:
+        return EXIT_OK
+    status = run.status.status if run.status is not None else "?"
+    err.write(
+        f"bedrock-chat batch: job {status}: {run.ok} ok, {run.failed} failed, {len(run.missing)} not reported"
+        f" -> {args.output}\n"
+    )
+    if run.missing:
+        shown = ", ".join(run.missing[:_MISSING_SHOWN]) + (" ..." if len(run.missing) > _MISSING_SHOWN else "")
+        err.write(f"bedrock-chat batch: records the job did not report: {shown}\n")
+        err.write(f"bedrock-chat batch: run them locally with:\n  {_command(args)}\n")
+    return EXIT_OK if run.failed == 0 and not run.missing and status == "Completed" else EXIT_ERROR

@@ -1,0 +1,287 @@
+"""Bedrock batch inference jobs (``--via bedrock-batch``, ``client.batch_jobs``) on the emulator and a real S3 server.
+
+The S3 server is moto's, in server mode on a free loopback port; the control plane is the emulator's.
+Waits poll the job's status with a short interval, bounded by ``fail_after``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+import boto3
+import pytest
+
+from bedrock_chat import AnthropicBedrock, ConfigurationError
+from bedrock_chat._batch_jobs import BatchInputError, BatchJobs, BatchLimits, prepare_input
+from bedrock_chat.cli import main
+from bedrock_chat.emulator import BedrockEmulator, EmulatorOptions, run_emulator_in_thread
+from bedrock_chat.emulator._job_options import JobOptions
+
+moto_server = pytest.importorskip("moto.server")
+
+MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
+ROLE = "arn:aws:iam::123456789012:role/BatchRole"
+#: Records of the end-to-end comparison (about 1.5 s for both runs; BEDROCK_CHAT_BATCH_JOB_RECORDS overrides).
+RECORDS = int(os.environ.get("BEDROCK_CHAT_BATCH_JOB_RECORDS", "1000"))
+DEADLINE = 60.0
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto's) on a free loopback port."""
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def emu(s3_endpoint: str) -> Iterator[BedrockEmulator]:
+    """An emulator (runtime and control plane) whose jobs use the S3 server."""
+    with run_emulator_in_thread(EmulatorOptions(jobs=JobOptions(s3_endpoint_url=s3_endpoint))) as emulator:
+        yield emulator
+    assert not emulator.errors
+
+
+@pytest.fixture
+def bucket(emu: BedrockEmulator, s3_endpoint: str) -> str:
+    """A fresh bucket on the S3 server."""
+    name = f"batch-{uuid.uuid4().hex[:12]}"
+    s3 = boto3.session.Session(
+        aws_access_key_id=emu.access_key, aws_secret_access_key=emu.secret_key, region_name=emu.region
+    ).client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def cli(emu: BedrockEmulator, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """``cli(*args)``: ``bedrock-chat batch ARGS`` in-process against the emulator and S3; the exit code."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", emu.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", emu.secret_key)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> int:
+        connection = ["--endpoint-url", emu.endpoint_url, "--region", emu.region, "--backoff", "0"]
+        return main(["batch", *args, *connection, "--s3-endpoint-url", s3_endpoint, "--poll-interval", "0.05"])
+
+    return run
+
+
+def _line(i: int) -> dict[str, Any]:
+    if i % 2:  # both input forms
+        return {
+            "id": f"r{i:05d}",
+            "model": MODEL,
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": f"n {i}"}],
+        }
+    body = {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": f"n {i}"}],
+    }
+    return {"recordId": f"r{i:05d}", "modelInput": body}
+
+
+def _write(path: Path, count: int, start: int = 0) -> Path:
+    path.write_text("".join(json.dumps(_line(i)) + "\n" for i in range(start, start + count)))
+    return path
+
+
+def _comparable(path: Path) -> dict[str, Any]:
+    """Output lines by record id, without the per-invocation message id (``msg_bdrk_<request id>``)."""
+    lines: dict[str, Any] = {}
+    for raw in path.read_text().splitlines():
+        line = json.loads(raw)
+        line.get("modelOutput", {}).pop("id", None)
+        assert line["recordId"] not in lines
+        lines[line["recordId"]] = line
+    return lines
+
+
+def _batch_args(bucket: str, output: str) -> list[str]:
+    return ["in.jsonl", "-o", output, "--via", "bedrock-batch", "--s3", f"s3://{bucket}/jobs", "--role-arn", ROLE]
+
+
+def test_bedrock_batch_output_equals_the_local_run(
+    cli: Any, emu: BedrockEmulator, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same input through --via local and --via bedrock-batch gives the same lines, record for record."""
+    _write(tmp_path / "in.jsonl", RECORDS)
+    started = time.monotonic()
+    assert cli("in.jsonl", "-o", "local.jsonl", "--model", MODEL) == 0
+    local_seconds = time.monotonic() - started
+    started = time.monotonic()
+    assert cli(*_batch_args(bucket, "job.jsonl"), "--model", MODEL) == 0
+    job_seconds = time.monotonic() - started
+    local, job = _comparable(tmp_path / "local.jsonl"), _comparable(tmp_path / "job.jsonl")
+    assert len(local) == RECORDS
+    assert job == local
+    err = capsys.readouterr().err
+    assert f"job Completed: {RECORDS} ok, 0 failed, 0 not reported" in err
+    print(f"{RECORDS} records: local {local_seconds:.2f} s, bedrock-batch {job_seconds:.2f} s")  # shown with -s
+
+
+def test_rerun_attaches_to_the_same_job(cli: Any, emu: BedrockEmulator, bucket: str, tmp_path: Path) -> None:
+    """Rerunning the same input creates no second job (the request token hashes the content)."""
+    _write(tmp_path / "in.jsonl", 100)
+    assert cli(*_batch_args(bucket, "a.jsonl"), "--model", MODEL) == 0
+    assert cli(*_batch_args(bucket, "b.jsonl"), "--model", MODEL) == 0
+    assert len(emu.control_plane.jobs) == 1
+    assert _comparable(tmp_path / "a.jsonl") == _comparable(tmp_path / "b.jsonl")
+
+
+def test_failed_and_dropped_records_are_reported(
+    cli: Any, emu: BedrockEmulator, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Injected failures come back as error lines; dropped records are listed with the local command to rerun them."""
+    emu.options = attrs.evolve(
+        emu.options, jobs=attrs.evolve(emu.options.jobs, fail_every=10, drop_pattern="r0000[37]")
+    )
+    _write(tmp_path / "in.jsonl", 100)
+    assert cli(*_batch_args(bucket, "out.jsonl"), "--model", MODEL) == 1
+    lines = _comparable(tmp_path / "out.jsonl")
+    assert len(lines) == 98
+    failed = sorted(record_id for record_id, line in lines.items() if "error" in line)
+    assert failed == [f"r{i:05d}" for i in range(9, 100, 10)]
+    err = capsys.readouterr().err
+    assert "88 ok, 10 failed, 2 not reported" in err
+    assert "records the job did not report: r00003, r00007" in err
+    assert "bedrock-chat batch in.jsonl -o out.jsonl\n" in err
+    # The one command: the local run resumes and does only the two missing records.
+    assert cli("in.jsonl", "-o", "out.jsonl", "--model", MODEL) == 0
+    assert len(_comparable(tmp_path / "out.jsonl")) == 100
+
+
+def test_ctrl_c_detaches_and_attach_completes(
+    cli: Any,
+    emu: BedrockEmulator,
+    bucket: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C while waiting leaves the job running and prints the --attach command, which then completes it."""
+    emu.options = attrs.evolve(emu.options, jobs=attrs.evolve(emu.options.jobs, record_delay=0.002))
+    _write(tmp_path / "in.jsonl", 100)
+    real_wait = BatchJobs.wait
+
+    async def interrupted(self: BatchJobs, job_arn: str, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BatchJobs, "wait", interrupted)
+    assert cli(*_batch_args(bucket, "out.jsonl"), "--model", MODEL) == 130
+    err = capsys.readouterr().err
+    [job] = emu.control_plane.jobs.values()
+    assert f"--via bedrock-batch --attach {job.arn}" in err
+    assert job.status not in ("Stopped", "Stopping")
+    monkeypatch.setattr(BatchJobs, "wait", real_wait)
+    assert cli("in.jsonl", "-o", "out.jsonl", "--via", "bedrock-batch", "--attach", job.arn) == 0
+    assert len(_comparable(tmp_path / "out.jsonl")) == 100
+    assert len(emu.control_plane.jobs) == 1
+
+
+def test_stop_flag_stops_the_job(cli: Any, emu: BedrockEmulator, bucket: str, tmp_path: Path) -> None:
+    """--attach ARN --stop stops a running job; --stop alone is a usage error."""
+    emu.options = attrs.evolve(emu.options, jobs=attrs.evolve(emu.options.jobs, record_delay=0.05))
+
+    async def submit() -> str:
+        async with AnthropicBedrock(
+            access_key=emu.access_key, secret_key=emu.secret_key, region=emu.region, endpoint_url=emu.endpoint_url
+        ) as client:
+            jobs = BatchJobs(client, s3_endpoint_url=emu.options.jobs.s3_endpoint_url)
+            submitted = await jobs.submit(
+                _write(tmp_path / "in.jsonl", 100), s3_uri=f"s3://{bucket}/x", role_arn=ROLE, model=MODEL
+            )
+            return submitted.arn
+
+    arn = anyio.run(submit)
+    assert cli("in.jsonl", "-o", "out.jsonl", "--via", "bedrock-batch", "--stop") == 2
+    assert cli("in.jsonl", "-o", "out.jsonl", "--via", "bedrock-batch", "--attach", arn, "--stop") == 0
+    [job] = emu.control_plane.jobs.values()
+    assert job.status in ("Stopping", "Stopped")
+
+
+@pytest.mark.asyncio
+async def test_library_submit_wait_results_manifest(emu: BedrockEmulator, bucket: str, tmp_path: Path) -> None:
+    """client.batch_jobs submits, waits (reporting progress), and yields every record's line plus the manifest."""
+    source = _write(tmp_path / "in.jsonl", 120)
+    async with AnthropicBedrock(
+        access_key=emu.access_key, secret_key=emu.secret_key, region=emu.region, endpoint_url=emu.endpoint_url
+    ) as client:
+        jobs = BatchJobs(
+            client, s3_endpoint_url=emu.options.jobs.s3_endpoint_url, limits=BatchLimits(max_records_per_file=50)
+        )
+        submitted = await jobs.submit(source, s3_uri=f"s3://{bucket}/lib/", role_arn=ROLE, model=MODEL)
+        assert submitted.prepared.records == 120
+        seen: list[str] = []
+        with anyio.fail_after(DEADLINE):
+            final = await jobs.wait(submitted.arn, poll_interval=0.02, on_status=lambda job: seen.append(job.status))
+        assert final.status == "Completed"
+        assert seen[-1] == "Completed"
+        lines = [line async for line in jobs.results(submitted.arn)]
+        manifest = await jobs.manifest(submitted.arn)
+    assert sorted(line["recordId"] for line in lines) == [f"r{i:05d}" for i in range(120)]
+    assert all(list(line) == ["recordId", "modelInput", "modelOutput"] for line in lines)
+    assert manifest is not None
+    assert manifest["totalRecordCount"] == manifest["successRecordCount"] == 120
+    [job] = emu.control_plane.jobs.values()
+    assert job.total == 120  # three part files of at most 50 records
+
+
+def test_validation_names_lines_before_upload(tmp_path: Path) -> None:
+    """Malformed lines, duplicates, invalid inputs, another model and too few records are refused with line numbers."""
+    good = [json.dumps(_line(i)) for i in range(3)]
+    bad_input = json.dumps({"recordId": "bad", "modelInput": [1]})
+    other_model = json.dumps(
+        {"id": "o", "model": "anthropic.claude-v2", "messages": [{"role": "user", "content": "x"}]}
+    )
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join([*good, "{not json", good[0], bad_input, other_model]) + "\n")
+    client = AnthropicBedrock(access_key="a", secret_key="b", region="us-east-1")
+    with pytest.raises(BatchInputError) as caught:
+        prepare_input(client, source, model=MODEL, directory=tmp_path)
+    assert [line for line, _ in caught.value.problems] == [4, 5, 6, 7]
+    assert "repeats line 1" in str(caught.value)
+    good_only = tmp_path / "good.jsonl"
+    good_only.write_text("\n".join(good) + "\n")
+    with pytest.raises(BatchInputError, match="at least 100"):
+        prepare_input(client, good_only, model=MODEL, directory=tmp_path)
+    prepared = prepare_input(
+        client,
+        good_only,
+        model=MODEL,
+        directory=tmp_path,
+        limits=BatchLimits(min_records_per_job=1, max_records_per_file=2),
+    )
+    assert [path.name for path in prepared.files] == ["part-00001.jsonl", "part-00002.jsonl"]
+    assert prepared.records == 3
+
+
+@pytest.mark.asyncio
+async def test_missing_boto3_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without boto3, batch jobs raise a ConfigurationError naming ``pip install boto3``."""
+    real_import = builtins.__import__
+
+    def no_boto3(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "boto3":
+            raise ImportError("No module named 'boto3'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_boto3)
+    async with AnthropicBedrock(access_key="a", secret_key="b", region="us-east-1") as client:
+        with pytest.raises(ConfigurationError, match="pip install boto3"):
+            await client.batch_jobs.status("arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/x")
