@@ -46,7 +46,7 @@ from ._protocol import (
 from ._request_options import RequestOptions, request_option_headers
 from ._sigv4 import percent_encode_path_segment
 from ._streaming import ChatCompletionStream
-from ._transport import BedrockTransport
+from ._transport import BedrockTransport, RawResponse
 from ._types import AwsCredentials, ChatCompletion
 
 if TYPE_CHECKING:
@@ -76,8 +76,12 @@ def _check_pair(access_key: str | None, secret_key: str | None, session_token: s
         ("secret_key", secret_key),
         ("session_token", session_token),
     ):
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ConfigurationError(f"{name}: must be a non-empty string")
+        # They end up in headers: CR/LF would split a header, and non-ASCII has no header encoding.
+        # The message never repeats the value: it is a secret.
+        if value is not None and (
+            not isinstance(value, str) or not value.strip() or not value.isascii() or not value.isprintable()
+        ):
+            raise ConfigurationError(f"{name}: must be a non-empty string of printable ASCII characters")
 
 
 class ChatCompletions:
@@ -666,23 +670,31 @@ class AnthropicBedrock:
         self._check_model_region(invocation.model)
         started = time.monotonic()
 
-        async def reopen() -> Any:
-            return await transport.send(invocation.path, invocation.body, invocation.headers, stream=True)
+        # One retry budget for the whole stream: the first send's retries and every re-send share it.
+        retries_left = [transport.retry.max_retries]
 
-        async def backoff(error: BedrockError, left: int) -> None:
-            retry = transport.retry.max_retries - left - 1
-            await anyio.sleep(
-                transport.retry.delay(
-                    max(retry, 0), throttled=getattr(error, "is_throttle", False), jitter=random.random()
-                )
+        async def reopen() -> RawResponse:
+            raw = await transport.send(
+                invocation.path, invocation.body, invocation.headers, stream=True, max_retries=retries_left[0]
             )
+            retries_left[0] -= raw.attempts - 1
+            return raw
+
+        async def retry_after(error: BedrockError) -> bool:
+            """Spend one retry on re-sending the stream, after backing off; False when none is left."""
+            if retries_left[0] <= 0:
+                return False
+            retries_left[0] -= 1
+            number = transport.retry.max_retries - retries_left[0] - 1
+            throttled = getattr(error, "is_throttle", False)
+            await anyio.sleep(transport.retry.delay(number, throttled=throttled, jitter=random.random()))
+            return True
 
         return ChatCompletionStream(
             invocation=invocation,
             response=await reopen(),
             reopen=reopen,
-            max_reopens=transport.retry.max_retries,
-            backoff=backoff,
+            retry_after=retry_after,
             # Known transports bound each read themselves; others get a per-read deadline here.
             idle_timeout=None if transport.enforces_read_timeouts else self._stream_idle_timeout,
             started=started,

@@ -229,6 +229,8 @@ _ARN = re.compile(
 _PROFILE = re.compile(r"^(?P<prefix>[a-z]{2,6}(?:-[a-z]{2,4})?)\.(?P<base>anthropic\..+)$")
 # A trailing ":N" version or "-vN" on ids the registry lists without it (and vice versa).
 _VERSION_SUFFIX = re.compile(r"(?::\d+)$")
+# Model, profile and resource ids use these characters only: never "%", and "/" only inside an ARN.
+_SAFE_RESOURCE = re.compile(r"[A-Za-z0-9._:/-]+")
 _MODEL_ID_OK = re.compile(r"^[\x21-\x7e]{1,2048}$")
 
 
@@ -293,6 +295,16 @@ def _resolve(model_id: str) -> ResolvedModel:
     elif model_id.startswith("arn:"):
         raise InvalidRequestError(
             "model", f"{model_id!r} is not a Bedrock ARN (arn:aws:bedrock:REGION:ACCOUNT:TYPE/ID)"
+        )
+    resource = arn["resource"] if arn is not None else model_id
+    if (
+        not _SAFE_RESOURCE.fullmatch(resource)
+        or (arn is None and "/" in resource)
+        or any(segment in (".", "..") for segment in resource.split("/"))
+    ):
+        # The id goes into the URL path: escapes and dot segments could address another operation.
+        raise InvalidRequestError(
+            "model", f"{model_id!r} is not a model id (letters, digits and '.', '-', '_', ':'; '/' only inside an ARN)"
         )
     profile_prefix = None
     profile = _PROFILE.match(base)

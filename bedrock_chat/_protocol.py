@@ -337,9 +337,12 @@ def prepare_invocation(
         headers = _INVOKE_STREAM_HEADERS if stream else _INVOKE_HEADERS
     if extra_headers:
         headers = tuple(sorted((*headers, *extra_headers)))
-    body = _dumps(
-        build_body(model, conversation, sampling, surface=surface, stream=stream, thinking=thinking, extras=extras)
-    )
+    try:
+        body = _dumps(
+            build_body(model, conversation, sampling, surface=surface, stream=stream, thinking=thinking, extras=extras)
+        )
+    except ValueError as exc:  # NaN and Infinity have no JSON form; the service would refuse them anyway
+        raise InvalidRequestError("messages", f"cannot be sent as JSON: {exc}") from None
     try:
         encoded = body.encode()
     except UnicodeEncodeError:

@@ -79,7 +79,10 @@ class _EventStreamSource:
             if message_type == "event":
                 if message.event_type != "chunk":
                     continue  # an event type this client does not know: nothing in it is text
-                event = _loads(decode_chunk_payload(message.payload))
+                try:
+                    event = _loads(decode_chunk_payload(message.payload))
+                except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+                    raise EventStreamError("a chunk's model event is not JSON") from None
                 if not isinstance(event, dict):
                     raise EventStreamError("a chunk's payload is not a JSON object")
                 return event
@@ -142,15 +145,13 @@ class ChatCompletionStream:
         invocation: Invocation,
         response: RawResponse,
         reopen: Callable[[], Awaitable[RawResponse]],
-        max_reopens: int,
-        backoff: Callable[[BedrockError, int], Awaitable[None]],
+        retry_after: Callable[[BedrockError], Awaitable[bool]],
         idle_timeout: float | None,
         started: float,
     ) -> None:
         self._invocation = invocation
         self._reopen = reopen
-        self._reopens_left = max_reopens
-        self._backoff = backoff
+        self._retry_after = retry_after
         self._idle_timeout = idle_timeout
         self._started = started
         self._completion: ChatCompletion | None = None
@@ -268,10 +269,12 @@ class ChatCompletionStream:
         """Retry a stream that failed before any text was handed out; otherwise propagate, keeping the text."""
         await close_response(self._http)
         retryable = getattr(error, "retryable", False) or isinstance(error, IncompleteStreamError)
-        if self._text_handed_out or not retryable or self._reopens_left <= 0 or self._closed:
+        if self._text_handed_out or not retryable or self._closed or not await self._retry_after(error):
             error.partial_text = self._assembler.text
             self._closed = True
             raise error
-        self._reopens_left -= 1
-        await self._backoff(error, self._reopens_left)
-        self._attach(await self._reopen())
+        try:
+            self._attach(await self._reopen())
+        except BaseException:
+            self._closed = True
+            raise

@@ -12,6 +12,8 @@ so no connection is ever left checked out.
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -91,12 +93,20 @@ def _scrub(body: bytes, authorization: str, secrets: Sequence[str | None]) -> by
 class RawResponse:
     """A successful (200) answer: lower-cased headers, and the body or (for a stream) the open response."""
 
-    __slots__ = ("body", "headers", "response")
+    __slots__ = ("attempts", "body", "headers", "response")
 
     def __init__(self, headers: Mapping[str, str], body: bytes | None, response: httpx.Response | None = None) -> None:
         self.headers = headers
         self.body = body
         self.response = response
+        self.attempts = 1
+
+
+def _shorter(a: float | None, b: float | None) -> float | None:
+    """The tighter of two optional bounds (None: unbounded)."""
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
 
 
 def _failure(exc: httpx.HTTPError) -> tuple[BedrockError, None]:
@@ -145,7 +155,7 @@ class BedrockTransport:
         # A stream's reads are bounded by its idle timeout: the transport enforces it on every read.
         self._stream_timeout_ext = {
             **self._timeout_ext,
-            "read": stream_idle_timeout if stream_idle_timeout is not None else self._timeout_ext["read"],
+            "read": _shorter(stream_idle_timeout, self._timeout_ext["read"]),
         }
         self._urls: dict[str, httpx.URL] = {}
         self._url_texts: dict[str, str] = {}
@@ -239,10 +249,16 @@ class BedrockTransport:
         *,
         stream: bool,
         on_retry: Callable[[BedrockError, int], None] | None = None,
+        max_retries: int | None = None,
     ) -> RawResponse:
-        """Send with retries; returns a 200 (body read unless ``stream``), raises the typed error otherwise."""
+        """Send with retries; returns a 200 (body read unless ``stream``), raises the typed error otherwise.
+
+        ``max_retries`` overrides the policy's (a stream re-sent after a failure spends what is left of
+        its one budget); the answer's ``attempts`` says how many attempts it took.
+        """
         if self._closed:
             raise ConfigurationError("the client is closed")
+        allowed = self.retry.max_retries if max_retries is None else max_retries
         retries = 0
         refreshed = False
         while True:
@@ -251,6 +267,7 @@ class BedrockTransport:
             secrets = (credentials.secret_key, credentials.session_token) if credentials else (self._api_key,)
             outcome = await self._attempt(path, body, all_headers, secrets, stream=stream)
             if isinstance(outcome, RawResponse):
+                outcome.attempts = retries + 1 + refreshed
                 return outcome
             error, retry_after = outcome
             if isinstance(error, ExpiredTokenError):
@@ -260,7 +277,7 @@ class BedrockTransport:
                 refreshed = True
                 await self.credentials.invalidate(credentials)
                 continue
-            if not _retryable(error) or retries >= self.retry.max_retries:
+            if not _retryable(error) or retries >= allowed:
                 raise error
             delay = self.retry.delay(
                 retries,
@@ -331,20 +348,45 @@ class BedrockTransport:
         return body
 
 
+_botocore_signing = contextvars.ContextVar("_botocore_signing", default=False)
+
+
+class _HideSigningDetails(logging.Filter):
+    """botocore.auth logs the canonical request (session token included) and the signature at DEBUG.
+
+    While *our* call to ``add_auth`` runs (a context variable says so) those records are dropped;
+    everyone else's botocore logging is untouched.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_botocore_signing.get() and record.levelno <= logging.DEBUG)
+
+
+_HIDE_SIGNING_DETAILS = _HideSigningDetails()
+
+
 def _botocore_signer(endpoint: Endpoint, region: str, service: str) -> Signer:
     """Sign with botocore's own SigV4Auth (for users who want the reference implementation)."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
+    botocore_auth_logger = logging.getLogger("botocore.auth")
+    if _HIDE_SIGNING_DETAILS not in botocore_auth_logger.filters:
+        botocore_auth_logger.addFilter(_HIDE_SIGNING_DETAILS)
+
     def sign(
         method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes, creds: AwsCredentials
     ) -> list[tuple[str, str]]:
         url = str(endpoint.url.copy_with(raw_path=path.encode("ascii")))
         request = AWSRequest(method, url, data=body, headers=dict(headers))
-        SigV4Auth(Credentials(creds.access_key, creds.secret_key, creds.session_token), service, region).add_auth(
-            request
-        )
+        token = _botocore_signing.set(True)
+        try:
+            SigV4Auth(Credentials(creds.access_key, creds.secret_key, creds.session_token), service, region).add_auth(
+                request
+            )
+        finally:
+            _botocore_signing.reset(token)
         wanted = ("authorization", "x-amz-date", "x-amz-security-token")
         return [(name.lower(), value) for name, value in request.headers.items() if name.lower() in wanted]
 
