@@ -341,6 +341,8 @@ def prepare_invocation(
         body = _dumps(
             build_body(model, conversation, sampling, surface=surface, stream=stream, thinking=thinking, extras=extras)
         )
+    except InvalidRequestError:
+        raise
     except ValueError as exc:  # NaN and Infinity have no JSON form; the service would refuse them anyway
         raise InvalidRequestError("messages", f"cannot be sent as JSON: {exc}") from None
     try:

@@ -1,0 +1,293 @@
+"""Cancellation: creates and streams cancelled at every stage of a request leak nothing and report nothing.
+
+Each operation picks a stage -- credential resolution before signing, TCP connect, sending the request,
+waiting for the response headers, reading the body (mid-stream for streams), the backoff sleep between
+retries, or simply a random moment -- and its cancel scope gets a deadline the moment the request reaches
+that stage (plus a random few milliseconds, so that it lands inside the stage, not at its edge). Stages
+are recognised through the HTTP engine's own tracing (aiohttp's TraceConfig signals for the default
+transport under asyncio, httpcore's ``trace`` extension for httpx's transport, the default under trio),
+a counting credential source and a hooked backoff sleep. Afterwards: no connection is checked out, the
+client still works, and neither the event loop's exception handler, the unraisable hook nor the warnings
+machinery heard of a destroyed task, an unretrieved exception or an unclosed resource, even after
+``gc.collect()``.
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import attrs
+import httpx
+import pytest
+from e2e_helpers import checked_out_connections
+
+from bedrock_chat import AwsCredentials, BedrockError, RetryPolicy
+from bedrock_chat.emulator import BedrockEmulator, Faults
+from reliability.reliability_helpers import (
+    PHASE_HOOK,
+    CountingCredentials,
+    LeakWatch,
+    TracingTransport,
+    client_for,
+    install_aiohttp_trace,
+    record_figure,
+)
+
+MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
+#: The warning trio gives for httpx's and httpcore's async generators collected unexhausted.
+HTTPX_GENERATORS = ("Async generator 'httpx.", "Async generator 'httpcore.")
+
+_POOL_BUG = (
+    "bug: on httpx's transport (the default under trio), a request cancelled while its new connection is being "
+    "assigned leaves that connection CONNECTING in httpcore's pool forever (encode/httpcore#1093), so the "
+    "pool's slots run out and later requests end in PoolTimeout"
+)
+
+#: Stage -> the event that arms the cancellation, per HTTP engine (None: a random moment after the start).
+STAGES: dict[str, dict[str, str | None]] = {
+    "signing": {"aiohttp": "credentials.get", "httpx": "credentials.get"},
+    "connect": {"aiohttp": "aiohttp.connection_create_start", "httpx": "connection.connect_tcp.started"},
+    "send request": {"aiohttp": "aiohttp.request_start", "httpx": "http11.send_request_headers.started"},
+    "response headers": {"aiohttp": "aiohttp.request_headers_sent", "httpx": "http11.receive_response_headers.started"},
+    "body": {"aiohttp": "aiohttp.request_end", "httpx": "http11.receive_response_body.started"},
+    "backoff": {"aiohttp": "backoff.started", "httpx": "backoff.started"},
+    "random moment": {"aiohttp": None, "httpx": None},
+}
+
+
+async def _phase(event: str) -> None:
+    """Report a stage of our own hooks to the task's phase hook, as the HTTP engines report theirs."""
+    hook = PHASE_HOOK.get()
+    if hook is not None:
+        await hook(event, {})
+
+
+@attrs.define
+class Operation:
+    """One create or stream and where it is to be cancelled."""
+
+    kind: str
+    stage: str
+    delay: float
+    event: str | None = None
+    scope: anyio.CancelScope | None = None
+    armed: bool = False
+    outcome: str = "?"
+
+    async def on_event(self, event: str, info: dict[str, Any]) -> None:
+        """The engines' trace callback (and our hooks'): arm the deadline when the chosen stage begins."""
+        if not self.armed and event == self.event and self.scope is not None:
+            self.armed = True
+            self.scope.deadline = min(self.scope.deadline, anyio.current_time() + self.delay)
+
+
+def plan(count: int, seed: int) -> list[Operation]:
+    """``count`` operations over every stage and both kinds, with random delays."""
+    rng = random.Random(seed)
+    operations = []
+    for i in range(count):
+        stage = list(STAGES)[i % len(STAGES)]
+        if stage == "random moment":
+            delay = rng.uniform(0.0, 0.06)
+        elif stage == "body":
+            delay = rng.uniform(0.0, 0.03)
+        else:
+            delay = rng.choice([0.0, rng.uniform(0.0, 0.003)])
+        operations.append(Operation(rng.choice(("create", "stream")), stage, delay))
+    rng.shuffle(operations)
+    return operations
+
+
+async def run_cancellations(
+    emu: BedrockEmulator, operations: list[Operation], *, concurrency: int, engine: str
+) -> None:
+    """Run the operations through the default aiohttp transport or httpx's (``engine``)."""
+    emu.options = attrs.evolve(
+        emu.options, faults=Faults(seed=3, throttle_rate=0.25, latency=0.003, chunk_delay=0.002), chunk_tokens=1
+    )
+    for op in operations:
+        op.event = STAGES[op.stage][engine]
+    # httpx: few keep-alive connections, so that connections are opened (and so connect) all the time.
+    given = TracingTransport(max_connections=32, max_keepalive_connections=4) if engine == "httpx" else None
+    client = client_for(
+        emu,
+        retry=RetryPolicy(max_retries=2, base=0.01, throttle_base=0.02),
+        transport=given,
+        stream_idle_timeout=5.0,
+        max_connections=32,
+    )
+    client._credentials = CountingCredentials(AwsCredentials(emu.access_key, emu.secret_key), thread_hop=True)
+    pending = iter(operations)
+    async with client:
+        bedrock = await client._ready()
+        assert install_aiohttp_trace(bedrock.transport) == (engine == "aiohttp")
+        backoff_sleep: Callable[[float], Awaitable[Any]] = bedrock._sleep
+
+        async def hooked_sleep(delay: float) -> None:
+            await _phase("backoff.started")
+            await backoff_sleep(delay)
+
+        bedrock._sleep = hooked_sleep
+
+        async def one(op: Operation) -> None:
+            PHASE_HOOK.set(op.on_event)
+            messages = [{"role": "user", "content": "cancel me somewhere"}]
+            with anyio.CancelScope() as scope:
+                op.scope = scope
+                if op.stage == "random moment":
+                    scope.deadline = anyio.current_time() + op.delay
+                try:
+                    if op.kind == "create":
+                        await client.ChatCompletion.create(model=MODEL, messages=messages, max_tokens_to_sample=30)
+                    else:
+                        stream = await client.ChatCompletion.create(
+                            model=MODEL, messages=messages, max_tokens_to_sample=30, stream=True
+                        )
+                        async with stream:
+                            async for _ in stream:
+                                pass
+                except BedrockError as exc:
+                    op.outcome = type(exc).__name__
+                else:
+                    op.outcome = "completed"
+            if scope.cancelled_caught:
+                op.outcome = "cancelled"
+
+        async def worker() -> None:
+            for op in pending:
+                await one(op)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(concurrency):
+                tg.start_soon(worker)
+        PHASE_HOOK.set(None)
+        assert checked_out_connections(client) == 0
+        # The client is still whole: a plain call works and releases its connection.
+        emu.options = attrs.evolve(emu.options, faults=Faults())
+        chat = await client.ChatCompletion.create(model=MODEL, messages=[{"role": "user", "content": "still there?"}])
+        assert chat.completion
+        assert checked_out_connections(client) == 0
+    if given is not None:
+        await given.aclose()
+
+
+def summarise(prefix: str, operations: list[Operation]) -> None:
+    """Check every operation ended in a known way, and publish where the cancellations landed."""
+    outcomes = collections.Counter(op.outcome for op in operations)
+    assert "?" not in outcomes
+    by_stage = collections.Counter(op.stage for op in operations if op.outcome == "cancelled" and op.armed)
+    for stage in ("signing", "connect", "send request", "response headers", "body", "backoff"):
+        assert by_stage[stage] > 0, f"no operation was cancelled during {stage}: {by_stage}"
+    record_figure(f"{prefix}: outcomes", dict(sorted(outcomes.items())))
+    record_figure(f"{prefix}: cancelled once armed, by stage", dict(sorted(by_stage.items())))
+
+
+@pytest.mark.parametrize("engine", ["aiohttp", "httpx"])
+@pytest.mark.asyncio
+async def test_cancellation_at_every_stage_leaks_nothing(bedrock_emulator: BedrockEmulator, engine: str) -> None:
+    """210 creates and streams cancelled at every stage leave no connection, task, exception or warning behind."""
+    operations = plan(210, seed=5)
+    with LeakWatch() as watch, anyio.fail_after(60):
+        await run_cancellations(bedrock_emulator, operations, concurrency=24, engine=engine)
+    assert watch.problems == []
+    summarise(f"cancellation (CI, asyncio, {engine})", operations)
+
+
+def test_cancellation_on_trio_leaks_nothing(bedrock_emulator: BedrockEmulator) -> None:
+    """The same under trio (httpx's transport): 105 operations cancelled at every stage leave nothing behind."""
+    operations = plan(105, seed=9)
+
+    async def main() -> None:
+        with anyio.fail_after(60):
+            await run_cancellations(bedrock_emulator, operations, concurrency=12, engine="httpx")
+
+    # Trio warns about every async generator collected unexhausted; httpx's and httpcore's body streams are
+    # async generators that a cancelled request leaves suspended. That is pinned by the xfail test below.
+    with LeakWatch(ignore=HTTPX_GENERATORS) as watch:
+        anyio.run(main, backend="trio")
+    assert watch.problems == []
+    record_figure("cancellation (CI, trio, httpx): httpx/httpcore generator warnings", watch.ignored)
+    summarise("cancellation (CI, trio, httpx)", operations)
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize(
+    "engine", ["aiohttp", pytest.param("httpx", marks=pytest.mark.xfail(strict=True, reason=_POOL_BUG))]
+)
+@pytest.mark.asyncio
+async def test_cancellation_soak(bedrock_emulator: BedrockEmulator, engine: str) -> None:
+    """1,000 operations cancelled at every stage, at concurrency 64, leave nothing behind."""
+    operations = plan(1000, seed=13)
+    with LeakWatch() as watch, anyio.fail_after(600):
+        await run_cancellations(bedrock_emulator, operations, concurrency=64, engine=engine)
+    assert watch.problems == []
+    summarise(f"cancellation (soak, asyncio, {engine})", operations)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: under trio, closing a stream early leaves httpx/httpcore body generators unclosed (ResourceWarning)",
+)
+def test_leaving_a_stream_early_on_trio_closes_every_generator(bedrock_emulator: BedrockEmulator) -> None:
+    """Under trio, breaking out of a stream and closing it leaves no async generator for the GC to find."""
+
+    async def main() -> None:
+        async with client_for(bedrock_emulator) as client:
+            stream = await client.ChatCompletion.create(
+                model=MODEL, messages=[{"role": "user", "content": "a long answer please"}], stream=True
+            )
+            async with stream:
+                async for chunk in stream:
+                    if chunk.text:
+                        break
+            del stream
+            gc.collect()
+            await anyio.lowlevel.checkpoint()  # let trio run the finalizer it scheduled
+
+    with LeakWatch() as watch:
+        anyio.run(main, backend="trio")
+    record_figure("trio: warnings after leaving one stream early", len(watch.problems))
+    assert watch.problems == []
+
+
+@pytest.mark.xfail(strict=True, reason=_POOL_BUG)
+def test_requests_cancelled_under_pool_contention_release_their_slots(bedrock_emulator: BedrockEmulator) -> None:
+    """Two requests on a one-connection httpx pool, cancelled after 0 to 29 checkpoints, never strand its slot."""
+    leaks: list[tuple[int, int]] = []
+    after: list[str] = []
+
+    async def main() -> None:
+        for checkpoints in range(30):
+            async with client_for(
+                bedrock_emulator, http_backend="httpx", max_connections=1, timeout=httpx.Timeout(5.0, pool=0.5)
+            ) as client:
+                await client._ready()
+                async with anyio.create_task_group() as tg:
+                    for _ in range(2):
+                        tg.start_soon(
+                            lambda: client.ChatCompletion.create(
+                                model=MODEL, messages=[{"role": "user", "content": "x"}]
+                            )
+                        )
+                    for _ in range(checkpoints):
+                        await anyio.lowlevel.checkpoint()
+                    tg.cancel_scope.cancel()
+                if stranded := checked_out_connections(client):
+                    leaks.append((checkpoints, stranded))
+                    with anyio.fail_after(10):
+                        try:
+                            await client.ChatCompletion.create(
+                                model=MODEL, messages=[{"role": "user", "content": "next"}]
+                            )
+                        except BedrockError as exc:
+                            after.append(type(exc).__name__)
+
+    anyio.run(main)  # deterministic under asyncio; trio strands connections too, at timing-dependent points
+    record_figure("httpx pool, asyncio: (checkpoints, stranded connections) / next request", (leaks, after))
+    assert leaks == []
