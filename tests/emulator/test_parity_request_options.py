@@ -319,6 +319,7 @@ def test_boto3_bearer_token_from_the_environment(
         # loopback. The raw-HTTP bearer tests above still prove the emulator's side.
         pytest.skip("this botocore refuses bearer tokens over plain HTTP")
     assert response["serviceTier"] == "default"
+    assert response["body"].read()  # read to the end: an unread body keeps its socket out of the pool
     assert keyed.requests[-1].header("authorization") == f"Bearer {API_KEY}"
     counted = client.count_tokens(modelId=HAIKU_35, input={"invokeModel": {"body": MESSAGES_BYTES}})
     assert counted["inputTokens"] == 3
