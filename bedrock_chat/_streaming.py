@@ -80,7 +80,8 @@ class _EventStreamSource:
                 if message.event_type != "chunk":
                     continue  # an event type this client does not know: nothing in it is text
                 try:
-                    event = _loads(decode_chunk_payload(message.payload))
+                    # json.loads on str skips its encoding sniffing: measurably cheaper per token.
+                    event = _loads(decode_chunk_payload(message.payload).decode())
                 except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
                     raise EventStreamError("a chunk's model event is not JSON") from None
                 if not isinstance(event, dict):

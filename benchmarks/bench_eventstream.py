@@ -82,8 +82,13 @@ def decode_botocore(pieces: list[bytes], inner: Callable[[bytes], object] = json
     return events
 
 
-def decode_ours(pieces: list[bytes], inner: Callable[[bytes], object] = json.loads) -> list[object]:
-    """The bedrock_chat client hot path."""
+def _parse_event(data: bytes) -> object:
+    """What the client does with a chunk's model event: UTF-8 decode, then json.loads on the str."""
+    return json.loads(data.decode())
+
+
+def decode_ours(pieces: list[bytes], inner: Callable[[bytes], object] = _parse_event) -> list[object]:
+    """The bedrock_chat client hot path (as in ``_streaming._EventStreamSource``)."""
     decoder = EventStreamDecoder()
     events = []
     for piece in pieces:
