@@ -1,12 +1,13 @@
 """A streamed response: event-stream frames in, chunks out, one ChatCompletion at the end.
 
 Theory of operation: :class:`ChatCompletionStream` pulls raw bytes from the open HTTP response (each
-read bounded by the idle timeout, so a half-open socket cannot hang a reader), feeds them to the
-sans-IO :class:`EventStreamDecoder`, turns ``chunk`` frames into :class:`StreamChunk` values through
-the :class:`StreamAssembler`, and exception frames into the same typed errors an HTTP error of that
-code raises. A failure before the first text reached the caller is retried by re-sending the
-request (nothing was shown yet, so nothing is duplicated); after that the error propagates carrying
-``partial_text``. It is written as an explicit ``__anext__`` rather than an async generator so that no
+read bounded by the idle timeout -- enforced by the transport where it can, here otherwise -- so a
+half-open socket cannot hang a reader) and feeds them to a sans-IO source: the AWS event-stream
+decoder for InvokeModel, the SSE decoder for ``/anthropic/v1/messages``. The model events become
+:class:`StreamChunk` values through the :class:`StreamAssembler`; exception frames and ``event: error``
+become the same typed errors an HTTP error of that code raises. A failure before the first text
+reached the caller is retried by re-sending the request, within the call's one retry budget (nothing
+was shown yet, so nothing is duplicated); after that the error propagates carrying ``partial_text``. It is written as an explicit ``__anext__`` rather than an async generator so that no
 cancel scope ever spans a ``yield`` and closing is immediate and deterministic.
 """
 

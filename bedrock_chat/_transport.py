@@ -2,8 +2,9 @@
 
 Theory of operation: :meth:`BedrockTransport.send` signs each attempt afresh (a retry carries a new
 X-Amz-Date), hands an ``httpx.Request`` straight to an ``httpx.AsyncBaseTransport`` -- not through
-``httpx.AsyncClient``, whose per-request machinery costs more than everything else here put together --
-and classifies the outcome: a 200 is returned, anything else becomes the typed error of
+``httpx.AsyncClient``, whose per-request machinery costs more than everything else here put together;
+whole-body POSTs through our aiohttp transport skip the httpx objects altogether -- and classifies the
+outcome: a 200 is returned, anything else becomes the typed error of
 :mod:`bedrock_chat._errors`, and retryable errors are retried with backoff under :class:`RetryPolicy`.
 Timeouts travel in ``request.extensions["timeout"]``, which httpx's transports honour. Every response
 that is not handed to the caller is closed before the next step, including when the task is cancelled,
