@@ -7,8 +7,9 @@ decoder for InvokeModel, the SSE decoder for ``/anthropic/v1/messages``. The mod
 :class:`StreamChunk` values through the :class:`StreamAssembler`; exception frames and ``event: error``
 become the same typed errors an HTTP error of that code raises. A failure before the first text
 reached the caller is retried by re-sending the request, within the call's one retry budget (nothing
-was shown yet, so nothing is duplicated); after that the error propagates carrying ``partial_text``. It is written as an explicit ``__anext__`` rather than an async generator so that no
-cancel scope ever spans a ``yield`` and closing is immediate and deterministic.
+was shown yet, so nothing is duplicated); after that the error propagates carrying ``partial_text``.
+It is written as an explicit ``__anext__`` rather than an async generator so that no cancel scope
+ever spans a ``yield`` and closing is immediate and deterministic.
 """
 
 from __future__ import annotations
