@@ -11,11 +11,11 @@ import argparse
 import base64
 import json
 import random
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
+from _stream_timing import measure, split
 from botocore.eventstream import EventStreamBuffer
 
 from bedrock_chat._eventstream import EventStreamDecoder, decode_chunk_payload, encode_chunk_event
@@ -59,17 +59,6 @@ def build_stream(chunks: int = 1000, seed: int = 0) -> bytes:
     return b"".join(encode_chunk_event(json.dumps(event, separators=(",", ":")).encode()) for event in events)
 
 
-def split(data: bytes, seed: int = 1) -> list[bytes]:
-    """Cut the stream into the 1-4 KB pieces a socket read would deliver."""
-    rng = random.Random(seed)
-    pieces, i = [], 0
-    while i < len(data):
-        step = rng.randint(1024, 4096)
-        pieces.append(data[i : i + step])
-        i += step
-    return pieces
-
-
 def decode_botocore(pieces: list[bytes], inner: Callable[[bytes], object] = json.loads) -> list[object]:
     """What a botocore-based client does per chunk (EventStream's loop, minus its shape parser)."""
     buffer = EventStreamBuffer()
@@ -104,21 +93,6 @@ def _frames_only(decode: Callable[..., list[object]]) -> Callable[[list[bytes]],
     return lambda pieces: decode(pieces, bytes)
 
 
-def measure(
-    contenders: dict[str, Callable[[list[bytes]], list[object]]], pieces: list[bytes], repeats: int
-) -> dict[str, float]:
-    """Median seconds per stream for each contender, runs interleaved so that load hits all alike."""
-    loops = 5
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            start = time.perf_counter()
-            for _ in range(loops):
-                fn(pieces)
-            times[name].append((time.perf_counter() - start) / loops)
-    return {name: statistics.median(samples) for name, samples in times.items()}
-
-
 def main() -> None:
     """Check both decoders agree, then time them and print the ratios."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -142,6 +116,7 @@ def main() -> None:
         },
         pieces,
         args.repeats,
+        clock=time.perf_counter,
     )
     rows = [
         ("full per-token work (frames + payload + base64 + json.loads of the event)", "botocore", "ours"),

@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from _stream_timing import measure, split
 from anthropic._streaming import SSEDecoder as SDKDecoder
 
 from bedrock_chat._sse import SSEDecoder, encode_event
@@ -60,17 +59,6 @@ def build_stream(events: int = 1000, seed: int = 0) -> bytes:
     )
 
 
-def split(data: bytes, seed: int = 1) -> list[bytes]:
-    """Cut the stream into the 1-4 KB pieces a socket read would deliver."""
-    rng = random.Random(seed)
-    pieces, i = [], 0
-    while i < len(data):
-        step = rng.randint(1024, 4096)
-        pieces.append(data[i : i + step])
-        i += step
-    return pieces
-
-
 def decode_sdk(pieces: list[bytes], parse: Callable[[str], object] = json.loads) -> list[object]:
     """The anthropic SDK's incremental path: ``SSEDecoder.iter_bytes`` over the response's byte chunks."""
     source: Iterator[bytes] = iter(pieces)
@@ -92,21 +80,6 @@ def decode_ours(pieces: list[bytes], parse: Callable[[str], object] = json.loads
 def _events_only(decode: Callable[..., list[object]]) -> Callable[[list[bytes]], list[object]]:
     """The same loop with the data left as a string: what remains once the shared json.loads is gone."""
     return lambda pieces: decode(pieces, str)
-
-
-def measure(
-    contenders: dict[str, Callable[[list[bytes]], list[object]]], pieces: list[bytes], repeats: int
-) -> dict[str, float]:
-    """Median seconds per stream for each contender, runs interleaved so that load hits all alike."""
-    loops = 5
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            start = time.process_time()
-            for _ in range(loops):
-                fn(pieces)
-            times[name].append((time.process_time() - start) / loops)
-    return {name: statistics.median(samples) for name, samples in times.items()}
 
 
 def main() -> None:
