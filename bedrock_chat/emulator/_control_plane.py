@@ -38,9 +38,9 @@ import anyio
 import anyio.abc
 import attrs
 
-from ._auth import INVOKE_SIGNING_NAMES, verify_request
+from ._auth import INVOKE_SIGNING_NAMES
 from ._faults import ServiceError
-from ._handlers import Dispatched
+from ._handlers import Dispatched, authenticate
 from ._options import EmulatorOptions
 from ._responses import Reply, error_reply, new_request_id, ok_json_reply
 
@@ -182,18 +182,8 @@ class ControlPlane:
             error = ServiceError("UnknownOperationException", 404, f"Unknown operation: {method} {path}")
             return Dispatched(error_reply(error, request_id))
         if options.verify_signatures:
-            failure = verify_request(
-                method=method,
-                target=target,
-                headers=headers,
-                body=body,
-                region=options.region,
-                access_key=options.access_key,
-                secret_key=options.secret_key,
-                session_token=options.session_token,
-                api_key=options.api_key,
-                now=options.clock(),
-                signing_names=INVOKE_SIGNING_NAMES,
+            failure = authenticate(
+                options, method=method, target=target, headers=headers, body=body, signing_names=INVOKE_SIGNING_NAMES
             )
             if failure is not None:
                 return Dispatched(error_reply(failure, request_id), operation)

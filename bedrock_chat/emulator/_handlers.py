@@ -336,6 +336,33 @@ def _content_type_ok(value: bytes | None) -> bool:
     return media_type == b"application/json"
 
 
+def authenticate(
+    options: EmulatorOptions,
+    *,
+    method: str,
+    target: str,
+    headers: Sequence[tuple[bytes, bytes]],
+    body: bytes,
+    signing_names: frozenset[str],
+    accept_x_api_key: bool = False,
+) -> ServiceError | None:
+    """Check a request against the emulator's one set of credentials (every route authenticates alike)."""
+    return verify_request(
+        method=method,
+        target=target,
+        headers=headers,
+        body=body,
+        region=options.region,
+        access_key=options.access_key,
+        secret_key=options.secret_key,
+        session_token=options.session_token,
+        api_key=options.api_key,
+        now=options.clock(),
+        signing_names=signing_names,
+        accept_x_api_key=accept_x_api_key,
+    )
+
+
 class Dispatched(NamedTuple):
     """A reply, with what the request log needs to know about the request."""
 
@@ -381,17 +408,12 @@ class Dispatcher:
         )
         if options.verify_signatures:
             on_messages = route.surface is Surface.MESSAGES_ENDPOINT
-            failure = verify_request(
+            failure = authenticate(
+                options,
                 method=method,
                 target=target,
                 headers=headers,
                 body=body,
-                region=options.region,
-                access_key=options.access_key,
-                secret_key=options.secret_key,
-                session_token=options.session_token,
-                api_key=options.api_key,
-                now=options.clock(),
                 signing_names=options.messages_signing_names if on_messages else INVOKE_SIGNING_NAMES,
                 accept_x_api_key=on_messages,
             )
