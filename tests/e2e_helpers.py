@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -42,3 +44,17 @@ def checked_out_connections(client: AnthropicBedrock) -> int:
     pool = http_transport._pool
     busy = [conn for conn in pool.connections if not (conn.is_idle() or conn.is_closed())]
     return len(busy) + len(pool._requests)
+
+
+@contextlib.contextmanager
+def moto_s3_server() -> Iterator[str]:
+    """A real S3-compatible server (moto's server mode) on a free loopback port; yields its endpoint URL."""
+    from moto import server as moto_server
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

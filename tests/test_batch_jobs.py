@@ -19,14 +19,13 @@ import anyio
 import attrs
 import boto3
 import pytest
+from e2e_helpers import moto_s3_server
 
 from bedrock_chat import AnthropicBedrock, ConfigurationError
 from bedrock_chat._batch_jobs import BatchInputError, BatchJobs, BatchLimits, prepare_input
 from bedrock_chat.cli import main
 from bedrock_chat.emulator import BedrockEmulator, EmulatorOptions, run_emulator_in_thread
 from bedrock_chat.emulator._job_options import JobOptions
-
-moto_server = pytest.importorskip("moto.server")
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 ROLE = "arn:aws:iam::123456789012:role/BatchRole"
@@ -38,13 +37,8 @@ DEADLINE = 60.0
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """A real S3-compatible server (moto's) on a free loopback port."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_s3_server() as url:
+        yield url
 
 
 @pytest.fixture

@@ -7,15 +7,18 @@ entry point.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.client
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
 
+import boto3
 import botocore.auth
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.credentials import Credentials
 
 from bedrock_chat._eventstream import EventStreamDecoder, decode_chunk_payload
@@ -122,3 +125,20 @@ def chunk_events(data: bytes) -> list[Any]:
         events.append(json.loads(decode_chunk_payload(message.payload)))
     decoder.close()
     return events
+
+
+@contextlib.contextmanager
+def boto3_runtime_client(emu: BedrockEmulator) -> Iterator[Any]:
+    """A single-attempt boto3 bedrock-runtime client aimed at ``emu`` with its keys, closed afterwards."""
+    client = boto3.client(
+        "bedrock-runtime",
+        endpoint_url=emu.endpoint_url,
+        region_name=emu.region,
+        aws_access_key_id=emu.access_key,
+        aws_secret_access_key=emu.secret_key,
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=10, connect_timeout=10),
+    )
+    try:
+        yield client
+    finally:
+        client.close()

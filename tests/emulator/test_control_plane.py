@@ -12,11 +12,10 @@ import attrs
 import boto3
 import botocore.exceptions
 import pytest
+from e2e_helpers import moto_s3_server
 
 from bedrock_chat.emulator import BedrockEmulator, EmulatorOptions, run_emulator_in_thread
 from bedrock_chat.emulator._job_options import JobOptions
-
-moto_server = pytest.importorskip("moto.server")
 
 ROLE = "arn:aws:iam::123456789012:role/BatchRole"
 MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -26,13 +25,8 @@ _DEADLINE = 30.0
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """A real S3-compatible server (moto's) on a free loopback port."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_s3_server() as url:
+        yield url
 
 
 @pytest.fixture

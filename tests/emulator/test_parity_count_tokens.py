@@ -7,12 +7,10 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import botocore.exceptions
 import botocore.session
 import pytest
-from botocore.config import Config
-from emulator_testing import post_signed
+from emulator_testing import boto3_runtime_client, post_signed
 
 from bedrock_chat.emulator import BedrockEmulator, count_tokens
 
@@ -59,17 +57,8 @@ CASES = [
 @pytest.fixture
 def client(bedrock_emulator: BedrockEmulator) -> Iterator[Any]:
     """A single-attempt boto3 bedrock-runtime client aimed at the emulator, closed after the test."""
-    emu = bedrock_emulator
-    made = boto3.client(
-        "bedrock-runtime",
-        endpoint_url=emu.endpoint_url,
-        region_name=emu.region,
-        aws_access_key_id=emu.access_key,
-        aws_secret_access_key=emu.secret_key,
-        config=Config(retries={"total_max_attempts": 1}, read_timeout=10, connect_timeout=10),
-    )
-    yield made
-    made.close()
+    with boto3_runtime_client(bedrock_emulator) as made:
+        yield made
 
 
 def test_service_model_shapes() -> None:

@@ -8,11 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
-import boto3
 import pytest
 from anthropic.types import MessageParam, TextBlock, ToolParam, ToolUseBlock
-from botocore.config import Config
-from emulator_testing import chunk_events, post_signed
+from emulator_testing import boto3_runtime_client, chunk_events, post_signed
 
 from bedrock_chat._models import resolve_model
 from bedrock_chat._sse import SSEDecoder
@@ -301,17 +299,8 @@ def test_messages_endpoint_tool_use(bedrock_emulator: BedrockEmulator) -> None:
 @pytest.fixture
 def boto3_client(bedrock_emulator: BedrockEmulator) -> Iterator[Any]:
     """A single-attempt boto3 bedrock-runtime client aimed at the emulator, closed after the test."""
-    emu = bedrock_emulator
-    client = boto3.client(
-        "bedrock-runtime",
-        endpoint_url=emu.endpoint_url,
-        region_name=emu.region,
-        aws_access_key_id=emu.access_key,
-        aws_secret_access_key=emu.secret_key,
-        config=Config(retries={"total_max_attempts": 1}, read_timeout=10, connect_timeout=10),
-    )
-    yield client
-    client.close()
+    with boto3_runtime_client(bedrock_emulator) as made:
+        yield made
 
 
 def test_boto3_tool_use(boto3_client: Any) -> None:
