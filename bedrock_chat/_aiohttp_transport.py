@@ -117,7 +117,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return cached
 
     async def post_and_read(
-        self, url: str, headers: list[tuple[str, str]], body: bytes, timeout: Mapping[str, Any]
+        self, url: str, headers: list[tuple[str, str]], body: bytes, timeouts: Mapping[str, Any]
     ) -> tuple[int, dict[str, str], bytes]:
         """POST and read the whole answer without building httpx objects (the client's hot path).
 
@@ -132,7 +132,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=headers,
                 data=body,
                 allow_redirects=False,
-                timeout=self._timeout(timeout),
+                timeout=self._timeout(timeouts),
             )
             try:
                 answer = await response.read()

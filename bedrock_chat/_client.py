@@ -64,6 +64,7 @@ DEFAULT_STREAM_IDLE_TIMEOUT = 120.0
 DEFAULT_MAX_CONNECTIONS = 100
 
 _JSON_HEADERS = [("accept", "application/json"), ("content-type", "application/json")]
+_HTTP_BACKENDS = ("auto", "aiohttp", "httpcore2", "httpx")
 
 
 def _check_pair(access_key: str | None, secret_key: str | None, session_token: str | None) -> None:
@@ -326,8 +327,11 @@ class AnthropicBedrock:
         api_key: a Bedrock API key, sent as ``Authorization: Bearer`` instead of SigV4 signing
             (``AWS_BEARER_TOKEN_BEDROCK`` is used when no credentials or profile are given).
         use_fips_endpoint, use_dualstack_endpoint: the FIPS and/or dual-stack endpoint of the region.
-        http_backend: the default transport's engine: ``"auto"`` (aiohttp under asyncio, httpx's own
-            under trio), ``"aiohttp"`` or ``"httpx"``. Ignored when ``transport`` is given.
+        http_backend: the default transport's engine: ``"auto"`` (aiohttp under asyncio, httpcore2
+            under trio), ``"aiohttp"``, ``"httpcore2"`` (asyncio or trio) or ``"httpx"`` (httpx's own
+            ``AsyncHTTPTransport``, what respx mocks; a request cancelled while its connection is
+            being assigned can strand a pool slot there, encode/httpcore#1093). Ignored when
+            ``transport`` is given.
     """
 
     def __repr__(self) -> str:
@@ -354,7 +358,7 @@ class AnthropicBedrock:
         api_key: str | None = None,
         use_fips_endpoint: bool = False,
         use_dualstack_endpoint: bool = False,
-        http_backend: Literal["auto", "aiohttp", "httpx"] = "auto",
+        http_backend: Literal["auto", "aiohttp", "httpcore2", "httpx"] = "auto",
     ) -> None:
         _check_pair(access_key, secret_key, session_token)
         if profile is not None and access_key is not None:
@@ -373,8 +377,10 @@ class AnthropicBedrock:
             # Like the AWS SDKs: the environment's Bedrock API key is used when nothing explicit was given.
             api_key = os.environ.get("AWS_BEARER_TOKEN_BEDROCK") or None
         self._api_key = api_key
-        if http_backend not in ("auto", "aiohttp", "httpx"):
-            raise ConfigurationError(f"http_backend: must be 'auto', 'aiohttp' or 'httpx', got {http_backend!r}")
+        if http_backend not in _HTTP_BACKENDS:
+            raise ConfigurationError(
+                f"http_backend: must be one of {', '.join(map(repr, _HTTP_BACKENDS))}, got {http_backend!r}"
+            )
         self._http_backend = http_backend
         self._fips = bool(use_fips_endpoint)
         self._dualstack = bool(use_dualstack_endpoint)
@@ -515,14 +521,18 @@ class AnthropicBedrock:
     # -- internals ------------------------------------------------------------------------------
 
     def _default_transport(self) -> httpx.AsyncBaseTransport:
-        """aiohttp's pool under asyncio (several times cheaper per request); httpx's own under trio."""
+        """aiohttp's pool under asyncio (several times cheaper per request); httpcore2's under trio."""
         backend = self._http_backend
         if backend == "auto":
-            backend = "aiohttp" if sniffio.current_async_library() == "asyncio" else "httpx"
+            backend = "aiohttp" if sniffio.current_async_library() == "asyncio" else "httpcore2"
         if backend == "aiohttp":
             from ._aiohttp_transport import AiohttpTransport
 
             return AiohttpTransport(max_connections=self._max_connections)
+        if backend == "httpcore2":
+            from ._httpcore_transport import HttpcoreTransport
+
+            return HttpcoreTransport(max_connections=self._max_connections)
         limits = httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=self._max_connections)
         return httpx.AsyncHTTPTransport(limits=limits)
 

@@ -57,7 +57,7 @@ class StaticCredentialSource:
 def _to_timestamp(value: object) -> float | None:
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.timezone.utc)
+            value = value.replace(tzinfo=datetime.UTC)
         return value.timestamp()
     return None
 

@@ -34,7 +34,6 @@ import binascii
 import datetime
 import json
 import struct
-import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
@@ -78,7 +77,7 @@ _PRELUDE = struct.Struct(">III")
 _LENGTHS = struct.Struct(">II")
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
-_EPOCH: Final = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_EPOCH: Final = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _ONE_MS: Final = datetime.timedelta(milliseconds=1)
 
 
@@ -550,18 +549,10 @@ class EventStreamDecoder:
 _CHUNK_PREFIX: Final = b'{"bytes":"'  # 10 bytes; the literal lengths below save a len() per token
 _CHUNK_SUFFIX: Final = b'"}'
 
-if sys.version_info >= (3, 11):
 
-    def _b64decode(data: bytes) -> bytes:
-        """Strict base64: a stray character is corruption, not something to skip."""
-        return binascii.a2b_base64(data, strict_mode=True)
-
-else:  # pragma: no cover - exercised on 3.10 only
-    import base64
-
-    def _b64decode(data: bytes) -> bytes:
-        """Strict base64: a stray character is corruption, not something to skip."""
-        return base64.b64decode(data, validate=True)
+def _b64decode(data: bytes) -> bytes:
+    """Strict base64: a stray character is corruption, not something to skip."""
+    return binascii.a2b_base64(data, strict_mode=True)
 
 
 def decode_chunk_payload(payload: bytes) -> bytes:

@@ -27,14 +27,14 @@ from ._errors import InvalidRequestError
 __all__ = ["MODELS", "ModelApi", "ModelInfo", "ResolvedModel", "SamplingRule", "Surface", "resolve_model"]
 
 
-class ModelApi(str, enum.Enum):
+class ModelApi(enum.StrEnum):
     """The request/response body a model speaks."""
 
     TEXT_COMPLETIONS = "text-completions"
     MESSAGES = "messages"
 
 
-class Surface(str, enum.Enum):
+class Surface(enum.StrEnum):
     """The bedrock-runtime endpoint that serves a model."""
 
     INVOKE = "invoke"  # /model/{id}/invoke and /invoke-with-response-stream (AWS event stream)
@@ -46,7 +46,7 @@ _BOTH = frozenset({Surface.INVOKE, Surface.MESSAGES_ENDPOINT})
 _MESSAGES_ENDPOINT = frozenset({Surface.MESSAGES_ENDPOINT})
 
 
-class SamplingRule(str, enum.Enum):
+class SamplingRule(enum.StrEnum):
     """Which sampling parameters a model accepts (sent values only; unset ones are never sent)."""
 
     ANY = "any"

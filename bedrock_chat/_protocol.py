@@ -146,11 +146,10 @@ def choose_surface(model: ResolvedModel, requested: object = None) -> Surface:
     """The registry's preferred surface for the model, or the one the caller forces (if it serves the model)."""
     if requested is None:
         return model.info.default_surface if model.info is not None else Surface.INVOKE
-    try:
-        surface = Surface(requested)
-    except ValueError:
+    surface = next((s for s in Surface if s == requested), None)  # a StrEnum member equals its value
+    if surface is None:
         choices = ", ".join(repr(s.value) for s in Surface)
-        raise InvalidRequestError("surface", f"must be one of {choices}, got {requested!r}") from None
+        raise InvalidRequestError("surface", f"must be one of {choices}, got {requested!r}")
     if model.api is ModelApi.TEXT_COMPLETIONS and surface is Surface.MESSAGES_ENDPOINT:
         raise InvalidRequestError("surface", f"{model.display_name} is a text-completion model: InvokeModel only")
     if model.info is not None and surface not in model.info.surfaces:

@@ -6,10 +6,13 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import httpcore
+import httpcore2
 import httpx
 
 from bedrock_chat import AnthropicBedrock, RetryPolicy
 from bedrock_chat._aiohttp_transport import AiohttpTransport
+from bedrock_chat._httpcore_transport import HttpcoreTransport
 from bedrock_chat.emulator import BedrockEmulator
 
 #: No waiting between retries in tests: the retry *count* is what they check.
@@ -32,16 +35,20 @@ def checked_out_connections(client: AnthropicBedrock) -> int:
     """Connections of the client's pool that are in use (by a request or an unread response).
 
     A leaked response keeps its connection checked out; a clean client has none once every call
-    returned. Works for both default transports (aiohttp's connector and httpcore's pool).
+    returned. Works for aiohttp's connector, httpcore2's pool and httpx's own transport.
     """
     transport = client._transport
     assert transport is not None, "the client has not sent anything yet"
-    http_transport = transport.transport
+    http_transport = getattr(transport.transport, "inner", transport.transport)  # unwrap a tracing transport
     if isinstance(http_transport, AiohttpTransport):
         connector = http_transport.connector
         return 0 if connector is None else len(connector._acquired)
-    assert isinstance(http_transport, httpx.AsyncHTTPTransport)
-    pool = http_transport._pool
+    pool: httpcore2.AsyncConnectionPool | httpcore.AsyncConnectionPool
+    if isinstance(http_transport, HttpcoreTransport):
+        pool = http_transport.pool
+    else:
+        assert isinstance(http_transport, httpx.AsyncHTTPTransport), http_transport
+        pool = http_transport._pool
     busy = [conn for conn in pool.connections if not (conn.is_idle() or conn.is_closed())]
     return len(busy) + len(pool._requests)
 

@@ -202,7 +202,7 @@ async def test_cached_until_close_to_expiry() -> None:
     botocore's refreshable credentials object refreshes itself inside ``get_frozen_credentials``, so the
     session is kept and only that call is repeated (in the worker thread).
     """
-    expiry = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
+    expiry = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
     now = [expiry.timestamp() - 3600]
     chain = FakeChain(expiry=expiry)
     source = BotocoreCredentialSource(session_factory=chain, clock=lambda: now[0], refresh_margin=600)
@@ -223,7 +223,7 @@ async def test_naive_expiry_is_utc() -> None:
     source = BotocoreCredentialSource(session_factory=chain, clock=lambda: 0.0)
     with anyio.fail_after(5):
         credentials = await source.get()
-    assert credentials.expiry == datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc).timestamp()
+    assert credentials.expiry == datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC).timestamp()
 
 
 @pytest.mark.asyncio
@@ -342,7 +342,7 @@ async def test_real_chain_credential_process_expiry(aws_dir: Path) -> None:
     with anyio.fail_after(30):
         credentials = await BotocoreCredentialSource("proc").get()
     assert (credentials.access_key, credentials.session_token) == ("ASIAPROC", TOKEN)
-    assert credentials.expiry == datetime.datetime(2099, 1, 1, tzinfo=datetime.timezone.utc).timestamp()
+    assert credentials.expiry == datetime.datetime(2099, 1, 1, tzinfo=datetime.UTC).timestamp()
 
 
 @pytest.mark.asyncio

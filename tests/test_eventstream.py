@@ -9,7 +9,6 @@ import itertools
 import json
 import random
 import struct
-import sys
 import uuid
 import zlib
 from collections.abc import Iterable, Sequence
@@ -38,7 +37,7 @@ from bedrock_chat._eventstream import (
     encode_message,
 )
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
 MS = datetime.timedelta(milliseconds=1)
 
@@ -757,17 +756,9 @@ def test_string_of_exactly_65535_bytes_and_name_of_255_bytes_encode() -> None:
 # Chunk payloads
 
 
-if sys.version_info >= (3, 11):
-
-    def strict_b64decode(data: bytes) -> bytes:
-        """Base64 that rejects stray characters and bad padding."""
-        return binascii.a2b_base64(data, strict_mode=True)
-
-else:  # pragma: no cover - 3.10
-
-    def strict_b64decode(data: bytes) -> bytes:
-        """Base64 that rejects stray characters and bad padding."""
-        return base64.b64decode(data, validate=True)
+def strict_b64decode(data: bytes) -> bytes:
+    """Base64 that rejects stray characters and bad padding."""
+    return binascii.a2b_base64(data, strict_mode=True)
 
 
 def reference_chunk_payload(payload: bytes) -> bytes:

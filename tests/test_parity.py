@@ -188,7 +188,7 @@ async def test_fips_client_sends_to_the_fips_host() -> None:
 @pytest.mark.asyncio
 async def test_request_options_match_boto3_byte_for_byte() -> None:
     """Guardrail, trace, latency and tier options produce boto3's headers and, at the same instant, its signature."""
-    frozen = datetime.datetime(2026, 11, 25, 12, 0, 0, tzinfo=datetime.timezone.utc)
+    frozen = datetime.datetime(2026, 11, 25, 12, 0, 0, tzinfo=datetime.UTC)
     recorder = Recorder()
     client = AnthropicBedrock(
         access_key="AKIDEXAMPLE",

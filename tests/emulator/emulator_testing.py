@@ -64,7 +64,7 @@ def sign_with_botocore(
     )
     credentials = Credentials(access_key or emu.access_key, secret_key or emu.secret_key, session_token)
     signer = botocore.auth.SigV4Auth(credentials, service, region or emu.region)
-    moment = when or datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    moment = when or datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
     with mock.patch.object(botocore.auth, "get_current_datetime", return_value=moment):
         signer.add_auth(request)
     return {"Host": host, **dict(request.headers.items())}

@@ -78,7 +78,7 @@ def botocore_headers(
         data=body,
         headers={"Content-Type": "application/json", **(extra or {})},
     )
-    moment = datetime.datetime.fromtimestamp(at, datetime.timezone.utc).replace(tzinfo=None)
+    moment = datetime.datetime.fromtimestamp(at, datetime.UTC).replace(tzinfo=None)
     with mock.patch.object(botocore.auth, "get_current_datetime", return_value=moment):
         botocore.auth.SigV4Auth(Credentials(key, secret, token), service, region).add_auth(request)
     headers = [(b"host", b"bedrock-runtime.us-east-1.amazonaws.com")]

@@ -206,7 +206,7 @@ def test_boto3_request_signed_ten_minutes_off_is_refused(
 ) -> None:
     """A boto3 request whose clock is 10 minutes off is refused with InvalidSignatureException."""
     client = boto3_client_for(bedrock_emulator)
-    moment = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) + datetime.timedelta(minutes=minutes)
+    moment = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) + datetime.timedelta(minutes=minutes)
     with (
         mock.patch.object(botocore.auth, "get_current_datetime", return_value=moment),
         pytest.raises(botocore.exceptions.ClientError) as caught,

@@ -1,8 +1,8 @@
 """Shared tools of the reliability tests: figures, an instrumented transport, a loop-stall meter, a silent server.
 
 Everything here is a measuring or provoking device; none of it replaces a part of the library. The
-instrumented transport is a real ``httpx.AsyncHTTPTransport`` (so ``checked_out_connections`` still sees
-its pool): it only counts attempts and hands httpcore a ``trace`` callback, both per task through
+instrumented transport wraps a real pool (so ``checked_out_connections`` still sees it): it only
+counts attempts and hands httpcore a ``trace`` callback, both per task through
 context variables, so that concurrent requests are told apart without any global bookkeeping.
 """
 
@@ -17,7 +17,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, settings
 
 from bedrock_chat import AnthropicBedrock, AwsCredentials, RetryPolicy
 from bedrock_chat._aiohttp_transport import AiohttpTransport
+from bedrock_chat._httpcore_transport import HttpcoreTransport
 from bedrock_chat.emulator import BedrockEmulator
 
 __all__ = [
@@ -121,25 +122,61 @@ PHASE_HOOK: contextvars.ContextVar[Callable[[str, dict[str, Any]], Awaitable[Non
 )
 
 
-class TracingTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport (the default under trio), tracing phases for the task that sends through it."""
+class TracingTransport(httpx.AsyncBaseTransport):
+    """A real pool (httpcore2's, the default under trio, or httpx's own), tracing phases per sending task.
 
-    def __init__(self, *, max_connections: int = 100, max_keepalive_connections: int | None = None) -> None:
+    It has no whole-body fast path, so every request goes through ``handle_async_request`` and
+    carries the task's ``trace`` callback; ``checked_out_connections`` looks at ``inner``'s pool.
+    """
+
+    enforces_read_timeouts = True
+
+    def __init__(
+        self, *, engine: str = "httpcore2", max_connections: int = 100, max_keepalive_connections: int | None = None
+    ) -> None:
         keepalive = max_connections if max_keepalive_connections is None else max_keepalive_connections
-        super().__init__(limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=keepalive))
+        self.inner: httpx.AsyncBaseTransport
+        if engine == "httpx":
+            limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=keepalive)
+            self.inner = httpx.AsyncHTTPTransport(limits=limits)
+        else:
+            assert engine == "httpcore2", engine
+            self.inner = HttpcoreTransport(max_connections=max_connections, max_keepalive_connections=keepalive)
         self.sent = 0
         self.requests: list[httpx.Request] = []
         self.keep_requests = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Count, attach the task's trace hook, and send as the default transport does."""
+        """Count, attach the task's trace hook, and send through the real pool."""
         self.sent += 1
         if self.keep_requests:
             self.requests.append(request)
         hook = PHASE_HOOK.get()
         if hook is not None:
             request.extensions = {**request.extensions, "trace": hook}
-        return await super().handle_async_request(request)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class FastPathTracingTransport(TracingTransport):
+    """httpcore2's pool with the whole-body fast path the client uses for creates, traced like the rest."""
+
+    def __init__(self, *, max_connections: int = 100, max_keepalive_connections: int | None = None) -> None:
+        super().__init__(
+            engine="httpcore2", max_connections=max_connections, max_keepalive_connections=max_keepalive_connections
+        )
+
+    async def post_and_read(
+        self, url: str, headers: list[tuple[str, str]], body: bytes, timeouts: Mapping[str, Any]
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Count, and send through httpcore2's fast path with the task's trace hook."""
+        self.sent += 1
+        assert isinstance(self.inner, HttpcoreTransport)
+        hook = PHASE_HOOK.get()
+        extensions = None if hook is None else {"trace": hook}
+        return await self.inner.post_and_read(url, headers, body, timeouts, extensions)
 
 
 async def _report(event: str) -> None:

@@ -211,11 +211,11 @@ async def test_chaos_soak_with_memory(bedrock_emulator: BedrockEmulator) -> None
 
 @pytest.mark.soak
 @pytest.mark.asyncio
-async def test_chaos_soak_on_httpx_transport(bedrock_emulator: BedrockEmulator) -> None:
-    """5,000 requests at concurrency 128 through httpx's transport (the one used under trio) end typed, pool idle."""
+async def test_chaos_soak_on_httpcore2_transport(bedrock_emulator: BedrockEmulator) -> None:
+    """5,000 requests at concurrency 128 through httpcore2 (the transport under trio) end typed, pool idle."""
     with anyio.fail_after(1800):
-        run = await run_chaos(bedrock_emulator, requests=5000, concurrency=128, seed=17, http_backend="httpx")
-    record_run("chaos (soak, httpx transport)", run, 5000, 128)
+        run = await run_chaos(bedrock_emulator, requests=5000, concurrency=128, seed=17, http_backend="httpcore2")
+    record_run("chaos (soak, httpcore2 transport)", run, 5000, 128)
     check_run(run, 5000)
 
 

@@ -40,7 +40,7 @@ class Frozen(NamedTuple):
 
 
 def _utc(timestamp: float) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
+    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
 
 
 class SlowRefreshingCredentials:

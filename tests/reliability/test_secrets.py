@@ -36,6 +36,7 @@ from bedrock_chat import (
     RetryPolicy,
 )
 from bedrock_chat._aiohttp_transport import AiohttpTransport
+from bedrock_chat._httpcore_transport import HttpcoreTransport
 from bedrock_chat.emulator import BedrockEmulator
 from bedrock_chat.emulator._faults import HTTP_ERRORS, STREAM_EXCEPTIONS
 from reliability.reliability_helpers import SilentServer, TracingTransport, client_for, record_figure
@@ -46,7 +47,7 @@ CANARY_SECRET = "CanarySecretKey/0123456789+abcdefghijKLMN"
 CANARY_TOKEN = "CanarySessionToken/IQoJb3JpZ2luX2VjEXAMPLE+ZZZ="
 WRONG_SECRET = "WrongCanarySecret/9876543210+zyxwvutsrqPONM"
 SIGNATURE = re.compile(r"Signature=([0-9a-f]{64})")
-LOGGERS = ("", "bedrock_chat", "httpx", "httpcore", "hpack", "h11", "asyncio", "anyio", "botocore", "app")
+LOGGERS = ("", "bedrock_chat", "httpx", "httpcore", "httpcore2", "hpack", "h11", "asyncio", "anyio", "botocore", "app")
 
 
 @pytest.fixture
@@ -295,7 +296,7 @@ TLS_ENVIRONMENTS = [
     {"SSL_CERT_FILE": certifi.where()},
     {"SSL_CERT_DIR": os.path.dirname(certifi.where())},
 ]
-#: The default transport per event loop: aiohttp's under asyncio, httpx's under trio.
+#: The default transport per event loop: aiohttp's under asyncio, httpcore2's under trio.
 BACKENDS = ["asyncio", "trio"]
 
 
@@ -303,8 +304,8 @@ def _ssl_context(transport: httpx.AsyncBaseTransport) -> ssl.SSLContext:
     """The SSL context a default transport connects with."""
     if isinstance(transport, AiohttpTransport):
         return transport._ssl
-    assert isinstance(transport, httpx.AsyncHTTPTransport)
-    context = transport._pool._ssl_context
+    assert isinstance(transport, HttpcoreTransport)
+    context = transport.pool._ssl_context
     assert context is not None
     return context
 

@@ -30,11 +30,16 @@ SLACK = 1.0
 #: Before the bound means something else than the configured timeout fired (timer granularity aside).
 EARLY = 0.05
 NO_RETRY = RetryPolicy(max_retries=0)
+#: The default transports: aiohttp's (asyncio) and httpcore2's (trio; here under asyncio, and under trio below).
+BACKENDS = ["aiohttp", "httpcore2"]
 
 
-def silent_client(server: SilentServer, *, max_retries: int = 0, cap: float = 0.0) -> AnthropicBedrock:
+def silent_client(
+    server: SilentServer, *, max_retries: int = 0, cap: float = 0.0, backend: str = "auto"
+) -> AnthropicBedrock:
     """A client of the silent server with read timeout BOUND and the given retries."""
     return AnthropicBedrock(
+        http_backend=backend,  # type: ignore[arg-type]
         access_key="AKIDEXAMPLE",
         secret_key="not-a-real-secret",
         region="us-east-1",
@@ -52,22 +57,42 @@ async def drain(stream: ChatCompletionStream, received: list[str], stamps: list[
             stamps.append(time.monotonic())
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
 @pytest.mark.asyncio
-async def test_a_server_that_never_answers_times_out_at_the_read_timeout(stream: bool) -> None:
+async def test_a_server_that_never_answers_times_out_at_the_read_timeout(stream: bool, backend: str) -> None:
     """A server that accepts and never answers raises RequestTimeoutError at the read timeout, not never."""
-    async with SilentServer() as server, silent_client(server) as client:
+    async with SilentServer() as server, silent_client(server, backend=backend) as client:
         started = time.monotonic()
         with anyio.fail_after(BOUND + SLACK + 1), pytest.raises(RequestTimeoutError):
             await client.ChatCompletion.create(model=MODEL, messages=HI, stream=stream)
         took = time.monotonic() - started
         assert checked_out_connections(client) == 0
     record_figure(
-        f"timeout, silent server, {'stream' if stream else 'create'}: took / bound (s)", (round(took, 3), BOUND)
+        f"timeout, silent server, {'stream' if stream else 'create'}, {backend}: took / bound (s)",
+        (round(took, 3), BOUND),
     )
     assert BOUND - EARLY <= took <= BOUND + SLACK
     assert server.accepted == 1
     assert server.received > 0, "the request was sent; only the answer never came"
+
+
+def test_a_server_that_never_answers_times_out_under_trio() -> None:
+    """Under trio (httpcore2's pool over trio's sockets) a silent server times out a create and a stream alike."""
+    took: dict[str, float] = {}
+
+    async def main() -> None:
+        async with SilentServer() as server, silent_client(server) as client:
+            for stream in (False, True):
+                started = time.monotonic()
+                with anyio.fail_after(BOUND + SLACK + 1), pytest.raises(RequestTimeoutError):
+                    await client.ChatCompletion.create(model=MODEL, messages=HI, stream=stream)
+                took["stream" if stream else "create"] = time.monotonic() - started
+                assert checked_out_connections(client) == 0
+
+    anyio.run(main, backend="trio")
+    record_figure("timeout, silent server, trio: took / bound (s)", ({k: round(v, 3) for k, v in took.items()}, BOUND))
+    assert all(BOUND - EARLY <= value <= BOUND + SLACK for value in took.values()), took
 
 
 @pytest.mark.asyncio
@@ -86,28 +111,40 @@ async def test_a_silent_server_is_tried_max_retries_plus_one_times_within_the_su
     assert 3 * (BOUND - EARLY) <= took <= bound + SLACK
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.asyncio
-async def test_headers_then_nothing_times_out_a_create_at_the_read_timeout(bedrock_emulator: BedrockEmulator) -> None:
+async def test_headers_then_nothing_times_out_a_create_at_the_read_timeout(
+    bedrock_emulator: BedrockEmulator, backend: str
+) -> None:
     """Headers followed by silence (fault ``stall``) raise RequestTimeoutError from create at the read timeout."""
     bedrock_emulator.enqueue_faults("stall")
-    async with client_for(bedrock_emulator, retry=NO_RETRY, timeout=httpx.Timeout(5.0, read=BOUND)) as client:
+    async with client_for(
+        bedrock_emulator, retry=NO_RETRY, timeout=httpx.Timeout(5.0, read=BOUND), http_backend=backend
+    ) as client:
         started = time.monotonic()
         with anyio.fail_after(BOUND + SLACK + 1), pytest.raises(RequestTimeoutError):
             await client.ChatCompletion.create(model=MODEL, messages=HI)
         took = time.monotonic() - started
         assert checked_out_connections(client) == 0
-    record_figure("timeout, stall (headers only), create: took / bound (s)", (round(took, 3), BOUND))
+    record_figure(f"timeout, stall (headers only), create, {backend}: took / bound (s)", (round(took, 3), BOUND))
     assert BOUND - EARLY <= took <= BOUND + SLACK
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("idle", [BOUND, None], ids=["idle-timeout", "read-timeout"])
 @pytest.mark.asyncio
-async def test_headers_then_nothing_times_out_a_stream(bedrock_emulator: BedrockEmulator, idle: float | None) -> None:
+async def test_headers_then_nothing_times_out_a_stream(
+    bedrock_emulator: BedrockEmulator, idle: float | None, backend: str
+) -> None:
     """A stream whose body never starts raises RequestTimeoutError at the idle timeout (or else the read timeout)."""
     bedrock_emulator.enqueue_faults("stall")
     read = 5.0 if idle is not None else BOUND
     async with client_for(
-        bedrock_emulator, retry=NO_RETRY, timeout=httpx.Timeout(5.0, read=read), stream_idle_timeout=idle
+        bedrock_emulator,
+        retry=NO_RETRY,
+        timeout=httpx.Timeout(5.0, read=read),
+        stream_idle_timeout=idle,
+        http_backend=backend,
     ) as client:
         started = time.monotonic()
         with anyio.fail_after(BOUND + SLACK + 1), pytest.raises(RequestTimeoutError):
@@ -115,7 +152,7 @@ async def test_headers_then_nothing_times_out_a_stream(bedrock_emulator: Bedrock
         took = time.monotonic() - started
         assert checked_out_connections(client) == 0
     record_figure(
-        f"timeout, stall (headers only), stream, {'idle' if idle else 'read'}: took / bound (s)",
+        f"timeout, stall (headers only), stream, {'idle' if idle else 'read'}, {backend}: took / bound (s)",
         (round(took, 3), BOUND),
     )
     assert BOUND - EARLY <= took <= BOUND + SLACK
