@@ -203,7 +203,7 @@ async def run_cancellations(
 
 #: Stages every run must have cancelled in: each has many operations armed with certainty. The backoff
 #: stage is reached only by an operation the emulator's seeded 25% throttling happens to hit first (one
-#: in four of its 15 operations in a 105-operation run: none at all one run in ~75), so the CI runs
+#: in four of its 15 operations in a 105-operation run: none at all in a few percent of runs), so the CI runs
 #: leave it to ``test_cancelled_during_backoff_leaks_nothing`` (scripted, certain) and only the soak
 #: (143 backoff operations) requires it.
 CERTAIN_STAGES = ("signing", "connect", "send request", "response headers", "body")
