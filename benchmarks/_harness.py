@@ -29,11 +29,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -41,6 +41,7 @@ ACCESS_KEY = "AKIDBENCHMARK"
 SECRET_KEY = "benchmark-secret"
 REGION = "us-east-1"
 _LIVE: set[subprocess.Popen[str]] = set()
+R = TypeVar("R")
 
 
 class BenchmarkError(RuntimeError):
@@ -216,6 +217,31 @@ def import_seconds(module: str, cpu: int | None, timeout: float = 60.0) -> float
     module'`` minus ``python -c 'pass'``, without the noise of two interpreter start-ups.
     """
     return float(run_python(["-c", _IMPORT_SNIPPET.format(module=module)], cpu, timeout).strip())
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr, so stdout carries only the report."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def rounds_against_one_emulator(
+    count: int, server_cpu: int | None, measure: Callable[[int, EmulatorInfo], R], *flags: str
+) -> tuple[list[R], float]:
+    """``count`` rounds against one emulator started with ``flags``; (the rounds, seconds taken).
+
+    One server serves every round (and both kinds: replies are cut at each request's max_tokens); every
+    child process is killed on the way out, whatever happens.
+    """
+    started = time.perf_counter()
+    rounds: list[R] = []
+    try:
+        with emulator(server_cpu, *flags) as target:
+            for index in range(count):
+                log(f"round {index + 1}/{count} ({time.perf_counter() - started:.0f} s elapsed)")
+                rounds.append(measure(index, target))
+    finally:
+        kill_all()
+    return rounds, round(time.perf_counter() - started, 1)
 
 
 def median(values: list[float]) -> float:

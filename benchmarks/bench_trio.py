@@ -65,7 +65,7 @@ from _clients import (
     drive_streams,
     stream_httpx,
 )
-from _harness import HERE, REGION, BenchmarkError, choose_cpus, emulator, kill_all, median, run_python
+from _harness import HERE, REGION, BenchmarkError, choose_cpus, log, median, rounds_against_one_emulator, run_python
 from run import _json_safe, _on_signal, _rotated
 
 RESULTS = HERE / "results" / "trio.json"
@@ -77,10 +77,6 @@ RAW_CORE = "httpcore2 (raw)"
 #: Fewer calls than this per worker and a measurement is mostly its ramp-up and ramp-down.
 MIN_CALLS_PER_WORKER = 4
 _VERSIONED = ("bedrock-chat", "trio", "anyio", "httpx", "httpcore", "httpcore2")
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- child side: the contenders, run under trio ----------------------------------------------------------
@@ -330,12 +326,12 @@ def _measure(
     if result.get("async_library") != "trio":
         raise BenchmarkError(f"{name} {kind}: ran under {result.get('async_library')!r}, not trio")
     if kind == "invoke":
-        _log(
+        log(
             f"  {name:<24} c={concurrency:<4} {result['rps']:8.0f} req/s  "
             f"{result['cpu_ms_per_request']:6.3f} ms CPU/req  p50 {result['latency_ms_p50']:7.2f} ms"
         )
     else:
-        _log(f"  {name:<24} stream {result['cpu_ms_per_stream']:7.2f} ms CPU  TTFT {result['ttft_ms_p50']:6.2f} ms")
+        log(f"  {name:<24} stream {result['cpu_ms_per_stream']:7.2f} ms CPU  TTFT {result['ttft_ms_p50']:6.2f} ms")
     return result
 
 
@@ -352,12 +348,12 @@ def measure_round(settings: Settings, index: int, target: Any, cpu: int | None) 
                     "invoke", name, target, cpu, requests=requests, concurrency=concurrency
                 )
             except BenchmarkError as exc:
-                _log(f"  FAILED {name} c={concurrency}: {exc}")
+                log(f"  FAILED {name} c={concurrency}: {exc}")
     for name in order:
         try:
             stream[name] = _measure("stream", name, target, cpu, streams=settings.streams)
         except BenchmarkError as exc:
-            _log(f"  FAILED {name} stream: {exc}")
+            log(f"  FAILED {name} stream: {exc}")
     round_ = {"order": order, "invoke": invoke, "stream": stream, "loadavg": os.getloadavg()}
     round_["ratios"] = ratios(round_)
     return round_
@@ -503,23 +499,19 @@ def main(argv: list[str]) -> int:
         signal.signal(sig, _on_signal)
     server_cpu, client_cpu = choose_cpus()
     meta = _metadata(server_cpu, client_cpu)
-    started = time.perf_counter()
-    rounds: list[dict[str, Any]] = []
-    try:
-        with emulator(server_cpu, "--reply-tokens", str(STREAM_MAX_TOKENS), "--chunk-tokens", "1") as target:
-            for index in range(settings.rounds):
-                _log(f"round {index + 1}/{settings.rounds} ({time.perf_counter() - started:.0f} s elapsed)")
-                rounds.append(measure_round(settings, index, target, client_cpu))
-    finally:
-        kill_all()
+    rounds, meta["seconds"] = rounds_against_one_emulator(
+        settings.rounds,
+        server_cpu,
+        lambda index, target: measure_round(settings, index, target, client_cpu),
+        *("--reply-tokens", str(STREAM_MAX_TOKENS), "--chunk-tokens", "1"),
+    )
     meta["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    meta["seconds"] = round(time.perf_counter() - started, 1)
     summary = aggregate(rounds)
     print(report(summary, meta, settings))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     document = {"meta": meta, "settings": asdict(settings), "summary": summary, "rounds": rounds}
     RESULTS.write_text(json.dumps(_json_safe(document), indent=2, allow_nan=False) + "\n")
-    _log(f"written: {RESULTS} ({meta['seconds']:.0f} s)")
+    log(f"written: {RESULTS} ({meta['seconds']:.0f} s)")
     return 0
 
 

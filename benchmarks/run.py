@@ -25,7 +25,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -37,10 +36,10 @@ from _harness import (
     ROOT,
     BenchmarkError,
     choose_cpus,
-    emulator,
     import_seconds,
-    kill_all,
+    log,
     median,
+    rounds_against_one_emulator,
     run_client,
     run_python,
 )
@@ -74,10 +73,6 @@ class Settings:
 Round = dict[str, Any]
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def _client_timeout(requests: int) -> float:
     """Generous: the slowest contender (~300 req/s here) with a 5x margin, plus start-up."""
     return 60.0 + requests / 60.0
@@ -102,7 +97,7 @@ def _measure_invoke(settings: Settings, target: Any, cpu: int | None, order: lis
                     name, "invoke", target, cpu, requests=requests, concurrency=concurrency
                 )
             except BenchmarkError as exc:
-                _log(f"  FAILED {name} c={concurrency}: {exc}")
+                log(f"  FAILED {name} c={concurrency}: {exc}")
     return results
 
 
@@ -113,12 +108,12 @@ def run_client_logged(name: str, kind: str, target: Any, cpu: int | None, **kw: 
         name, kind, target, cpu, timeout=_client_timeout(count * 10 if kind == "stream" else count), **kw
     )
     if kind == "invoke":
-        _log(
+        log(
             f"  {name:<24} c={kw['concurrency']:<4} {result['rps']:8.0f} req/s  "
             f"{result['cpu_ms_per_request']:6.3f} ms CPU/req  p50 {result['latency_ms_p50']:7.2f} ms"
         )
     else:
-        _log(f"  {name:<24} stream {result['cpu_ms_per_stream']:7.2f} ms CPU  TTFT {result['ttft_ms_p50']:6.2f} ms")
+        log(f"  {name:<24} stream {result['cpu_ms_per_stream']:7.2f} ms CPU  TTFT {result['ttft_ms_p50']:6.2f} ms")
     return result
 
 
@@ -130,7 +125,7 @@ def _measure_streams(settings: Settings, target: Any, cpu: int | None, order: li
         try:
             results[name] = run_client_logged(name, "stream", target, cpu, streams=settings.streams)
         except BenchmarkError as exc:
-            _log(f"  FAILED {name} stream: {exc}")
+            log(f"  FAILED {name} stream: {exc}")
     return results
 
 
@@ -152,9 +147,9 @@ def _measure_micro(settings: Settings, cpu: int | None) -> dict[str, Any]:
     try:
         out = run_python([str(HERE / "bench_sigv4.py")], cpu, timeout=180)
         results["sigv4"] = {key: _numbers(pattern, out, "bench_sigv4.py")[0] for key, pattern in _SIGV4.items()}
-        _log(f"  sigv4: ours {results['sigv4']['ours_us']:.2f} us, botocore {results['sigv4']['botocore_us']:.2f} us")
+        log(f"  sigv4: ours {results['sigv4']['ours_us']:.2f} us, botocore {results['sigv4']['botocore_us']:.2f} us")
     except BenchmarkError as exc:
-        _log(f"  FAILED bench_sigv4.py: {exc}")
+        log(f"  FAILED bench_sigv4.py: {exc}")
     try:
         out = run_python([str(HERE / "bench_eventstream.py"), "--repeats", str(settings.decoder_repeats)], cpu, 180)
         theirs = _numbers(_DECODER_BOTOCORE, out, "bench_eventstream.py")
@@ -167,9 +162,9 @@ def _measure_micro(settings: Settings, cpu: int | None) -> dict[str, Any]:
             "botocore_frames_ms": theirs[1],
             "ours_frames_ms": ours[1],
         }
-        _log(f"  decoder: ours {ours[0]:.2f} ms, botocore {theirs[0]:.2f} ms per 1,000-chunk stream")
+        log(f"  decoder: ours {ours[0]:.2f} ms, botocore {theirs[0]:.2f} ms per 1,000-chunk stream")
     except BenchmarkError as exc:
-        _log(f"  FAILED bench_eventstream.py: {exc}")
+        log(f"  FAILED bench_eventstream.py: {exc}")
     return results
 
 
@@ -181,9 +176,9 @@ def _measure_imports(settings: Settings, cpu: int | None, by: int) -> dict[str, 
             try:
                 samples[module].append(import_seconds(module, cpu) * 1e3)
             except BenchmarkError as exc:
-                _log(f"  FAILED import {module}: {exc}")
+                log(f"  FAILED import {module}: {exc}")
     result = {module: median(values) for module, values in samples.items() if values}
-    _log("  import ms: " + ", ".join(f"{module} {ms:.0f}" for module, ms in result.items()))
+    log("  import ms: " + ", ".join(f"{module} {ms:.0f}" for module, ms in result.items()))
     return result
 
 
@@ -554,22 +549,16 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, _on_signal)
     server_cpu, client_cpu = choose_cpus()
     meta = _metadata(server_cpu, client_cpu)
-    started = time.perf_counter()
-    rounds: list[Round] = []
-    try:
-        if settings.micro:  # compile and cache bytecode once, so no round pays for it
-            for module in IMPORT_MODULES:
-                import_seconds(module, client_cpu)
-        # One emulator serves both kinds: replies are cut at each request's max_tokens.
-        flags = ("--reply-tokens", str(STREAM_MAX_TOKENS), "--chunk-tokens", "1")
-        with emulator(server_cpu, *flags) as target:
-            for index in range(settings.rounds):
-                _log(f"round {index + 1}/{settings.rounds} ({time.perf_counter() - started:.0f} s elapsed)")
-                rounds.append(measure_round(settings, index, target, client_cpu))
-    finally:
-        kill_all()
+    if settings.micro:  # compile and cache bytecode once, so no round pays for it
+        for module in IMPORT_MODULES:
+            import_seconds(module, client_cpu)
+    rounds, meta["seconds"] = rounds_against_one_emulator(
+        settings.rounds,
+        server_cpu,
+        lambda index, target: measure_round(settings, index, target, client_cpu),
+        *("--reply-tokens", str(STREAM_MAX_TOKENS), "--chunk-tokens", "1"),
+    )
     meta["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    meta["seconds"] = round(time.perf_counter() - started, 1)
     summary = aggregate(rounds)
     report = markdown(summary, meta, settings)
     print(report)
@@ -581,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in (f"results-{stamp}", "latest"):
         (RESULTS / f"{name}.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
         (RESULTS / f"{name}.md").write_text(report)
-    _log(f"written: {RESULTS / f'results-{stamp}.md'} and .json ({meta['seconds']:.0f} s)")
+    log(f"written: {RESULTS / f'results-{stamp}.md'} and .json ({meta['seconds']:.0f} s)")
     return 0
 
 
