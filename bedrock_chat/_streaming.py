@@ -242,6 +242,9 @@ class ChatCompletionStream:
             if data:
                 self._source.feed(data)
             else:
+                # The body is over: give the connection back now, not when the caller closes the stream
+                # (aiohttp would on its own; httpcore's pools wait for the response to be closed).
+                await close_response(self._http)
                 self._finish()
 
     async def _read(self) -> bytes:

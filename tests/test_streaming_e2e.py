@@ -217,3 +217,18 @@ async def test_utf8_split_across_chunks_comes_out_whole(bedrock_emulator: Bedroc
             text = "".join([t async for t in stream.text_stream])
     assert text == whole.completion
     assert "日本語" in text or "🎉" in text or "wörld" in text
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("backend", ["aiohttp", "httpcore2", "httpx"])
+@pytest.mark.parametrize("model", [TEXT_MODEL, MESSAGES_MODEL])
+async def test_a_stream_read_to_its_end_returns_its_connection_before_it_is_closed(
+    bedrock_emulator: BedrockEmulator, backend: str, model: str
+) -> None:
+    """The connection goes back to the pool when the body ends, not only when the caller closes the stream."""
+    async with emulator_client(bedrock_emulator, http_backend=backend) as client:
+        stream = await client.ChatCompletion.create(model=model, messages=HELLO, stream=True)
+        chat = await stream.final_completion()  # no ``async with``: a caller that forgets to close
+        assert checked_out_connections(client) == 0
+        assert chat.completion
+        await stream.aclose()
