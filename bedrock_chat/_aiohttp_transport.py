@@ -24,12 +24,16 @@ import aiohttp
 import httpx
 from yarl import URL
 
+from ._proxy import Proxy
+
 __all__ = ["AiohttpTransport"]
 
 
 def _map_error(exc: BaseException) -> httpx.TransportError:
     """aiohttp's exceptions -> httpx's, so the client's single translation boundary sees one vocabulary."""
     message = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ClientHttpProxyError):  # a CONNECT the proxy refused (message without URLs)
+        return httpx.ProxyError(f"{exc.status} {exc.message}")
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return httpx.ConnectTimeout(message)
     if isinstance(exc, (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
@@ -74,9 +78,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     #: Every read of a response is bounded by the request's read timeout (aiohttp's ``sock_read``).
     enforces_read_timeouts = True
 
-    def __init__(self, *, max_connections: int = 100, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, *, max_connections: int = 100, ssl_context: ssl.SSLContext | None = None, proxy: Proxy | None = None
+    ) -> None:
         self._max_connections = max_connections
         self._ssl = ssl_context if ssl_context is not None else httpx.create_ssl_context()
+        #: Every request goes through the proxy (the client chose it for this transport's one endpoint).
+        self._proxy = URL(proxy.url) if proxy is not None else None
+        authorization = proxy.authorization if proxy is not None else None
+        # aiohttp sends proxy_headers on a CONNECT (https endpoints); a forwarded request (http
+        # endpoints) carries the credentials itself.
+        self._proxy_headers = {"Proxy-Authorization": authorization} if authorization is not None else None
+        self._forwarded_auth = [("Proxy-Authorization", authorization)] if authorization is not None else []
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[Any, Any, Any], aiohttp.ClientTimeout] = {}
         self._urls: dict[str, URL] = {}
@@ -129,10 +142,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             response = await session.request(
                 "POST",
                 self._yarl(url),
-                headers=headers,
+                headers=headers + self._forwarded_auth if self._forwarded_auth and url.startswith("http:") else headers,
                 data=body,
                 allow_redirects=False,
                 timeout=self._timeout(timeouts),
+                proxy=self._proxy,
+                proxy_headers=self._proxy_headers,
             )
             try:
                 answer = await response.read()
@@ -151,10 +166,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             response = await session.request(
                 request.method,
                 self._yarl(str(request.url)),
-                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+                + (self._forwarded_auth if request.url.scheme == "http" else []),
                 data=request.content,
                 allow_redirects=False,
                 timeout=client_timeout,
+                proxy=self._proxy,
+                proxy_headers=self._proxy_headers,
             )
         except _ERRORS as exc:
             raise _map_error(exc) from exc

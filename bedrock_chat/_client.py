@@ -43,6 +43,7 @@ from ._protocol import (
     validate_sampling,
     validate_tools,
 )
+from ._proxy import parse_proxy, proxy_for
 from ._request_options import RequestOptions, request_option_headers
 from ._sigv4 import percent_encode_path_segment
 from ._streaming import ChatCompletionStream
@@ -332,6 +333,10 @@ class AnthropicBedrock:
             ``AsyncHTTPTransport``, what respx mocks; a request cancelled while its connection is
             being assigned can strand a pool slot there, encode/httpcore#1093). Ignored when
             ``transport`` is given.
+        proxy: an ``http://`` or ``https://`` proxy URL (credentials in it are sent as Basic
+            ``Proxy-Authorization``, never shown). Without it, ``HTTPS_PROXY``/``HTTP_PROXY`` and
+            ``NO_PROXY`` are honoured as botocore honours them, except for loopback endpoints.
+        trust_env: False ignores the proxy environment variables. Neither applies to a given ``transport``.
     """
 
     def __repr__(self) -> str:
@@ -359,6 +364,8 @@ class AnthropicBedrock:
         use_fips_endpoint: bool = False,
         use_dualstack_endpoint: bool = False,
         http_backend: Literal["auto", "aiohttp", "httpcore2", "httpx"] = "auto",
+        proxy: str | None = None,
+        trust_env: bool = True,
     ) -> None:
         _check_pair(access_key, secret_key, session_token)
         if profile is not None and access_key is not None:
@@ -382,6 +389,10 @@ class AnthropicBedrock:
                 f"http_backend: must be one of {', '.join(map(repr, _HTTP_BACKENDS))}, got {http_backend!r}"
             )
         self._http_backend = http_backend
+        if proxy is not None:
+            parse_proxy(proxy)  # fail fast on a bad URL (the message never shows its credentials)
+        self._proxy = proxy
+        self._trust_env = bool(trust_env)
         self._fips = bool(use_fips_endpoint)
         self._dualstack = bool(use_dualstack_endpoint)
         if not isinstance(max_connections, int) or isinstance(max_connections, bool) or max_connections < 1:
@@ -520,21 +531,26 @@ class AnthropicBedrock:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _default_transport(self) -> httpx.AsyncBaseTransport:
+    def _default_transport(self, endpoint_url: str) -> httpx.AsyncBaseTransport:
         """aiohttp's pool under asyncio (several times cheaper per request); httpcore2's under trio."""
+        proxy = proxy_for(endpoint_url, explicit=self._proxy, trust_env=self._trust_env, environ=os.environ)
         backend = self._http_backend
         if backend == "auto":
             backend = "aiohttp" if sniffio.current_async_library() == "asyncio" else "httpcore2"
         if backend == "aiohttp":
             from ._aiohttp_transport import AiohttpTransport
 
-            return AiohttpTransport(max_connections=self._max_connections)
+            return AiohttpTransport(max_connections=self._max_connections, proxy=proxy)
         if backend == "httpcore2":
             from ._httpcore_transport import HttpcoreTransport
 
-            return HttpcoreTransport(max_connections=self._max_connections)
+            return HttpcoreTransport(max_connections=self._max_connections, proxy=proxy)
         limits = httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=self._max_connections)
-        return httpx.AsyncHTTPTransport(limits=limits)
+        authorization = proxy.authorization if proxy is not None else None
+        headers = None if authorization is None else {"Proxy-Authorization": authorization}
+        return httpx.AsyncHTTPTransport(
+            limits=limits, proxy=None if proxy is None else httpx.Proxy(proxy.url, headers=headers)
+        )
 
     async def _ready(self) -> BedrockTransport:
         """Resolve what may need I/O (the profile's region) once, then reuse the transport."""
@@ -563,7 +579,7 @@ class AnthropicBedrock:
                     endpoint=endpoint,
                     region=region,
                     credentials=None if self._api_key is not None else self._credentials,
-                    transport=self._given_transport or self._default_transport(),
+                    transport=self._given_transport or self._default_transport(url),
                     owns_transport=owns,
                     timeout=self._timeout,
                     retry=self._retry,

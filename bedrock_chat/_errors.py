@@ -8,6 +8,7 @@ Every error this library raises is a :class:`BedrockError`::
     ├── CredentialsError                        no credentials found, or resolving them failed
     ├── TransportError                          the request never got a complete answer
     │   ├── APIConnectionError                  connect/read/write failed, connection dropped
+    │   │   └── ProxyError                      the HTTP proxy refused the request (407, failed CONNECT)
     │   └── RequestTimeoutError                 a configured timeout expired (connect, read, idle, total)
     ├── EventStreamError                        a response stream that cannot be decoded
     │   └── IncompleteStreamError               the stream ended inside a frame or before its final event
@@ -125,6 +126,15 @@ class TransportError(BedrockError):
 
 class APIConnectionError(TransportError):
     """Connecting, sending or receiving failed (refused, reset, dropped mid-response)."""
+
+
+class ProxyError(APIConnectionError):
+    """The HTTP proxy refused the request: 407 (its credentials are missing or wrong) or a failed CONNECT.
+
+    Not retried: a refusal is a configuration problem, not a passing one.
+    """
+
+    retryable = False
 
 
 class RequestTimeoutError(TransportError):

@@ -21,6 +21,8 @@ from typing import Any, cast
 import httpcore2
 import httpx
 
+from ._proxy import Proxy
+
 __all__ = ["HttpcoreTransport"]
 
 #: httpcore2's exceptions -> httpx's, most specific first (the mapping httpx's own transport applies).
@@ -82,6 +84,13 @@ class _ResponseStream(httpx.AsyncByteStream):
             await cast(Any, self._body).aclose()
 
 
+def _core_proxy(proxy: Proxy, context: ssl.SSLContext) -> httpcore2.Proxy:
+    """httpcore2's proxy: forwarding for http endpoints, a CONNECT tunnel for https ones."""
+    authorization = proxy.authorization
+    headers = None if authorization is None else [("Proxy-Authorization", authorization)]
+    return httpcore2.Proxy(proxy.url, headers=headers, ssl_context=context if proxy.url.startswith("https:") else None)
+
+
 class HttpcoreTransport(httpx.AsyncBaseTransport):
     """Sends ``httpx.Request`` objects through one ``httpcore2.AsyncConnectionPool`` (asyncio or trio)."""
 
@@ -95,11 +104,14 @@ class HttpcoreTransport(httpx.AsyncBaseTransport):
         max_keepalive_connections: int | None = None,
         keepalive_expiry: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
         keepalive = max_connections if max_keepalive_connections is None else max_keepalive_connections
+        # httpx's context: certifi's bundle, or SSL_CERT_FILE/SSL_CERT_DIR; always verifying.
+        context = ssl_context if ssl_context is not None else httpx.create_ssl_context()
         self.pool = httpcore2.AsyncConnectionPool(
-            # httpx's context: certifi's bundle, or SSL_CERT_FILE/SSL_CERT_DIR; always verifying.
-            ssl_context=ssl_context if ssl_context is not None else httpx.create_ssl_context(),
+            ssl_context=context,
+            proxy=None if proxy is None else _core_proxy(proxy, context),
             max_connections=max_connections,
             max_keepalive_connections=keepalive,
             keepalive_expiry=keepalive_expiry,

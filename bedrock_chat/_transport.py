@@ -31,6 +31,7 @@ from ._errors import (
     BedrockError,
     ConfigurationError,
     ExpiredTokenError,
+    ProxyError,
     RequestTimeoutError,
     TransportError,
 )
@@ -53,6 +54,8 @@ def translate_httpx_error(exc: Exception) -> TransportError:
     """httpx's exceptions -> ours (the caller chains the cause with ``from``)."""
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeoutError(f"request timed out ({type(exc).__name__}): {exc or 'no detail'}")
+    if isinstance(exc, httpx.ProxyError):
+        return ProxyError(f"the proxy refused the request: {exc or 'no detail'}")
     return APIConnectionError(f"connection failed ({type(exc).__name__}): {exc or 'no detail'}")
 
 
@@ -326,6 +329,8 @@ class BedrockTransport:
                 return exc, None
         if status == 200:
             return RawResponse(lowered, answer)
+        if status == 407:  # Bedrock never answers 407: a forwarding proxy did
+            return ProxyError("the proxy refused the request: 407 Proxy Authentication Required"), None
         authorization = next((value for name, value in all_headers if name == "authorization"), "")
         error = parse_error_response(status, lowered, _scrub(answer, authorization, secrets))
         return error, _retry_after(lowered)

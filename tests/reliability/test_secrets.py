@@ -11,10 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import socket
 import ssl
-import subprocess
 import traceback
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import certifi
 import httpx
 import pytest
 from anyio.streams.tls import TLSStream
+from e2e_helpers import self_signed_certificate
 
 from bedrock_chat import (
     AnthropicBedrock,
@@ -326,7 +325,9 @@ def test_default_transport_verifies_certificates_whatever_the_environment(
 
     async def main() -> None:
         client = AnthropicBedrock(access_key="AKIDEXAMPLE", secret_key="x", region="us-east-1")
-        transport = client._default_transport()  # what the client builds when no transport is given
+        transport = client._default_transport(
+            "https://bedrock-runtime.us-east-1.amazonaws.com"
+        )  # what the client builds when no transport is given
         contexts.append(_ssl_context(transport))
         await transport.aclose()
 
@@ -338,35 +339,7 @@ def test_default_transport_verifies_certificates_whatever_the_environment(
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for ``localhost`` (made with the openssl command)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("no openssl command to make a certificate with")
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert, key
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"), "localhost")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
