@@ -10,7 +10,7 @@ already encoded, errors map to httpx's classes exactly, timeouts come from
 ``request.extensions["timeout"]`` like httpx's own transports, and closing a response before its
 end drops the connection instead of returning a half-read one to the pool.
 
-asyncio only (aiohttp has no trio backend); the client picks httpx's transport under trio.
+asyncio only (aiohttp has no trio backend); the client picks httpcore2's pool under trio.
 """
 
 from __future__ import annotations
@@ -30,10 +30,23 @@ __all__ = ["AiohttpTransport"]
 
 
 def _map_error(exc: BaseException) -> httpx.TransportError:
-    """aiohttp's exceptions -> httpx's, so the client's single translation boundary sees one vocabulary."""
+    """aiohttp's exceptions -> httpx's, so the client's single translation boundary sees one vocabulary.
+
+    The caller raises the result outside its ``except`` block: aiohttp's response errors hold the
+    request's headers (``Authorization``, the session token, ``Proxy-Authorization``) in their
+    ``request_info``, so they must not stay reachable as a cause or context. Other errors are the cause.
+    """
+    mapped = _translate(exc)
+    mapped.__cause__ = None if isinstance(exc, aiohttp.ClientResponseError) else exc
+    return mapped
+
+
+def _translate(exc: BaseException) -> httpx.TransportError:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, aiohttp.ClientHttpProxyError):  # a CONNECT the proxy refused (message without URLs)
         return httpx.ProxyError(f"{exc.status} {exc.message}")
+    if isinstance(exc, aiohttp.ClientResponseError):  # its str names the URL and status only
+        return httpx.RemoteProtocolError(f"{exc.status} {exc.message}")
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return httpx.ConnectTimeout(message)
     if isinstance(exc, (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
@@ -62,7 +75,10 @@ class _ResponseStream(httpx.AsyncByteStream):
             while chunk := await content.readany():
                 yield chunk
         except _ERRORS as exc:
-            raise _map_error(exc) from exc
+            error = _map_error(exc)
+        else:
+            return
+        raise error
 
     async def aclose(self) -> None:
         response = self._response
@@ -84,12 +100,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._ssl = ssl_context if ssl_context is not None else httpx.create_ssl_context()
         #: Every request goes through the proxy (the client chose it for this transport's one endpoint).
-        self._proxy = URL(proxy.url) if proxy is not None else None
-        authorization = proxy.authorization if proxy is not None else None
-        # aiohttp sends proxy_headers on a CONNECT (https endpoints); a forwarded request (http
-        # endpoints) carries the credentials itself.
-        self._proxy_headers = {"Proxy-Authorization": authorization} if authorization is not None else None
-        self._forwarded_auth = [("Proxy-Authorization", authorization)] if authorization is not None else []
+        self._proxy_url = URL(proxy.url) if proxy is not None else None
+        self._proxy = proxy if proxy is not None and proxy.username is not None else None  # one with credentials
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[Any, Any, Any], aiohttp.ClientTimeout] = {}
         self._urls: dict[str, URL] = {}
@@ -142,12 +154,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             response = await session.request(
                 "POST",
                 self._yarl(url),
-                headers=headers + self._forwarded_auth if self._forwarded_auth and url.startswith("http:") else headers,
+                headers=headers if self._proxy is None else self._with_proxy_auth(headers, url.startswith("http:")),
                 data=body,
                 allow_redirects=False,
                 timeout=self._timeout(timeouts),
-                proxy=self._proxy,
-                proxy_headers=self._proxy_headers,
+                proxy=self._proxy_url,
+                proxy_headers=self._connect_headers(),
             )
             try:
                 answer = await response.read()
@@ -156,8 +168,22 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 raise
             response.release()
         except _ERRORS as exc:
-            raise _map_error(exc) from exc
-        return response.status, {k.lower(): v for k, v in response.headers.items()}, answer
+            error = _map_error(exc)
+        else:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, answer
+        raise error
+
+    def _connect_headers(self) -> dict[str, str] | None:
+        """The headers of a CONNECT (https endpoints): the proxy's credentials, if it has any."""
+        proxy = self._proxy
+        return None if proxy is None else {"Proxy-Authorization": proxy.authorization or ""}
+
+    def _with_proxy_auth(self, headers: list[tuple[str, str]], forwarded: bool) -> list[tuple[str, str]]:
+        """A forwarded request (http endpoints) carries the proxy's credentials itself."""
+        proxy = self._proxy
+        if proxy is None or not forwarded:
+            return headers
+        return [*headers, ("Proxy-Authorization", proxy.authorization or "")]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         client_timeout = self._timeout(request.extensions.get("timeout", {}))
@@ -166,23 +192,27 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             response = await session.request(
                 request.method,
                 self._yarl(str(request.url)),
-                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-                + (self._forwarded_auth if request.url.scheme == "http" else []),
+                headers=self._with_proxy_auth(
+                    [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+                    request.url.scheme == "http",
+                ),
                 data=request.content,
                 allow_redirects=False,
                 timeout=client_timeout,
-                proxy=self._proxy,
-                proxy_headers=self._proxy_headers,
+                proxy=self._proxy_url,
+                proxy_headers=self._connect_headers(),
             )
         except _ERRORS as exc:
-            raise _map_error(exc) from exc
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.raw_headers,
-            stream=_ResponseStream(response),
-            request=request,
-            extensions={"http_version": b"HTTP/1.1"},
-        )
+            error = _map_error(exc)
+        else:
+            return httpx.Response(
+                status_code=response.status,
+                headers=response.raw_headers,
+                stream=_ResponseStream(response),
+                request=request,
+                extensions={"http_version": b"HTTP/1.1"},
+            )
+        raise error
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -68,6 +68,12 @@ _JSON_HEADERS = [("accept", "application/json"), ("content-type", "application/j
 _HTTP_BACKENDS = ("auto", "aiohttp", "httpcore2", "httpx")
 
 
+def _check_api_key(api_key: object, source: str) -> None:
+    """A Bedrock API key goes into a header: printable ASCII only (the message never shows the key)."""
+    if not isinstance(api_key, str) or not api_key.strip() or not api_key.isascii() or not api_key.isprintable():
+        raise ConfigurationError(f"{source}: must be a non-empty printable ASCII string (a trailing newline?)")
+
+
 def _check_pair(access_key: str | None, secret_key: str | None, session_token: str | None) -> None:
     if (access_key is None) != (secret_key is None):
         raise ConfigurationError("access_key and secret_key must be given together")
@@ -336,7 +342,9 @@ class AnthropicBedrock:
         proxy: an ``http://`` or ``https://`` proxy URL (credentials in it are sent as Basic
             ``Proxy-Authorization``, never shown). Without it, ``HTTPS_PROXY``/``HTTP_PROXY`` and
             ``NO_PROXY`` are honoured as botocore honours them, except for loopback endpoints.
-        trust_env: False ignores the proxy environment variables. Neither applies to a given ``transport``.
+        trust_env: False ignores the proxy environment variables. Neither applies to a given ``transport``,
+            nor to botocore's own calls while resolving credentials (STS, SSO, instance metadata), which
+            follow botocore's proxy settings.
     """
 
     def __repr__(self) -> str:
@@ -371,27 +379,22 @@ class AnthropicBedrock:
         if profile is not None and access_key is not None:
             raise ConfigurationError("pass either explicit keys or a profile, not both")
         if api_key is not None:
-            if (
-                not isinstance(api_key, str)
-                or not api_key.strip()
-                or not api_key.isascii()
-                or not api_key.isprintable()
-            ):
-                raise ConfigurationError("api_key: must be a non-empty printable ASCII string")
+            _check_api_key(api_key, "api_key")
             if access_key is not None or profile is not None:
                 raise ConfigurationError("pass a Bedrock API key or AWS credentials (keys or a profile), not both")
         elif access_key is None and profile is None:
             # Like the AWS SDKs: the environment's Bedrock API key is used when nothing explicit was given.
             api_key = os.environ.get("AWS_BEARER_TOKEN_BEDROCK") or None
+            if api_key is not None:
+                _check_api_key(api_key, "AWS_BEARER_TOKEN_BEDROCK")
         self._api_key = api_key
         if http_backend not in _HTTP_BACKENDS:
             raise ConfigurationError(
                 f"http_backend: must be one of {', '.join(map(repr, _HTTP_BACKENDS))}, got {http_backend!r}"
             )
         self._http_backend = http_backend
-        if proxy is not None:
-            parse_proxy(proxy)  # fail fast on a bad URL (the message never shows its credentials)
-        self._proxy = proxy
+        # Kept parsed: its repr masks the credentials (the message of a bad URL never shows them either).
+        self._proxy = parse_proxy(proxy) if proxy is not None else None
         self._trust_env = bool(trust_env)
         self._fips = bool(use_fips_endpoint)
         self._dualstack = bool(use_dualstack_endpoint)

@@ -131,10 +131,14 @@ class APIConnectionError(TransportError):
 class ProxyError(APIConnectionError):
     """The HTTP proxy refused the request: 407 (its credentials are missing or wrong) or a failed CONNECT.
 
-    Not retried: a refusal is a configuration problem, not a passing one.
+    ``status`` is the proxy's answer when known. A 407 is not retried (wrong credentials stay wrong);
+    other refusals, such as a 502 or 503 while the proxy cannot reach Bedrock, are, like connection errors.
     """
 
-    retryable = False
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = status != 407
 
 
 class RequestTimeoutError(TransportError):

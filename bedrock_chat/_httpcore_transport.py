@@ -55,16 +55,19 @@ def _map_error(exc: Exception) -> httpx.TransportError:
 class _ResponseStream(httpx.AsyncByteStream):
     """The body of one httpcore2 response, read through one iterator that ``aclose`` also closes."""
 
-    __slots__ = ("_body", "_iterator")
+    __slots__ = ("_body", "_closed", "_iterator")
 
     def __init__(self, body: AsyncIterable[bytes]) -> None:
         self._body = body
         self._iterator: AsyncIterator[bytes] | None = None
+        self._closed = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
     async def __anext__(self) -> bytes:
+        if self._closed:  # the connection may already serve another request
+            raise httpx.StreamClosed()
         iterator = self._iterator
         if iterator is None:
             iterator = self._iterator = self._body.__aiter__()
@@ -76,6 +79,7 @@ class _ResponseStream(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         # Closing the generator first unwinds httpcore2's nested ones (each under ``aclosing``); the
         # body's own ``aclose`` then returns the connection to the pool or drops a half-read one.
+        self._closed = True
         iterator, self._iterator = self._iterator, None
         try:
             if iterator is not None:

@@ -32,7 +32,7 @@ class Proxy:
 
     url: str  # scheme://host:port, no userinfo, no path
     username: str | None = None
-    password: str | None = attrs.field(default=None, eq=False)
+    password: str | None = None
 
     def __repr__(self) -> str:
         return f"Proxy({self.url!r}, auth={'***' if self.username is not None else None})"
@@ -119,10 +119,12 @@ def _exempt(netloc: str, no_proxy: str) -> bool:
     return False
 
 
-def proxy_for(endpoint_url: str, *, explicit: str | None, trust_env: bool, environ: Mapping[str, str]) -> Proxy | None:
+def proxy_for(
+    endpoint_url: str, *, explicit: Proxy | str | None, trust_env: bool, environ: Mapping[str, str]
+) -> Proxy | None:
     """The proxy for requests to ``endpoint_url``: ``explicit``, else the environment's, else None."""
     if explicit is not None:
-        return parse_proxy(explicit)
+        return explicit if isinstance(explicit, Proxy) else parse_proxy(explicit)
     if not trust_env:
         return None
     parts = urlsplit(endpoint_url)

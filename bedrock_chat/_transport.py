@@ -3,7 +3,7 @@
 Theory of operation: :meth:`BedrockTransport.send` signs each attempt afresh (a retry carries a new
 X-Amz-Date), hands an ``httpx.Request`` straight to an ``httpx.AsyncBaseTransport`` -- not through
 ``httpx.AsyncClient``, whose per-request machinery costs more than everything else here put together;
-whole-body POSTs through our aiohttp transport skip the httpx objects altogether -- and classifies the
+whole-body POSTs through our aiohttp and httpcore2 transports skip the httpx objects altogether -- and classifies the
 outcome: a 200 is returned, anything else becomes the typed error of
 :mod:`bedrock_chat._errors`, and retryable errors are retried with backoff under :class:`RetryPolicy`.
 Timeouts travel in ``request.extensions["timeout"]``, which httpx's transports honour. Every response
@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -31,6 +32,7 @@ from ._errors import (
     BedrockError,
     ConfigurationError,
     ExpiredTokenError,
+    InvalidRequestError,
     ProxyError,
     RequestTimeoutError,
     TransportError,
@@ -43,19 +45,24 @@ __all__ = ["BedrockTransport", "RawResponse", "USER_AGENT", "close_response", "t
 
 USER_AGENT = "bedrock-chat/0.1"
 
-#: ``post_and_read(url, headers, body, timeout) -> (status, lower-cased headers, body)``.
+#: ``post_and_read(url, headers, body, timeouts) -> (status, lower-cased headers, body)``.
 FastPost = Callable[
     [str, list[tuple[str, str]], bytes, Mapping[str, Any]], Awaitable[tuple[int, dict[str, str], bytes]]
 ]
 Signer = Callable[[str, str, Sequence[tuple[str, str]], bytes, AwsCredentials], list[tuple[str, str]]]
 
 
-def translate_httpx_error(exc: Exception) -> TransportError:
+def translate_httpx_error(exc: Exception) -> TransportError | InvalidRequestError:
     """httpx's exceptions -> ours (the caller chains the cause with ``from``)."""
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeoutError(f"request timed out ({type(exc).__name__}): {exc or 'no detail'}")
-    if isinstance(exc, httpx.ProxyError):
-        return ProxyError(f"the proxy refused the request: {exc or 'no detail'}")
+    if isinstance(exc, httpx.ProxyError):  # every engine words it "<status> <reason>"
+        found = re.match(r"(\d{3})\b", str(exc))
+        status = int(found.group(1)) if found else None
+        return ProxyError(f"the proxy refused the request: {exc or 'no detail'}", status=status)
+    if isinstance(exc, httpx.LocalProtocolError):
+        # h11 quotes the offending header value, which may be a credential: say which kind, not what.
+        return InvalidRequestError("headers", "a header value is not valid HTTP (not shown: it may be a secret)")
     return APIConnectionError(f"connection failed ({type(exc).__name__}): {exc or 'no detail'}")
 
 
@@ -115,7 +122,8 @@ def _shorter(a: float | None, b: float | None) -> float | None:
 
 def _failure(exc: httpx.HTTPError) -> tuple[BedrockError, None]:
     error = translate_httpx_error(exc)
-    error.__cause__ = exc
+    if not isinstance(error, InvalidRequestError):  # its cause would quote the header value
+        error.__cause__ = exc
     return error, None
 
 
@@ -163,7 +171,7 @@ class BedrockTransport:
         }
         self._urls: dict[str, httpx.URL] = {}
         self._url_texts: dict[str, str] = {}
-        #: Set when the transport offers a whole-body POST without httpx objects (our aiohttp transport).
+        #: Set when the transport offers a whole-body POST without httpx objects (our aiohttp and httpcore2 transports).
         self._fast_post: FastPost | None = getattr(transport, "post_and_read", None)
         self.retry = retry
         self._clock = clock or time.time
@@ -307,7 +315,7 @@ class BedrockTransport:
         timeout = self._stream_timeout_ext if stream else self._timeout_ext
         status: int
         if self._fast_post is not None and not stream:
-            # Our aiohttp transport: no httpx.Request/Response objects on the hot path.
+            # Our aiohttp and httpcore2 transports: no httpx.Request/Response objects on the hot path.
             try:
                 status, lowered, answer = await self._fast_post(self._url_text(path), all_headers, body, timeout)
             except httpx.HTTPError as exc:
@@ -330,7 +338,7 @@ class BedrockTransport:
         if status == 200:
             return RawResponse(lowered, answer)
         if status == 407:  # Bedrock never answers 407: a forwarding proxy did
-            return ProxyError("the proxy refused the request: 407 Proxy Authentication Required"), None
+            return ProxyError("the proxy refused the request: 407 Proxy Authentication Required", status=407), None
         authorization = next((value for name, value in all_headers if name == "authorization"), "")
         error = parse_error_response(status, lowered, _scrub(answer, authorization, secrets))
         return error, _retry_after(lowered)

@@ -5,7 +5,8 @@ It runs in its own thread (so it serves asyncio and trio clients alike) and reco
 use a real-looking endpoint name (``bedrock.test``) that only the proxy resolves. With ``tls`` set, a
 CONNECT tunnel is terminated here with that server context and relayed in plain text -- what an
 inspecting corporate proxy does -- so that a client's TLS through the tunnel can be checked against
-the emulator behind it. ``credentials`` makes it demand Basic ``Proxy-Authorization`` (407 otherwise).
+the emulator behind it. ``credentials`` makes it demand Basic ``Proxy-Authorization`` (407 otherwise);
+``connect_status`` makes it answer every CONNECT with that status instead of a tunnel (502, say).
 """
 
 from __future__ import annotations
@@ -72,9 +73,11 @@ class ForwardProxy:
         upstream: tuple[str, int] | None = None,
         credentials: tuple[str, str] | None = None,
         tls: ssl.SSLContext | None = None,
+        connect_status: int = 200,
     ) -> None:
         self.upstream = upstream
         self.tls = tls
+        self.connect_status = connect_status
         self.expected = None
         if credentials is not None:
             pair = f"{credentials[0]}:{credentials[1]}".encode()
@@ -111,6 +114,9 @@ class ForwardProxy:
                 body = await self._read_body(conn, client)
                 if self.expected is not None and authorization != self.expected:
                     await _send(conn, client, h11.Response(status_code=407, headers=_REFUSED))
+                    await _send(conn, client, h11.EndOfMessage())
+                elif event.method == b"CONNECT" and self.connect_status != 200:  # cannot reach the target, say
+                    await _send(conn, client, h11.Response(status_code=self.connect_status, headers=_EMPTY))
                     await _send(conn, client, h11.EndOfMessage())
                 elif event.method == b"CONNECT":
                     await self._tunnel(conn, client, event.target.decode())
@@ -182,6 +188,7 @@ class ForwardProxy:
 
 
 _REFUSED = [(b"proxy-authenticate", b'Basic realm="test"'), (b"content-length", b"0")]
+_EMPTY = [(b"content-length", b"0")]
 
 
 @contextmanager

@@ -34,6 +34,7 @@ from bedrock_chat._errors import (
     ModelNotReadyError,
     ModelStreamError,
     ModelTimeoutError,
+    ProxyError,
     RequestTimeoutError,
     ResourceNotFoundError,
     ServiceQuotaExceededError,
@@ -195,6 +196,7 @@ RETRYABLE = {
     ExpiredTokenError,
     TransportError,
     APIConnectionError,
+    ProxyError,  # by default; a 407 instance is not (test below)
     RequestTimeoutError,
     IncompleteStreamError,
 }
@@ -205,6 +207,14 @@ def test_retryable_flags(cls: type[BedrockError]) -> None:
     """Exactly throttling, not-ready, 5xx, model timeouts, expired tokens and transport failures are retryable."""
     assert getattr(cls, "retryable", False) is (cls in RETRYABLE)
     assert getattr(cls, "is_throttle", False) is (cls is ThrottlingError)
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(407, False), (502, True), (503, True), (None, True)])
+def test_a_proxy_refusal_is_retried_unless_it_is_about_credentials(status: int | None, retryable: bool) -> None:
+    """A 407 stays wrong however often it is sent; a proxy that cannot reach Bedrock may succeed next time."""
+    error = ProxyError("the proxy refused the request", status=status)
+    assert error.retryable is retryable
+    assert error.status == status
 
 
 def test_api_error_message_and_attributes() -> None:

@@ -126,3 +126,20 @@ def test_a_connection_dropped_mid_body_is_an_httpx_error_and_frees_the_slot(
         await transport.aclose()
 
     run_on(backend, main)
+
+
+def test_reading_a_closed_body_is_refused(bedrock_emulator: BedrockEmulator) -> None:
+    """After ``aclose`` the body cannot be read again: its connection may already serve another request."""
+
+    async def main() -> None:
+        transport = HttpcoreTransport(max_connections=1)
+        async with emulator_client(bedrock_emulator, transport=transport) as client:
+            stream = await client.ChatCompletion.create(model=MODEL, messages=HI, stream=True)
+            body = stream._http.stream
+            await stream.aclose()
+            with pytest.raises(httpx.StreamClosed):
+                await body.__aiter__().__anext__()  # type: ignore[union-attr]
+            assert transport.pool.connections == [] or all(c.is_idle() for c in transport.pool.connections)
+        await transport.aclose()
+
+    run_on("asyncio", main)

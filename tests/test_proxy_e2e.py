@@ -20,7 +20,7 @@ import pytest
 from e2e_helpers import checked_out_connections, emulator_client, self_signed_certificate
 from forward_proxy import ForwardProxy, running_proxy
 
-from bedrock_chat import AnthropicBedrock, ProxyError, TransportError
+from bedrock_chat import AnthropicBedrock, ProxyError, RetryPolicy, TransportError
 from bedrock_chat.emulator import BedrockEmulator
 
 MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -212,3 +212,56 @@ def test_a_proxy_refusal_is_a_proxy_error_not_retried_and_secret_free(
     shown = "\n".join([str(error), repr(error), repr(client), caplog.text])
     for secret in (PASSWORD, "p%40ss%3Aw0rd-canary", "w0rd-canary"):
         assert secret not in shown
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=engine_id)
+def test_a_failed_connect_is_a_retried_proxy_error_with_its_status(
+    endpoint_certificate: tuple[Path, Path], engine: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 502 to CONNECT (the proxy cannot reach Bedrock) is a ProxyError with status 502, retried like a drop."""
+    backend, loop = engine
+    monkeypatch.setenv("SSL_CERT_FILE", str(endpoint_certificate[0]))
+    raised: list[ProxyError] = []
+    with running_proxy(ForwardProxy(connect_status=502)) as proxy:
+        client = AnthropicBedrock(
+            access_key="AKIDEXAMPLE",
+            secret_key="not-a-real-secret",
+            region="us-east-1",
+            endpoint_url=f"https://{ENDPOINT_NAME}",
+            http_backend=backend,  # type: ignore[arg-type]
+            proxy=proxy.url,
+            retry_policy=RetryPolicy(max_retries=2, base=0.0, throttle_base=0.0),
+        )
+
+        async def main() -> None:
+            async with client:
+                with anyio.fail_after(20), pytest.raises(ProxyError) as info:
+                    await client.ChatCompletion.create(model=MODEL, messages=HI)
+                raised.append(info.value)
+                assert checked_out_connections(client) == 0
+
+        anyio.run(main, backend=loop)
+    assert [r.method for r in proxy.records] == ["CONNECT"] * 3, "two retries after the first refusal"
+    (error,) = raised
+    assert error.status == 502
+    assert error.retryable
+
+
+def test_the_client_and_its_transport_hold_the_proxy_password_nowhere_visible(
+    bedrock_emulator: BedrockEmulator,
+) -> None:
+    """repr() of the client, its attributes, its transports and their attributes never show the proxy's password."""
+    shown: list[str] = []
+
+    async def main() -> None:
+        for backend in ("aiohttp", "httpcore2", "httpx"):
+            client = emulator_client(bedrock_emulator, http_backend=backend, proxy=f"http://{CREDENTIALS}@127.0.0.1:9")
+            async with client:
+                bedrock = await client._ready()
+                shown.extend([repr(client), repr(vars(client)), repr(bedrock), repr(vars(bedrock))])
+                shown.extend([repr(bedrock.transport), repr(getattr(bedrock.transport, "__dict__", {}))])
+
+    anyio.run(main)
+    text = "\n".join(shown)
+    for secret in (PASSWORD, "p%40ss%3Aw0rd-canary", "w0rd-canary", botocore_basic_auth().split()[1]):
+        assert secret not in text

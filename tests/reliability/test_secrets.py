@@ -392,3 +392,72 @@ def test_an_untrusted_certificate_is_refused(
     if backend == "asyncio":  # under trio, httpcore's ConnectError carries no text at all
         assert re.search(r"(?i)certificate.verify.failed", str(raised[0])), str(raised[0])
     assert "completed" not in handshakes
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """The error and everything reachable from it as a cause or a context."""
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or any(current is known for known in seen):
+            continue
+        seen.append(current)
+        pending += [current.__cause__, current.__context__]
+    return seen
+
+
+@pytest.mark.parametrize("backend", ["aiohttp", "httpcore2", "httpx"])
+def test_a_malformed_response_leaves_no_secret_anywhere_in_the_error_chain(backend: str) -> None:
+    """A response the HTTP parser rejects: no exception in the chain (nor its attributes) holds a credential.
+
+    aiohttp's response errors keep the request's headers (Authorization, the session token) in their
+    ``request_info``; such an error must not stay reachable from ours.
+    """
+    raised: list[BaseException] = []
+
+    async def main() -> None:
+        async with SilentServer(send=b"HTTP/1.1 200 OK\r\nBad Header Line\r\nContent-Length: 0\r\n\r\n") as server:
+            client = AnthropicBedrock(
+                access_key="AKIDCANARY",
+                secret_key=CANARY_SECRET,
+                session_token=CANARY_TOKEN,
+                region="us-east-1",
+                endpoint_url=server.url,
+                http_backend=backend,  # type: ignore[arg-type]
+                max_retries=0,
+            )
+            async with client:
+                with anyio.fail_after(10), pytest.raises(BedrockError) as info:
+                    await client.ChatCompletion.create(model=MODEL, messages=HI)
+                raised.append(info.value)
+
+    anyio.run(main)
+    chain = _chain(raised[0])
+    text = "\n".join(
+        [repr(e) + str(e) + repr(vars(e)) + repr(getattr(e, "request_info", None)) for e in chain]
+        + traceback.format_exception(raised[0])
+    )
+    for secret in (CANARY_SECRET, CANARY_TOKEN):
+        assert secret not in text
+    assert not SIGNATURE.search(text)
+
+
+def test_a_bedrock_api_key_from_the_environment_is_checked_without_being_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_BEARER_TOKEN_BEDROCK with a newline (a secret file's last line) is refused by name, never echoed."""
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", "canary-bedrock-api-key\n")
+    with pytest.raises(ConfigurationError) as info:
+        AnthropicBedrock(region="us-east-1")
+    assert "AWS_BEARER_TOKEN_BEDROCK" in str(info.value)
+    assert "canary-bedrock-api-key" not in str(info.value) + repr(info.value)
+
+
+def test_an_invalid_header_is_a_typed_error_that_quotes_nothing() -> None:
+    """h11's LocalProtocolError quotes the header value it refused; ours says which kind of problem, not what."""
+    from bedrock_chat._transport import _failure
+
+    error, _ = _failure(httpx.LocalProtocolError("Illegal header value b'Bearer canary-bedrock-api-key\\n'"))
+    assert isinstance(error, InvalidRequestError)
+    assert error.__cause__ is None
+    assert not getattr(error, "retryable", False)
+    assert "canary" not in str(error) + repr(error)
