@@ -60,6 +60,21 @@ def talk(client: AnthropicBedrock, loop: str) -> list[str]:
     return texts
 
 
+def proxy_error_from(client: AnthropicBedrock, loop: str) -> ProxyError:
+    """The ProxyError a create through ``client`` raises on ``loop``; the pool is idle afterwards."""
+    raised: list[ProxyError] = []
+
+    async def main() -> None:
+        async with client:
+            with anyio.fail_after(20), pytest.raises(ProxyError) as info:
+                await client.ChatCompletion.create(model=MODEL, messages=HI)
+            raised.append(info.value)
+            assert checked_out_connections(client) == 0
+
+    anyio.run(main, backend=loop)
+    return raised[0]
+
+
 @pytest.mark.parametrize("engine", ENGINES, ids=engine_id)
 def test_an_explicit_proxy_with_credentials_forwards_signed_requests(
     bedrock_emulator: BedrockEmulator, engine: tuple[str, str]
@@ -184,7 +199,6 @@ def test_a_proxy_refusal_is_a_proxy_error_not_retried_and_secret_free(
     backend, loop = engine
     monkeypatch.setenv("SSL_CERT_FILE", str(endpoint_certificate[0]))
     caplog.set_level(logging.DEBUG)
-    raised: list[ProxyError] = []
     with running_proxy(ForwardProxy(credentials=(USER, "the-right-one"))) as proxy:
         host_port = proxy.url.removeprefix("http://")
         url = bedrock_emulator.endpoint_url if endpoint == "emulator" else f"https://{ENDPOINT_NAME}"
@@ -196,18 +210,9 @@ def test_a_proxy_refusal_is_a_proxy_error_not_retried_and_secret_free(
             http_backend=backend,  # type: ignore[arg-type]
             proxy=f"http://{CREDENTIALS}@{host_port}",
         )
-
-        async def main() -> None:
-            async with client:
-                with anyio.fail_after(20), pytest.raises(ProxyError) as info:
-                    await client.ChatCompletion.create(model=MODEL, messages=HI)
-                raised.append(info.value)
-                assert checked_out_connections(client) == 0
-
-        anyio.run(main, backend=loop)
+        error = proxy_error_from(client, loop)
     assert len(proxy.records) == 1, "a refusal is not retried"
     assert len(bedrock_emulator.requests) == 0
-    (error,) = raised
     assert "407" in str(error)
     shown = "\n".join([str(error), repr(error), repr(client), caplog.text])
     for secret in (PASSWORD, "p%40ss%3Aw0rd-canary", "w0rd-canary"):
@@ -221,7 +226,6 @@ def test_a_failed_connect_is_a_retried_proxy_error_with_its_status(
     """A 502 to CONNECT (the proxy cannot reach Bedrock) is a ProxyError with status 502, retried like a drop."""
     backend, loop = engine
     monkeypatch.setenv("SSL_CERT_FILE", str(endpoint_certificate[0]))
-    raised: list[ProxyError] = []
     with running_proxy(ForwardProxy(connect_status=502)) as proxy:
         client = AnthropicBedrock(
             access_key="AKIDEXAMPLE",
@@ -232,17 +236,8 @@ def test_a_failed_connect_is_a_retried_proxy_error_with_its_status(
             proxy=proxy.url,
             retry_policy=RetryPolicy(max_retries=2, base=0.0, throttle_base=0.0),
         )
-
-        async def main() -> None:
-            async with client:
-                with anyio.fail_after(20), pytest.raises(ProxyError) as info:
-                    await client.ChatCompletion.create(model=MODEL, messages=HI)
-                raised.append(info.value)
-                assert checked_out_connections(client) == 0
-
-        anyio.run(main, backend=loop)
+        error = proxy_error_from(client, loop)
     assert [r.method for r in proxy.records] == ["CONNECT"] * 3, "two retries after the first refusal"
-    (error,) = raised
     assert error.status == 502
     assert error.retryable
 
