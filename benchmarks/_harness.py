@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
@@ -224,24 +225,57 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def rounds_against_one_emulator(
-    count: int, server_cpu: int | None, measure: Callable[[int, EmulatorInfo], R], *flags: str
-) -> tuple[list[R], float]:
-    """``count`` rounds against one emulator started with ``flags``; (the rounds, seconds taken).
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM/SIGHUP end the run like Ctrl-C does: through the finally blocks that kill the children."""
+    raise SystemExit(128 + signum)
 
-    One server serves every round (and both kinds: replies are cut at each request's max_tokens); every
-    child process is killed on the way out, whatever happens.
+
+def run_rounds(
+    count: int,
+    measure: Callable[[int, EmulatorInfo, int | None], R],
+    metadata: Callable[[int | None, int | None], dict[str, Any]],
+    *flags: str,
+    before: Callable[[int | None], None] | None = None,
+) -> tuple[list[R], dict[str, Any]]:
+    """``count`` rounds against one emulator started with ``flags``; (the rounds, the run's metadata).
+
+    The emulator gets the first CPU and each measurement the second (``measure(index, emulator,
+    client_cpu)``); ``before(client_cpu)`` runs first (warming caches, say). One server serves every
+    round (and both kinds: replies are cut at each request's max_tokens); every child process is killed
+    on the way out, whatever happens, SIGTERM and SIGHUP included.
     """
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    server_cpu, client_cpu = choose_cpus()
+    meta = metadata(server_cpu, client_cpu)
     started = time.perf_counter()
     rounds: list[R] = []
     try:
+        if before is not None:
+            before(client_cpu)
         with emulator(server_cpu, *flags) as target:
             for index in range(count):
                 log(f"round {index + 1}/{count} ({time.perf_counter() - started:.0f} s elapsed)")
-                rounds.append(measure(index, target))
+                rounds.append(measure(index, target, client_cpu))
     finally:
         kill_all()
-    return rounds, round(time.perf_counter() - started, 1)
+    meta["seconds"] = round(time.perf_counter() - started, 1)
+    meta["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return rounds, meta
+
+
+def child_parser(prog: str) -> argparse.ArgumentParser:
+    """The arguments every benchmark child takes: who, what, where, how much."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--kind", choices=("invoke", "stream"), required=True)
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--access-key", default=ACCESS_KEY)
+    parser.add_argument("--secret-key", default=SECRET_KEY)
+    parser.add_argument("--requests", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--streams", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    return parser
 
 
 def median(values: list[float]) -> float:
@@ -272,17 +306,9 @@ async def _child_run(args: argparse.Namespace) -> dict[str, float]:
 
 def child_main(argv: list[str]) -> None:
     """Run one contender and print its summary (with peak RSS in MiB) as one JSON line."""
-    parser = argparse.ArgumentParser(prog="_harness.py child")
+    parser = child_parser("_harness.py child")
     parser.add_argument("--client", required=True)
-    parser.add_argument("--kind", choices=("invoke", "stream"), required=True)
-    parser.add_argument("--endpoint", required=True)
     parser.add_argument("--region", default=REGION)
-    parser.add_argument("--access-key", default=ACCESS_KEY)
-    parser.add_argument("--secret-key", default=SECRET_KEY)
-    parser.add_argument("--requests", type=int, default=0)
-    parser.add_argument("--concurrency", type=int, default=1)
-    parser.add_argument("--streams", type=int, default=0)
-    parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--cpu", type=int, default=None, help="pin this process (when not started by taskset)")
     parser.add_argument("--profile", metavar="PATH", help="write a cProfile of the whole run (pstats format)")
     args = parser.parse_args(argv)

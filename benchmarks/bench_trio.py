@@ -39,7 +39,6 @@ import json
 import os
 import platform
 import resource
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -65,8 +64,8 @@ from _clients import (
     drive_streams,
     stream_httpx,
 )
-from _harness import HERE, REGION, BenchmarkError, choose_cpus, log, median, rounds_against_one_emulator, run_python
-from run import _json_safe, _on_signal, _rotated
+from _harness import HERE, REGION, BenchmarkError, child_parser, log, median, run_python, run_rounds
+from run import _json_safe, _rotated
 
 RESULTS = HERE / "results" / "trio.json"
 CONCURRENCIES = (32, 256)
@@ -283,16 +282,8 @@ async def _child_run(args: argparse.Namespace) -> dict[str, Any]:
 
 def child_main(argv: list[str]) -> None:
     """One contender under trio; its summary (plus peak RSS in MiB) as one JSON line on stdout."""
-    parser = argparse.ArgumentParser(prog="bench_trio.py child")
+    parser = child_parser("bench_trio.py child")
     parser.add_argument("--client", choices=tuple(CONTENDERS), required=True)
-    parser.add_argument("--kind", choices=("invoke", "stream"), required=True)
-    parser.add_argument("--endpoint", required=True)
-    parser.add_argument("--access-key", required=True)
-    parser.add_argument("--secret-key", required=True)
-    parser.add_argument("--requests", type=int, default=0)
-    parser.add_argument("--concurrency", type=int, default=1)
-    parser.add_argument("--streams", type=int, default=0)
-    parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
     summary = anyio.run(_child_run, args, backend="trio")
     summary["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
@@ -495,17 +486,12 @@ def parse_settings(argv: list[str]) -> Settings:
 def main(argv: list[str]) -> int:
     """All rounds against one emulator; print the report and write benchmarks/results/trio.json."""
     settings = parse_settings(argv)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
-    server_cpu, client_cpu = choose_cpus()
-    meta = _metadata(server_cpu, client_cpu)
-    rounds, meta["seconds"] = rounds_against_one_emulator(
+    rounds, meta = run_rounds(
         settings.rounds,
-        server_cpu,
-        lambda index, target: measure_round(settings, index, target, client_cpu),
+        lambda index, target, client_cpu: measure_round(settings, index, target, client_cpu),
+        _metadata,
         *("--reply-tokens", str(STREAM_MAX_TOKENS), "--chunk-tokens", "1"),
     )
-    meta["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     summary = aggregate(rounds)
     print(report(summary, meta, settings))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -22,12 +22,10 @@ import math
 import os
 import platform
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from _clients import CONTENDERS, FLOOR, STREAM_MAX_TOKENS
@@ -35,13 +33,12 @@ from _harness import (
     HERE,
     ROOT,
     BenchmarkError,
-    choose_cpus,
     import_seconds,
     log,
     median,
-    rounds_against_one_emulator,
     run_client,
     run_python,
+    run_rounds,
 )
 
 OURS = "bedrock_chat"
@@ -537,28 +534,22 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _on_signal(signum: int, _frame: FrameType | None) -> None:
-    """SIGTERM/SIGHUP end the run like Ctrl-C does: through the finally blocks that kill the children."""
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run all rounds against one emulator, then print and save the report."""
     settings = parse_settings(argv)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
-    server_cpu, client_cpu = choose_cpus()
-    meta = _metadata(server_cpu, client_cpu)
-    if settings.micro:  # compile and cache bytecode once, so no round pays for it
-        for module in IMPORT_MODULES:
-            import_seconds(module, client_cpu)
-    rounds, meta["seconds"] = rounds_against_one_emulator(
+
+    def warm(client_cpu: int | None) -> None:
+        if settings.micro:  # compile and cache bytecode once, so no round pays for it
+            for module in IMPORT_MODULES:
+                import_seconds(module, client_cpu)
+
+    rounds, meta = run_rounds(
         settings.rounds,
-        server_cpu,
-        lambda index, target: measure_round(settings, index, target, client_cpu),
+        lambda index, target, client_cpu: measure_round(settings, index, target, client_cpu),
+        _metadata,
         *("--reply-tokens", str(STREAM_MAX_TOKENS), "--chunk-tokens", "1"),
+        before=warm,
     )
-    meta["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     summary = aggregate(rounds)
     report = markdown(summary, meta, settings)
     print(report)
