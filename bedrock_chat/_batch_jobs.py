@@ -252,6 +252,11 @@ def prepare_input(
     )
 
 
+def default_job_name(prepared: PreparedInput) -> str:
+    """``bedrock-chat-`` and 16 hex digits of the input's digest: the same input names the same job."""
+    return f"bedrock-chat-{prepared.digest[:16]}"
+
+
 def result_line(line: dict[str, Any]) -> dict[str, Any]:
     """A service output line in the local run's shape: its keys in the local order, nothing else."""
     return {key: line[key] for key in _RESULT_KEYS if key in line}
@@ -349,7 +354,7 @@ class BatchJobs:
             folder = f"{prefix}/{prepared.digest[:16]}" if prefix else prepared.digest[:16]
             for file in prepared.files:
                 await self._call(s3.upload_file, Filename=str(file), Bucket=bucket, Key=f"{folder}/input/{file.name}")
-        name = job_name or f"bedrock-chat-{prepared.digest[:16]}"
+        name = job_name or default_job_name(prepared)
         token = hashlib.sha256(f"{prepared.digest}\n{name}".encode()).hexdigest()
         input_uri, output_uri = _join(bucket, folder, "input"), _join(bucket, folder, "output")
         request: dict[str, Any] = {
@@ -367,6 +372,33 @@ class BatchJobs:
         return SubmittedJob(
             arn=created["jobArn"], token=token, input_uri=input_uri, output_uri=output_uri, prepared=prepared
         )
+
+    async def find(
+        self, path: str | Path, *, model: str, job_name: str | None = None, skip: Iterable[str] = ()
+    ) -> JobStatus | None:
+        """The newest job that :meth:`submit` created (or would create) for this input, or None.
+
+        The input is validated as ``submit`` validates it (nothing is uploaded); the job is found by
+        its name, which defaults to one derived from the input's content, so the same file, model and
+        ``skip`` find the same job.
+        """
+        with tempfile.TemporaryDirectory(prefix="bedrock-chat-find-") as temporary:
+            prepared = await anyio.to_thread.run_sync(
+                lambda: prepare_input(
+                    self._client, Path(path), model=model, directory=Path(temporary), skip=skip, limits=self.limits
+                )
+            )
+        name = job_name or default_job_name(prepared)
+        bedrock, _ = await self._clients()
+        request: dict[str, Any] = {"nameContains": name, "sortBy": "CreationTime", "sortOrder": "Descending"}
+        while True:
+            page = await self._call(bedrock.list_model_invocation_jobs, **request)
+            for summary in page.get("invocationJobSummaries", []):
+                if summary.get("jobName") == name:
+                    return JobStatus.from_response(summary)
+            if not page.get("nextToken"):
+                return None
+            request["nextToken"] = page["nextToken"]
 
     async def status(self, job_arn: str) -> JobStatus:
         """GetModelInvocationJob."""

@@ -8,7 +8,8 @@ submitted as one job (``_batch_jobs.BatchJobs``). Progress is polled and printed
 output lines are appended to OUTPUT in the local run's shape, and the records the service never reported
 are listed with the one command that runs them locally (the local run resumes: it only does records
 OUTPUT lacks). Ctrl-C detaches: the job keeps running, and the printed ``--attach`` command picks it up.
-Rerunning the same command finds the same job (its client request token hashes the content).
+Rerunning the same command finds the same job (its client request token hashes the content), and so
+does ``--stop`` without ``--attach`` (by the job name derived from the content).
 """
 
 from __future__ import annotations
@@ -56,7 +57,11 @@ def add_bedrock_batch_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--role-arn", metavar="ARN", help="the IAM service role Bedrock runs the job as")
     group.add_argument("--job-name", help="job name (default bedrock-chat-<content hash>)")
     group.add_argument("--attach", metavar="JOB_ARN", help="follow an existing job instead of submitting one")
-    group.add_argument("--stop", action="store_true", help="with --attach: stop the job")
+    group.add_argument(
+        "--stop",
+        action="store_true",
+        help="stop the job (the one --attach names, else the one this input and --model submitted)",
+    )
     group.add_argument(
         "--poll-interval", type=_interval, default=30.0, metavar="SECONDS", help="seconds between status polls"
     )
@@ -135,6 +140,11 @@ async def _main(
         )
         if args.attach:
             run.arn = args.attach
+        elif args.stop:
+            found = await jobs.find(args.input, model=args.model, job_name=args.job_name, skip=done)
+            if found is None:
+                raise BedrockError("no job of this input was found (same file, --model and OUTPUT as when submitted?)")
+            run.arn = found.arn
         else:
             submitted = await jobs.submit(
                 args.input, s3_uri=args.s3, role_arn=args.role_arn, model=args.model, job_name=args.job_name, skip=done
@@ -185,10 +195,7 @@ def run_bedrock_batch(args: argparse.Namespace) -> int:
     from ._batch_cli import _done_records, _OutputError, _scan
 
     err = sys.stderr
-    if args.stop and not args.attach:
-        err.write("bedrock-chat batch: --stop needs --attach JOB_ARN\n")
-        return EXIT_USAGE
-    if not args.attach and (not args.s3 or not args.role_arn):
+    if not args.attach and not args.stop and (not args.s3 or not args.role_arn):
         err.write("bedrock-chat batch: --via bedrock-batch needs --s3 s3://BUCKET/PREFIX and --role-arn ARN\n")
         return EXIT_USAGE
     try:

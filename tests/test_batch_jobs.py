@@ -188,8 +188,11 @@ def test_ctrl_c_detaches_and_attach_completes(
     assert len(emu.control_plane.jobs) == 1
 
 
-def test_stop_flag_stops_the_job(cli: Any, emu: BedrockEmulator, bucket: str, tmp_path: Path) -> None:
-    """--attach ARN --stop stops a running job; --stop alone is a usage error."""
+@pytest.mark.parametrize("by", ["input", "arn"])
+def test_stop_flag_stops_the_job(
+    cli: Any, emu: BedrockEmulator, bucket: str, tmp_path: Path, by: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--stop stops a running job: the one --attach names, or the one this input and model submitted."""
     emu.options = attrs.evolve(emu.options, jobs=attrs.evolve(emu.options.jobs, record_delay=0.05))
 
     async def submit() -> str:
@@ -203,8 +206,12 @@ def test_stop_flag_stops_the_job(cli: Any, emu: BedrockEmulator, bucket: str, tm
             return submitted.arn
 
     arn = anyio.run(submit)
-    assert cli("in.jsonl", "-o", "out.jsonl", "--via", "bedrock-batch", "--stop") == 2
-    assert cli("in.jsonl", "-o", "out.jsonl", "--via", "bedrock-batch", "--attach", arn, "--stop") == 0
+    _write(tmp_path / "other.jsonl", 101)  # another input: no job of its own
+    assert cli("other.jsonl", "-o", "out.jsonl", "--via", "bedrock-batch", "--stop", "--model", MODEL) == 1
+    assert "no job of this input was found" in capsys.readouterr().err
+    target = ["--attach", arn] if by == "arn" else []
+    assert cli("in.jsonl", "-o", "out.jsonl", "--via", "bedrock-batch", *target, "--stop", "--model", MODEL) == 0
+    assert f"stop requested for {arn}" in capsys.readouterr().err
     [job] = emu.control_plane.jobs.values()
     assert job.status in ("Stopping", "Stopped")
 
@@ -279,3 +286,24 @@ async def test_missing_boto3_is_a_configuration_error(monkeypatch: pytest.Monkey
     async with AnthropicBedrock(access_key="a", secret_key="b", region="us-east-1") as client:
         with pytest.raises(ConfigurationError, match="pip install boto3"):
             await client.batch_jobs.status("arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/x")
+
+
+@pytest.mark.asyncio
+async def test_find_returns_the_newest_job_of_the_input_and_none_for_another(
+    emu: BedrockEmulator, bucket: str, tmp_path: Path
+) -> None:
+    """find() names the job submit() created for the same file and model (newest first); another input has none."""
+    source = _write(tmp_path / "in.jsonl", 100)
+    async with AnthropicBedrock(
+        access_key=emu.access_key, secret_key=emu.secret_key, region=emu.region, endpoint_url=emu.endpoint_url
+    ) as client:
+        jobs = BatchJobs(client, s3_endpoint_url=emu.options.jobs.s3_endpoint_url)
+        first = await jobs.submit(source, s3_uri=f"s3://{bucket}/f", role_arn=ROLE, model=MODEL)
+        renamed = await jobs.submit(source, s3_uri=f"s3://{bucket}/f", role_arn=ROLE, model=MODEL, job_name="mine")
+        found = await jobs.find(source, model=MODEL)
+        assert found is not None
+        assert found.arn == first.arn
+        named = await jobs.find(source, model=MODEL, job_name="mine")
+        assert named is not None
+        assert named.arn == renamed.arn
+        assert await jobs.find(_write(tmp_path / "other.jsonl", 100, start=500), model=MODEL) is None
