@@ -329,15 +329,16 @@ class Progress:
         """Records finished in this run (ok or failed)."""
         return self.ok + self.failed
 
-    def bar(self, now: float, width: int = 24) -> str:
-        """``[#####-----] 50/100 done, 2 failed | 12.3 req/s | 456 tok/s | ETA 0:04``."""
+    def bar(self, now: float, width: int = 24, *, tokens: bool = True) -> str:
+        """``[#####-----] 50/100 done, 2 failed | 12.3 req/s | 456 tok/s | ETA 0:04`` (tok/s only if ``tokens``)."""
         elapsed = max(now - self.started, 1e-9)
         rate = self.done / elapsed
-        filled = width * self.done // self.total if self.total else width
-        eta = _duration((self.total - self.done) / rate) if rate > 0 else "?"
+        filled = width * min(self.done, self.total) // self.total if self.total else width
+        eta = _duration(max(self.total - self.done, 0) / rate) if rate > 0 else "?"
+        token_rate = f" | {self.tokens / elapsed:.0f} tok/s" if tokens else ""
         return (
             f"[{'#' * filled}{'-' * (width - filled)}] {self.done}/{self.total} done, {self.failed} failed"
-            f" | {rate:.1f} req/s | {self.tokens / elapsed:.0f} tok/s | ETA {eta}"
+            f" | {rate:.1f} req/s{token_rate} | ETA {eta}"
         )
 
     def summary(self, now: float, output: str) -> str:

@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 The input is scanned and validated exactly as the local run does (``_batch_jobs.prepare_input``), the
 records already in OUTPUT are left out (so a local run and a job can share one OUTPUT), and the rest is
-submitted as one job (``_batch_jobs.BatchJobs``). Progress is polled and printed; when the job ends its
+submitted as one job (``_batch_jobs.BatchJobs``). Progress is polled and printed (a bar redrawn in place
+on a terminal while the job runs, one line per status change otherwise); when the job ends its
 output lines are appended to OUTPUT in the local run's shape, and the records the service never reported
 are listed with the one command that runs them locally (the local run resumes: it only does records
 OUTPUT lacks). Ctrl-C detaches: the job keeps running, and the printed ``--attach`` command picks it up.
@@ -19,12 +20,14 @@ import contextlib
 import json
 import shlex
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
 
+from ._batch_cli import Progress
 from ._batch_jobs import BatchJobs, BatchLimits, JobStatus
 from ._errors import BedrockError
 
@@ -156,11 +159,21 @@ async def _main(
             err.write(f"bedrock-chat batch: stop requested for {run.arn}\n")
             return
         last: list[str] = []
+        tty = err.isatty()
+        progress = Progress(total=0, started=time.monotonic())
 
         def show(job: JobStatus) -> None:
+            if tty and job.total and job.status == "InProgress":  # a bar redrawn in place
+                progress.total, progress.failed = job.total, job.failed or 0
+                progress.ok = (job.processed or 0) - progress.failed
+                bar = progress.bar(time.monotonic(), tokens=False)
+                err.write(f"\rbedrock-chat batch: job {job.status} {bar}\x1b[K")
+                err.flush()
+                last[:] = ["bar"]
+                return
             line = _describe(job)
             if not last or line != last[0]:
-                err.write(line)
+                err.write(("\r\x1b[K" if last == ["bar"] else "") + line)
                 err.flush()
                 last[:] = [line]
 

@@ -400,6 +400,9 @@ def test_progress_bar_and_summary_text() -> None:
     progress.interrupted = True
     assert "interrupted (rerun to resume)" in progress.summary(10.0, "out.jsonl")
     assert Progress(total=0, started=0.0).bar(1.0, width=4) == "[####] 0/0 done, 0 failed | 0.0 req/s | 0 tok/s | ETA ?"
+    # A batch job's counts: no token rate known; a service that reports more than the total stays in the bar.
+    job = Progress(total=10, started=0.0, ok=12)
+    assert job.bar(4.0, width=10, tokens=False) == "[##########] 12/10 done, 0 failed | 3.0 req/s | ETA 0:00"
 
 
 class _Terminal(io.StringIO):

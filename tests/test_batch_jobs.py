@@ -7,6 +7,7 @@ Waits poll the job's status with a short interval, bounded by ``fail_after``.
 from __future__ import annotations
 
 import builtins
+import io
 import json
 import os
 import time
@@ -307,3 +308,28 @@ async def test_find_returns_the_newest_job_of_the_input_and_none_for_another(
         assert named is not None
         assert named.arn == renamed.arn
         assert await jobs.find(_write(tmp_path / "other.jsonl", 100, start=500), model=MODEL) is None
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_sees_a_progress_bar_redrawn_in_place(
+    cli: Any, emu: BedrockEmulator, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal the running job is one bar redrawn with \\r (counts from the service), then the summary."""
+    emu.options = attrs.evolve(emu.options, jobs=attrs.evolve(emu.options.jobs, record_delay=0.005))
+    _write(tmp_path / "in.jsonl", 120)
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert cli(*_batch_args(bucket, "out.jsonl"), "--model", MODEL) == 0
+    shown = terminal.getvalue()
+    bars = [part for part in shown.split("\r") if "job InProgress [" in part]
+    assert bars, shown
+    assert all("/120 done" in bar and "req/s | ETA" in bar and "tok/s" not in bar for bar in bars)
+    assert "\r\x1b[K" in shown  # the bar is cleared before the next line
+    assert " Completed: 120/120 records processed, 0 failed\n" in shown
+    assert len(_comparable(tmp_path / "out.jsonl")) == 120
