@@ -121,13 +121,19 @@ class HttpcoreTransport(httpx.AsyncBaseTransport):
             keepalive_expiry=keepalive_expiry,
         )
         self._urls: dict[str, httpcore2.URL] = {}
+        #: Through a proxy, an http request is sent in absolute form; we give that form ourselves, because
+        #: httpcore2 would write an IPv6 host without its brackets.
+        self._forwarding = proxy is not None
 
     def _core_url(self, url: str) -> httpcore2.URL:
         cached = self._urls.get(url)
         if cached is None:
             if len(self._urls) >= 1024:
                 self._urls.clear()
-            cached = self._urls[url] = httpcore2.URL(url)  # splits the text; %3A stays as it was signed
+            cached = httpcore2.URL(url)  # splits the text; %3A stays as it was signed
+            if self._forwarding and cached.scheme == b"http":
+                cached = httpcore2.URL(scheme=b"http", host=cached.host, port=cached.port, target=url.encode("ascii"))
+            self._urls[url] = cached
         return cached
 
     async def post_and_read(
@@ -160,7 +166,12 @@ class HttpcoreTransport(httpx.AsyncBaseTransport):
         url = request.url
         core_request = httpcore2.Request(
             request.method.encode("ascii"),
-            httpcore2.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            httpcore2.URL(
+                scheme=url.raw_scheme,
+                host=url.raw_host,
+                port=url.port,
+                target=str(url).encode("ascii") if self._forwarding and url.scheme == "http" else url.raw_path,
+            ),
             headers=request.headers.raw,
             content=cast(AsyncIterable[bytes], request.stream),
             extensions=request.extensions,

@@ -260,3 +260,24 @@ def test_the_client_and_its_transport_hold_the_proxy_password_nowhere_visible(
     text = "\n".join(shown)
     for secret in (PASSWORD, "p%40ss%3Aw0rd-canary", "w0rd-canary", botocore_basic_auth().split()[1]):
         assert secret not in text
+
+
+@pytest.mark.parametrize("engine", ENGINES[:3], ids=engine_id)
+def test_an_ipv6_endpoint_is_forwarded_with_its_brackets(
+    bedrock_emulator: BedrockEmulator, engine: tuple[str, str]
+) -> None:
+    """``http://[::1]:port`` through a proxy: the absolute-form target keeps the brackets (the proxy routes it on)."""
+    backend, loop = engine
+    host, port = bedrock_emulator.endpoint_url.removeprefix("http://").rsplit(":", 1)
+    with running_proxy(ForwardProxy(upstream=(host, int(port)))) as proxy:
+        client = AnthropicBedrock(
+            access_key=bedrock_emulator.access_key,
+            secret_key=bedrock_emulator.secret_key,
+            region=bedrock_emulator.region,
+            endpoint_url=f"http://[::1]:{port}",
+            http_backend=backend,  # type: ignore[arg-type]
+            proxy=proxy.url,
+        )
+        assert all(talk(client, loop))
+    assert {r.target.split("/model/")[0] for r in proxy.records} == {f"http://[::1]:{port}"}
+    assert {dict(r.headers)["host"] for r in bedrock_emulator.requests} == {f"[::1]:{port}"}
