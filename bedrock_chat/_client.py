@@ -323,8 +323,8 @@ class AnthropicBedrock:
         endpoint_url: override the endpoint (the emulator, VPC endpoints); ``http://`` only for
             loopback hosts unless ``allow_insecure_http=True``.
         timeout: seconds, or an ``httpx.Timeout`` (connect/read/write/pool).
-        max_retries: retries after the first attempt for throttling, 5xx, ModelNotReady,
-            ModelTimeout and connection errors (default 2: three attempts).
+        max_retries: retries after the first attempt for throttling, 500/502/503/504, ModelNotReady,
+            ModelTimeout, connection errors, timeouts and cut-short streams (default 2: three attempts).
         max_connections: connection pool size of the default transport.
         transport: an ``httpx.AsyncBaseTransport`` to send through (tests pass ``httpx.MockTransport``);
             the client does not close a transport it was given.
