@@ -89,8 +89,8 @@ def with_source(client: AnthropicBedrock, source: BotocoreCredentialSource) -> A
     return client
 
 
-@pytest.mark.asyncio
-async def test_credentials_near_expiry_refresh_once_off_the_loop(bedrock_emulator: BedrockEmulator) -> None:
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_credentials_near_expiry_refresh_once_off_the_loop(bedrock_emulator: BedrockEmulator, backend: str) -> None:
     """200 concurrent requests on credentials near expiry share one 1-second refresh; the loop never stalls."""
     bedrock_emulator.options = attrs.evolve(bedrock_emulator.options, session_token=TOKEN)
     now = [time.time()]
@@ -100,36 +100,42 @@ async def test_credentials_near_expiry_refresh_once_off_the_loop(bedrock_emulato
     source = BotocoreCredentialSource(session_factory=lambda profile: FakeSession(credentials), clock=lambda: now[0])
     monitor = LoopMonitor(interval=0.005)
     completions: list[str] = []
-    async with with_source(client_for(bedrock_emulator), source) as client:
-        await client.ChatCompletion.create(model=MODEL, messages=HI)
-        assert (source.resolutions, credentials.calls) == (1, 1)
-        now[0] += 3600 - 300  # five minutes left: inside the ten-minute refresh margin, not expired
+    timing: list[float] = []
 
-        async def one() -> None:
-            chat = await client.ChatCompletion.create(model=MODEL, messages=HI)
-            completions.append(chat.completion)
+    async def main() -> None:
+        async with with_source(client_for(bedrock_emulator), source) as client:
+            await client.ChatCompletion.create(model=MODEL, messages=HI)
+            assert (source.resolutions, credentials.calls) == (1, 1)
+            now[0] += 3600 - 300  # five minutes left: inside the ten-minute refresh margin, not expired
 
-        started = time.monotonic()
-        with anyio.fail_after(30):
-            async with anyio.create_task_group() as outer:
-                outer.start_soon(monitor.run)
-                async with anyio.create_task_group() as tg:
-                    for _ in range(200):
-                        tg.start_soon(one)
-                outer.cancel_scope.cancel()
-        took = time.monotonic() - started
-        assert checked_out_connections(client) == 0
+            async def one() -> None:
+                chat = await client.ChatCompletion.create(model=MODEL, messages=HI)
+                completions.append(chat.completion)
+
+            started = time.monotonic()
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as outer:
+                    outer.start_soon(monitor.run)
+                    async with anyio.create_task_group() as tg:
+                        for _ in range(200):
+                            tg.start_soon(one)
+                    outer.cancel_scope.cancel()
+            timing.append(time.monotonic() - started)
+            assert checked_out_connections(client) == 0
+
+    anyio.run(main, backend=backend)
+    (took,) = timing
     assert len(completions) == 200
     assert (source.resolutions, credentials.calls) == (2, 2), "one refresh for all 200 requests"
     assert threading.get_ident() not in credentials.threads, "botocore was only ever called off the loop"
     (refresh_start, refresh_end) = credentials.refreshes[0]
     stall = monitor.max_gap(refresh_start, refresh_end)
     record_figure(
-        "credentials: refresh took / loop's largest stall during it (s)",
+        f"credentials ({backend}): refresh took / loop's largest stall during it (s)",
         (round(refresh_end - refresh_start, 3), round(stall, 4)),
     )
     record_figure(
-        "credentials: 200 requests incl. refresh (s) / largest stall overall (s)",
+        f"credentials ({backend}): 200 requests incl. refresh (s) / largest stall overall (s)",
         (round(took, 3), round(monitor.max_gap(), 4)),
     )
     assert took >= REFRESH_SECONDS
