@@ -485,6 +485,12 @@ class AnthropicBedrock:
         and nothing is billed.
         """
         resolved = resolve_model(model)
+        if resolved.info is not None and Surface.INVOKE not in resolved.info.surfaces:
+            raise InvalidRequestError(
+                "model",
+                f"{resolved.display_name} is served only on the Messages endpoint, which has no token counting "
+                "(CountTokens takes InvokeModel bodies); the usage of a real call has the count",
+            )
         sampling = validate_sampling(
             resolved, max_tokens_to_sample=DEFAULT_MAX_TOKENS if max_tokens_to_sample is None else max_tokens_to_sample
         )

@@ -446,6 +446,19 @@ async def test_count_tokens_matches_the_usage_of_the_call(bedrock_emulator: Bedr
 
 
 @pytest.mark.asyncio
+async def test_count_tokens_refuses_a_messages_endpoint_only_model_before_any_io(
+    bedrock_emulator: BedrockEmulator,
+) -> None:
+    """Models served only on /anthropic/v1/messages cannot be counted (CountTokens takes InvokeModel bodies)."""
+    async with emulator_client(bedrock_emulator) as client:
+        with pytest.raises(InvalidRequestError) as raised:
+            await client.count_tokens(model="anthropic.claude-opus-4-8", messages=HI)
+    assert raised.value.field == "model"
+    assert "Messages endpoint" in str(raised.value)
+    assert len(bedrock_emulator.requests) == 0
+
+
+@pytest.mark.asyncio
 async def test_api_key_and_request_options_end_to_end(bedrock_emulator: BedrockEmulator) -> None:
     """The emulator accepts the client's Bearer key and request-option headers, echoing what Bedrock echoes."""
     bedrock_emulator.options = attrs.evolve(bedrock_emulator.options, api_key=KEY)
