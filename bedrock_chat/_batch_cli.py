@@ -323,6 +323,8 @@ class Progress:
     failed: int = 0
     tokens: int = 0
     interrupted: bool = False
+    #: Records already done when watching started (a batch job attached to midway): not in the rate.
+    baseline: int = 0
 
     @property
     def done(self) -> int:
@@ -332,7 +334,7 @@ class Progress:
     def bar(self, now: float, width: int = 24, *, tokens: bool = True) -> str:
         """``[#####-----] 50/100 done, 2 failed | 12.3 req/s | 456 tok/s | ETA 0:04`` (tok/s only if ``tokens``)."""
         elapsed = max(now - self.started, 1e-9)
-        rate = self.done / elapsed
+        rate = max(self.done - self.baseline, 0) / elapsed
         filled = width * min(self.done, self.total) // self.total if self.total else width
         eta = _duration(max(self.total - self.done, 0) / rate) if rate > 0 else "?"
         token_rate = f" | {self.tokens / elapsed:.0f} tok/s" if tokens else ""

@@ -84,7 +84,7 @@ class BatchLimits:
 class PreparedInput:
     """Validated records, written as Bedrock input part files, and the hash that names them."""
 
-    directory: Path
+    directory: Path | None  # None: validated and hashed only, nothing written
     files: tuple[Path, ...]
     record_ids: frozenset[str]
     model_id: str
@@ -165,11 +165,13 @@ def prepare_input(
     path: Path,
     *,
     model: str,
-    directory: Path,
+    directory: Path | None,
     skip: Iterable[str] = (),
     limits: BatchLimits = BatchLimits(),
 ) -> PreparedInput:
     """Validate ``path`` (skipping record ids in ``skip``) and write its records as part files in ``directory``.
+
+    With ``directory=None`` nothing is written: only the validation and the digest (what ``find`` needs).
 
     Raises:
         BatchInputError: malformed lines, duplicate ids, invalid inputs, another model, wrong record count.
@@ -228,9 +230,10 @@ def prepare_input(
     size = 0
 
     def flush() -> None:
-        name = directory / f"part-{len(files) + 1:05d}.jsonl"
-        name.write_bytes(b"".join(part))
-        files.append(name)
+        if directory is not None:
+            name = directory / f"part-{len(files) + 1:05d}.jsonl"
+            name.write_bytes(b"".join(part))
+            files.append(name)
 
     for line in lines:
         if len(line) > limits.max_bytes_per_file:
@@ -382,12 +385,9 @@ class BatchJobs:
         its name, which defaults to one derived from the input's content, so the same file, model and
         ``skip`` find the same job.
         """
-        with tempfile.TemporaryDirectory(prefix="bedrock-chat-find-") as temporary:
-            prepared = await anyio.to_thread.run_sync(
-                lambda: prepare_input(
-                    self._client, Path(path), model=model, directory=Path(temporary), skip=skip, limits=self.limits
-                )
-            )
+        prepared = await anyio.to_thread.run_sync(
+            lambda: prepare_input(self._client, Path(path), model=model, directory=None, skip=skip, limits=self.limits)
+        )
         name = job_name or default_job_name(prepared)
         bedrock, _ = await self._clients()
         request: dict[str, Any] = {"nameContains": name, "sortBy": "CreationTime", "sortOrder": "Descending"}

@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -118,6 +119,54 @@ def _describe(job: JobStatus) -> str:
     return f"bedrock-chat batch: job {job.name} {job.status}{counts}{message}\n"
 
 
+class _JobDisplay:
+    """A job's progress: on a terminal one bar redrawn in place while it runs, else a line per change.
+
+    The rate counts only what this process saw (a job attached to midway is not "fast"), and the bar
+    is fitted to the terminal's width: a wrapped line cannot be redrawn in place.
+    """
+
+    def __init__(self, err: TextIO) -> None:
+        self._err = err
+        self._tty = err.isatty()
+        self._progress: Progress | None = None
+        self._last = ""
+        self._bar_shown = False
+
+    def show(self, job: JobStatus) -> None:
+        if self._tty and job.total and job.status == "InProgress":
+            self._draw(job)
+            return
+        line = _describe(job)
+        if line != self._last:
+            self.clear()
+            self._err.write(line)
+            self._err.flush()
+            self._last = line
+
+    def _draw(self, job: JobStatus) -> None:
+        now = time.monotonic()
+        done = job.processed or 0
+        progress = self._progress
+        if progress is None:  # the first count seen is the baseline of the rate
+            progress = self._progress = Progress(total=0, started=now, baseline=done)
+        progress.total, progress.failed = job.total or 0, job.failed or 0
+        progress.ok = done - progress.failed
+        columns = shutil.get_terminal_size((80, 24)).columns
+        bare = f"{job.status} " + progress.bar(now, width=0, tokens=False)
+        line = f"{job.status} " + progress.bar(now, width=max(columns - 1 - len(bare), 0), tokens=False)
+        self._err.write("\r" + line[: columns - 1] + "\x1b[K")
+        self._err.flush()
+        self._bar_shown = True
+        self._last = ""
+
+    def clear(self) -> None:
+        if self._bar_shown:
+            self._err.write("\r\x1b[K")
+            self._err.flush()
+            self._bar_shown = False
+
+
 class _Run:
     """What the async part learned, for the synchronous caller (the job's ARN survives a Ctrl-C)."""
 
@@ -144,9 +193,17 @@ async def _main(
         if args.attach:
             run.arn = args.attach
         elif args.stop:
+            if not expected:
+                raise BedrockError("every record of this input is already in OUTPUT: no job to stop (--attach JOB_ARN)")
             found = await jobs.find(args.input, model=args.model, job_name=args.job_name, skip=done)
             if found is None:
-                raise BedrockError("no job of this input was found (same file, --model and OUTPUT as when submitted?)")
+                raise BedrockError(
+                    "no job of this input was found (the same file, --model, --job-name and OUTPUT as when it was"
+                    " submitted?); --attach JOB_ARN --stop stops any job"
+                )
+            if found.finished:
+                err.write(f"bedrock-chat batch: job {found.arn} is already {found.status}: nothing to stop\n")
+                return
             run.arn = found.arn
         else:
             submitted = await jobs.submit(
@@ -158,26 +215,11 @@ async def _main(
             await jobs.stop(run.arn)
             err.write(f"bedrock-chat batch: stop requested for {run.arn}\n")
             return
-        last: list[str] = []
-        tty = err.isatty()
-        progress = Progress(total=0, started=time.monotonic())
-
-        def show(job: JobStatus) -> None:
-            if tty and job.total and job.status == "InProgress":  # a bar redrawn in place
-                progress.total, progress.failed = job.total, job.failed or 0
-                progress.ok = (job.processed or 0) - progress.failed
-                bar = progress.bar(time.monotonic(), tokens=False)
-                err.write(f"\rbedrock-chat batch: job {job.status} {bar}\x1b[K")
-                err.flush()
-                last[:] = ["bar"]
-                return
-            line = _describe(job)
-            if not last or line != last[0]:
-                err.write(("\r\x1b[K" if last == ["bar"] else "") + line)
-                err.flush()
-                last[:] = [line]
-
-        run.status = await jobs.wait(run.arn, poll_interval=args.poll_interval, on_status=show)
+        display = _JobDisplay(err)
+        try:
+            run.status = await jobs.wait(run.arn, poll_interval=args.poll_interval, on_status=display.show)
+        finally:
+            display.clear()  # an error message, or Ctrl-C's, starts on a line of its own
         seen: set[str] = set()
         pending: list[bytes] = []
         async with await anyio.open_file(args.output, "ab") as output:

@@ -488,8 +488,9 @@ class AnthropicBedrock:
         if resolved.info is not None and Surface.INVOKE not in resolved.info.surfaces:
             raise InvalidRequestError(
                 "model",
-                f"{resolved.display_name} is served only on the Messages endpoint, which has no token counting "
-                "(CountTokens takes InvokeModel bodies); the usage of a real call has the count",
+                f"{resolved.display_name} is served only on the Messages endpoint: CountTokens takes InvokeModel "
+                "bodies, and no counting operation of that endpoint is known (UNVERIFIED); "
+                "a call's usage has the count",
             )
         sampling = validate_sampling(
             resolved, max_tokens_to_sample=DEFAULT_MAX_TOKENS if max_tokens_to_sample is None else max_tokens_to_sample

@@ -23,7 +23,7 @@ import pytest
 from e2e_helpers import moto_s3_server
 
 from bedrock_chat import AnthropicBedrock, ConfigurationError
-from bedrock_chat._batch_jobs import BatchInputError, BatchJobs, BatchLimits, prepare_input
+from bedrock_chat._batch_jobs import BatchInputError, BatchJobs, BatchLimits, JobStatus, prepare_input
 from bedrock_chat.cli import main
 from bedrock_chat.emulator import BedrockEmulator, EmulatorOptions, run_emulator_in_thread
 from bedrock_chat.emulator._job_options import JobOptions
@@ -196,25 +196,27 @@ def test_stop_flag_stops_the_job(
     """--stop stops a running job: the one --attach names, or the one this input and model submitted."""
     emu.options = attrs.evolve(emu.options, jobs=attrs.evolve(emu.options.jobs, record_delay=0.05))
 
-    async def submit() -> str:
+    async def submit(name: str, start: int) -> str:
         async with AnthropicBedrock(
             access_key=emu.access_key, secret_key=emu.secret_key, region=emu.region, endpoint_url=emu.endpoint_url
         ) as client:
             jobs = BatchJobs(client, s3_endpoint_url=emu.options.jobs.s3_endpoint_url)
             submitted = await jobs.submit(
-                _write(tmp_path / "in.jsonl", 100), s3_uri=f"s3://{bucket}/x", role_arn=ROLE, model=MODEL
+                _write(tmp_path / name, 100, start=start), s3_uri=f"s3://{bucket}/x", role_arn=ROLE, model=MODEL
             )
             return submitted.arn
 
-    arn = anyio.run(submit)
-    _write(tmp_path / "other.jsonl", 101)  # another input: no job of its own
+    arn = anyio.run(submit, "in.jsonl", 0)
+    bystander = anyio.run(submit, "running.jsonl", 500)  # another input's job, running alongside
+    _write(tmp_path / "other.jsonl", 101, start=1000)  # an input with no job of its own
     assert cli("other.jsonl", "-o", "out.jsonl", "--via", "bedrock-batch", "--stop", "--model", MODEL) == 1
     assert "no job of this input was found" in capsys.readouterr().err
     target = ["--attach", arn] if by == "arn" else []
     assert cli("in.jsonl", "-o", "out.jsonl", "--via", "bedrock-batch", *target, "--stop", "--model", MODEL) == 0
     assert f"stop requested for {arn}" in capsys.readouterr().err
-    [job] = emu.control_plane.jobs.values()
-    assert job.status in ("Stopping", "Stopped")
+    statuses = {job.arn: job.status for job in emu.control_plane.jobs.values()}
+    assert statuses[arn] in ("Stopping", "Stopped")
+    assert statuses[bystander] not in ("Stopping", "Stopped"), "only this input's job is stopped"
 
 
 @pytest.mark.asyncio
@@ -327,9 +329,68 @@ def test_a_terminal_sees_a_progress_bar_redrawn_in_place(
     monkeypatch.setattr("sys.stderr", terminal)
     assert cli(*_batch_args(bucket, "out.jsonl"), "--model", MODEL) == 0
     shown = terminal.getvalue()
-    bars = [part for part in shown.split("\r") if "job InProgress [" in part]
+    bars = [part.removesuffix("\x1b[K") for part in shown.split("\r") if part.startswith("InProgress [")]
     assert bars, shown
     assert all("/120 done" in bar and "req/s | ETA" in bar and "tok/s" not in bar for bar in bars)
+    assert all(len(bar) <= 79 for bar in bars), "a wrapped line cannot be redrawn in place"
     assert "\r\x1b[K" in shown  # the bar is cleared before the next line
     assert " Completed: 120/120 records processed, 0 failed\n" in shown
     assert len(_comparable(tmp_path / "out.jsonl")) == 120
+
+
+def _job(status: str, processed: int, total: int = 100_000, failed: int = 0) -> JobStatus:
+    return JobStatus(
+        arn="arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abc",
+        name="bedrock-chat-0123456789abcdef",
+        status=status,
+        message=None,
+        total=total,
+        processed=processed,
+        succeeded=processed - failed,
+        failed=failed,
+        output_uri="s3://b/x/",
+    )
+
+
+def test_the_job_bar_rates_only_what_it_saw_and_clears_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attached at 50,000 of 100,000, 100 more a second later is 100 req/s (not 50,000); clear() ends the bar."""
+    from bedrock_chat._batch_jobs_cli import _JobDisplay
+
+    clock = [1000.0]
+    monkeypatch.setattr("bedrock_chat._batch_jobs_cli.time.monotonic", lambda: clock[0])
+    terminal = _Terminal()
+    display = _JobDisplay(terminal)
+    display.show(_job("InProgress", 50_000))
+    assert "| 0.0 req/s | ETA ?" in terminal.getvalue()
+    clock[0] += 1.0
+    display.show(_job("InProgress", 50_100, failed=3))
+    last = terminal.getvalue().split("\r")[-1]
+    assert "50100/100000 done, 3 failed | 100.0 req/s | ETA 8:19" in last
+    display.clear()
+    assert terminal.getvalue().endswith("\r\x1b[K")
+    display.show(_job("Completed", 100_000))
+    assert terminal.getvalue().endswith("Completed: 100000/100000 records processed, 0 failed\n")
+
+
+def test_stop_of_a_finished_job_says_so(
+    cli: Any, emu: BedrockEmulator, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--stop on the input of a job that already ended reports its status and asks the service nothing more."""
+
+    async def submit_and_wait() -> str:
+        async with AnthropicBedrock(
+            access_key=emu.access_key, secret_key=emu.secret_key, region=emu.region, endpoint_url=emu.endpoint_url
+        ) as client:
+            jobs = BatchJobs(client, s3_endpoint_url=emu.options.jobs.s3_endpoint_url)
+            submitted = await jobs.submit(
+                _write(tmp_path / "in.jsonl", 100), s3_uri=f"s3://{bucket}/done", role_arn=ROLE, model=MODEL
+            )
+            with anyio.fail_after(DEADLINE):
+                await jobs.wait(submitted.arn, poll_interval=0.02)
+            return submitted.arn
+
+    arn = anyio.run(submit_and_wait)
+    assert cli("in.jsonl", "-o", "out.jsonl", "--via", "bedrock-batch", "--stop", "--model", MODEL) == 0
+    assert f"job {arn} is already Completed: nothing to stop" in capsys.readouterr().err
+    [job] = emu.control_plane.jobs.values()
+    assert job.status == "Completed"
