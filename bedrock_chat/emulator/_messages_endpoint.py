@@ -68,10 +68,10 @@ from .._models import ResolvedModel
 from .._sse import encode_event
 from ._fake_model import FakeReply
 from ._faults import STREAM_EXCEPTIONS, Fault, FaultKind, ServiceError
-from ._responses import Reply
+from ._responses import Reply, messages_body
 from ._responses import apply_fault as apply_body_fault
 from ._responses import error_reply as aws_error_reply
-from ._tools import ToolCall, content_blocks, tool_events
+from ._tools import ToolCall, tool_events
 
 __all__ = [
     "ERROR_TYPES",
@@ -209,17 +209,11 @@ def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
 def message_body(
     generation: FakeReply, *, message_id: str, model: str, input_tokens: int, call: ToolCall | None = None
 ) -> dict[str, object]:
-    """The Anthropic ``Message`` of a non-streaming answer: the text block, or the tool call (see ``_tools``)."""
-    return {
-        "id": message_id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content_blocks(generation, call),
-        "stop_reason": generation.stop_reason,
-        "stop_sequence": generation.stop_sequence,
-        "usage": _usage(input_tokens, generation.output_tokens),
-    }
+    """The Anthropic ``Message`` of a non-streaming answer: InvokeModel's, with the endpoint's cache counts."""
+    usage = _usage(input_tokens, generation.output_tokens)
+    return messages_body(
+        generation, message_id=message_id, model=model, input_tokens=input_tokens, call=call, extra={"usage": usage}
+    )
 
 
 def json_reply(body: Mapping[str, object], *, request_id: str) -> Reply:
