@@ -472,17 +472,23 @@ def _assistant_content(api: ModelApi, completion: str, content: list[dict[str, A
     return content
 
 
-def parse_invoke_response(
-    invocation: Invocation, headers: Mapping[str, str], body: bytes, *, latency: float
-) -> ChatCompletion:
-    """A 200 InvokeModel response -> ChatCompletion (``headers`` with lower-case names)."""
-    request_id = request_id_from(headers)
+def _json_object(body: bytes, request_id: str | None) -> dict[str, Any]:
+    """A 200 body that must be one JSON object; anything else is a malformed answer."""
     try:
         data = _loads(body)
     except ValueError:
         raise _malformed("not JSON", request_id) from None
     if not isinstance(data, dict):
         raise _malformed("not a JSON object", request_id)
+    return data
+
+
+def parse_invoke_response(
+    invocation: Invocation, headers: Mapping[str, str], body: bytes, *, latency: float
+) -> ChatCompletion:
+    """A 200 InvokeModel response -> ChatCompletion (``headers`` with lower-case names)."""
+    request_id = request_id_from(headers)
+    data = _json_object(body, request_id)
     api = invocation.model.api
     usage = usage_from_headers(headers)
     message_id: str | None = None
@@ -531,12 +537,7 @@ class InvokeModelResponse:
 def parse_raw_invoke_response(headers: Mapping[str, str], body: bytes, *, latency: float) -> InvokeModelResponse:
     """A 200 InvokeModel response, kept as the model's JSON object (usage from headers and body)."""
     request_id = request_id_from(headers)
-    try:
-        data = _loads(body)
-    except ValueError:
-        raise _malformed("not JSON", request_id) from None
-    if not isinstance(data, dict):
-        raise _malformed("not a JSON object", request_id)
+    data = _json_object(body, request_id)
     usage = usage_from_headers(headers).merge(usage_from_body(data.get("usage")))
     return InvokeModelResponse(data, request_id, usage, latency)
 
