@@ -24,6 +24,7 @@ import aiohttp
 import httpx
 from yarl import URL
 
+from ._cache import BoundedCache
 from ._proxy import Proxy
 
 __all__ = ["AiohttpTransport"]
@@ -104,7 +105,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._proxy = proxy if proxy is not None and proxy.username is not None else None  # one with credentials
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[Any, Any, Any], aiohttp.ClientTimeout] = {}
-        self._urls: dict[str, URL] = {}
+        # Keep %3A as sent: it is what was signed.
+        self._urls: BoundedCache[str, URL] = BoundedCache(lambda url: URL(url, encoded=True))
 
     @property
     def connector(self) -> aiohttp.BaseConnector | None:
@@ -133,14 +135,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         return cached
 
-    def _yarl(self, url: str) -> URL:
-        cached = self._urls.get(url)
-        if cached is None:
-            if len(self._urls) >= 1024:
-                self._urls.clear()
-            cached = self._urls[url] = URL(url, encoded=True)  # keep %3A as sent: it is what was signed
-        return cached
-
     async def post_and_read(
         self, url: str, headers: list[tuple[str, str]], body: bytes, timeouts: Mapping[str, Any]
     ) -> tuple[int, dict[str, str], bytes]:
@@ -153,7 +147,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             response = await session.request(
                 "POST",
-                self._yarl(url),
+                self._urls[url],
                 headers=headers if self._proxy is None else self._with_proxy_auth(headers, url.startswith("http:")),
                 data=body,
                 allow_redirects=False,
@@ -191,7 +185,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             response = await session.request(
                 request.method,
-                self._yarl(str(request.url)),
+                self._urls[str(request.url)],
                 headers=self._with_proxy_auth(
                     [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
                     request.url.scheme == "http",

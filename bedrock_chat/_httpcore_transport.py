@@ -21,6 +21,7 @@ from typing import Any, cast
 import httpcore2
 import httpx
 
+from ._cache import BoundedCache
 from ._proxy import Proxy
 
 __all__ = ["HttpcoreTransport"]
@@ -120,21 +121,16 @@ class HttpcoreTransport(httpx.AsyncBaseTransport):
             max_keepalive_connections=keepalive,
             keepalive_expiry=keepalive_expiry,
         )
-        self._urls: dict[str, httpcore2.URL] = {}
+        self._urls: BoundedCache[str, httpcore2.URL] = BoundedCache(self._core_url)
         #: Through a proxy, an http request is sent in absolute form; we give that form ourselves, because
         #: httpcore2 would write an IPv6 host without its brackets.
         self._forwarding = proxy is not None
 
     def _core_url(self, url: str) -> httpcore2.URL:
-        cached = self._urls.get(url)
-        if cached is None:
-            if len(self._urls) >= 1024:
-                self._urls.clear()
-            cached = httpcore2.URL(url)  # splits the text; %3A stays as it was signed
-            if self._forwarding and cached.scheme == b"http":
-                cached = httpcore2.URL(scheme=b"http", host=cached.host, port=cached.port, target=url.encode("ascii"))
-            self._urls[url] = cached
-        return cached
+        parsed = httpcore2.URL(url)  # splits the text; %3A stays as it was signed
+        if self._forwarding and parsed.scheme == b"http":
+            return httpcore2.URL(scheme=b"http", host=parsed.host, port=parsed.port, target=url.encode("ascii"))
+        return parsed
 
     async def post_and_read(
         self,
@@ -150,7 +146,7 @@ class HttpcoreTransport(httpx.AsyncBaseTransport):
         ``extensions`` are httpcore2's request extensions besides the timeouts (``trace``, say).
         """
         options = {"timeout": timeouts} if extensions is None else {**extensions, "timeout": timeouts}
-        request = httpcore2.Request(b"POST", self._core_url(url), headers=headers, content=body, extensions=options)
+        request = httpcore2.Request(b"POST", self._urls[url], headers=headers, content=body, extensions=options)
         try:
             response = await self.pool.handle_async_request(request)
             try:

@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 import httpx
 
+from ._cache import BoundedCache
 from ._config import Endpoint, RetryPolicy
 from ._credentials import CredentialSource
 from ._errors import (
@@ -169,8 +170,8 @@ class BedrockTransport:
             **self._timeout_ext,
             "read": _shorter(stream_idle_timeout, self._timeout_ext["read"]),
         }
-        self._urls: dict[str, httpx.URL] = {}
-        self._url_texts: dict[str, str] = {}
+        self._urls: BoundedCache[str, httpx.URL] = BoundedCache(endpoint.url_for)
+        self._url_texts: BoundedCache[str, str] = BoundedCache(lambda path: str(self._urls[path]))
         #: Set when the transport offers a whole-body POST without httpx objects (our aiohttp and httpcore2 transports).
         self._fast_post: FastPost | None = getattr(transport, "post_and_read", None)
         self.retry = retry
@@ -238,20 +239,10 @@ class BedrockTransport:
         ]
 
     def _url(self, path: str) -> httpx.URL:
-        url = self._urls.get(path)
-        if url is None:  # parsing a URL costs more than signing; a client talks to few paths
-            if len(self._urls) >= 1024:
-                self._urls.clear()
-            url = self._urls[path] = self.endpoint.url_for(path)
-        return url
+        return self._urls[path]
 
     def _url_text(self, path: str) -> str:
-        text = self._url_texts.get(path)
-        if text is None:
-            if len(self._url_texts) >= 1024:
-                self._url_texts.clear()
-            text = self._url_texts[path] = str(self._url(path))
-        return text
+        return self._url_texts[path]
 
     async def send(
         self,
