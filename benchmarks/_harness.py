@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import importlib.metadata
 import json
 import os
 import resource
@@ -276,6 +277,14 @@ def child_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--streams", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=120.0)
     return parser
+
+
+def package_version(name: str) -> str:
+    """An installed distribution's version, for the report ("absent" if not installed)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
 
 
 def median(values: list[float]) -> float:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import itertools
 import json
 import os
@@ -64,7 +63,7 @@ from _clients import (
     drive_streams,
     stream_httpx,
 )
-from _harness import HERE, REGION, BenchmarkError, child_parser, log, median, run_python, run_rounds
+from _harness import HERE, REGION, BenchmarkError, child_parser, log, median, package_version, run_python, run_rounds
 from run import _json_safe, _rotated
 
 RESULTS = HERE / "results" / "trio.json"
@@ -446,19 +445,13 @@ def report(summary: dict[str, Any], meta: dict[str, Any], settings: Settings) ->
 
 
 def _metadata(server_cpu: int | None, client_cpu: int | None) -> dict[str, Any]:
-    def version(name: str) -> str:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "absent"
-
     return {
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} CPUs ({platform.machine()})",
         "python": platform.python_version(),
         "server_cpu": server_cpu,
         "client_cpu": client_cpu,
-        "versions": {name: version(name) for name in _VERSIONED},
+        "versions": {name: package_version(name) for name in _VERSIONED},
         "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 

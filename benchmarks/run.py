@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import importlib.metadata
 import json
 import math
 import os
@@ -36,6 +35,7 @@ from _harness import (
     import_seconds,
     log,
     median,
+    package_version,
     run_client,
     run_python,
     run_rounds,
@@ -456,12 +456,6 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], settings: Settings) 
 
 
 def _metadata(server_cpu: int | None, client_cpu: int | None) -> dict[str, Any]:
-    def version(name: str) -> str:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "absent"
-
     def git(*args: str) -> str:
         try:
             done = subprocess.run(
@@ -485,7 +479,7 @@ def _metadata(server_cpu: int | None, client_cpu: int | None) -> dict[str, Any]:
         "client_cpu": client_cpu,
         "commit": git("rev-parse", "--short", "HEAD") or "unknown",
         "dirty": bool(git("status", "--porcelain", "--", "bedrock_chat")),
-        "versions": {name: version(name) for name in _VERSIONED},
+        "versions": {name: package_version(name) for name in _VERSIONED},
         "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
