@@ -21,12 +21,13 @@ NO_BACKOFF = RetryPolicy(max_retries=2, base=0.0, throttle_base=0.0)
 
 
 def emulator_client(emu: BedrockEmulator, *, max_retries: int = 2, **kwargs: Any) -> AnthropicBedrock:
-    """An AnthropicBedrock pointed at ``emu`` with its credentials and no backoff delays."""
+    """An AnthropicBedrock pointed at ``emu`` (or at ``endpoint_url``, a name a proxy routes to it) with its
+    credentials and no backoff delays."""
     kwargs.setdefault("access_key", emu.access_key)
     kwargs.setdefault("secret_key", emu.secret_key)
+    kwargs.setdefault("endpoint_url", emu.endpoint_url)
     return AnthropicBedrock(
         region=emu.region,
-        endpoint_url=emu.endpoint_url,
         retry_policy=RetryPolicy(max_retries=max_retries, base=0.0, throttle_base=0.0),
         **kwargs,
     )

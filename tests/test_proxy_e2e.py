@@ -32,6 +32,12 @@ ENGINES = [("aiohttp", "asyncio"), ("httpcore2", "asyncio"), ("httpcore2", "trio
 ENDPOINT_NAME = "bedrock.test"
 
 
+def emulator_address(emu: BedrockEmulator) -> tuple[str, int]:
+    """The emulator's host and port, for a proxy that routes every connection there."""
+    host, port = emu.endpoint_url.removeprefix("http://").rsplit(":", 1)
+    return host, int(port)
+
+
 def engine_id(engine: tuple[str, str]) -> str:
     return "-".join(engine)
 
@@ -121,9 +127,9 @@ def inspecting_proxy(
     """A proxy routing every tunnel to the emulator, terminating TLS as ``bedrock.test`` (trusted via SSL_CERT_FILE)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*endpoint_certificate)
-    host, port = bedrock_emulator.endpoint_url.removeprefix("http://").rsplit(":", 1)
+    host, port = emulator_address(bedrock_emulator)
     monkeypatch.setenv("SSL_CERT_FILE", str(endpoint_certificate[0]))
-    with running_proxy(ForwardProxy(upstream=(host, int(port)), tls=context)) as proxy:
+    with running_proxy(ForwardProxy(upstream=(host, port), tls=context)) as proxy:
         yield proxy
 
 
@@ -137,12 +143,10 @@ def test_the_environment_https_proxy_tunnels_tls_to_the_endpoint(
     """``HTTPS_PROXY`` set: an https endpoint is reached through a CONNECT tunnel, its certificate checked."""
     backend, loop = engine
     monkeypatch.setenv("HTTPS_PROXY", inspecting_proxy.url)
-    client = AnthropicBedrock(
-        access_key=bedrock_emulator.access_key,
-        secret_key=bedrock_emulator.secret_key,
-        region=bedrock_emulator.region,
+    client = emulator_client(
+        bedrock_emulator,
         endpoint_url=f"https://{ENDPOINT_NAME}",
-        http_backend=backend,  # type: ignore[arg-type]
+        http_backend=backend,
     )
     texts = talk(client, loop)
     assert all(texts)
@@ -202,12 +206,10 @@ def test_a_proxy_refusal_is_a_proxy_error_not_retried_and_secret_free(
     with running_proxy(ForwardProxy(credentials=(USER, "the-right-one"))) as proxy:
         host_port = proxy.url.removeprefix("http://")
         url = bedrock_emulator.endpoint_url if endpoint == "emulator" else f"https://{ENDPOINT_NAME}"
-        client = AnthropicBedrock(
-            access_key=bedrock_emulator.access_key,
-            secret_key=bedrock_emulator.secret_key,
-            region=bedrock_emulator.region,
+        client = emulator_client(
+            bedrock_emulator,
             endpoint_url=url,
-            http_backend=backend,  # type: ignore[arg-type]
+            http_backend=backend,
             proxy=f"http://{CREDENTIALS}@{host_port}",
         )
         error = proxy_error_from(client, loop)
@@ -268,14 +270,12 @@ def test_an_ipv6_endpoint_is_forwarded_with_its_brackets(
 ) -> None:
     """``http://[::1]:port`` through a proxy: the absolute-form target keeps the brackets (the proxy routes it on)."""
     backend, loop = engine
-    host, port = bedrock_emulator.endpoint_url.removeprefix("http://").rsplit(":", 1)
-    with running_proxy(ForwardProxy(upstream=(host, int(port)))) as proxy:
-        client = AnthropicBedrock(
-            access_key=bedrock_emulator.access_key,
-            secret_key=bedrock_emulator.secret_key,
-            region=bedrock_emulator.region,
+    host, port = emulator_address(bedrock_emulator)
+    with running_proxy(ForwardProxy(upstream=(host, port))) as proxy:
+        client = emulator_client(
+            bedrock_emulator,
             endpoint_url=f"http://[::1]:{port}",
-            http_backend=backend,  # type: ignore[arg-type]
+            http_backend=backend,
             proxy=proxy.url,
         )
         assert all(talk(client, loop))
