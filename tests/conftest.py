@@ -1,11 +1,16 @@
-"""Shared fixtures: every test runs with a private, empty AWS environment."""
+"""Shared fixtures: every test runs with a private, empty AWS environment; batch-job tests get S3 and an emulator."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from e2e_helpers import moto_s3_server
+
+from bedrock_chat.emulator import BedrockEmulator, EmulatorOptions, run_emulator_in_thread
+from bedrock_chat.emulator._job_options import JobOptions
 
 
 @pytest.fixture(autouse=True)
@@ -24,3 +29,18 @@ def aws_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monkey
     # No test may wait on the instance metadata service (there is no network here anyway).
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     return directory
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto's) on a free loopback port, one per test module that asks."""
+    with moto_s3_server() as url:
+        yield url
+
+
+@pytest.fixture
+def emu(s3_endpoint: str) -> Iterator[BedrockEmulator]:
+    """An emulator (runtime and control plane) whose batch jobs use the S3 server; it must log no error."""
+    with run_emulator_in_thread(EmulatorOptions(jobs=JobOptions(s3_endpoint_url=s3_endpoint))) as emulator:
+        yield emulator
+    assert not emulator.errors

@@ -12,7 +12,6 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +19,17 @@ import anyio
 import attrs
 import boto3
 import pytest
-from e2e_helpers import moto_s3_server
 
 from bedrock_chat import AnthropicBedrock, ConfigurationError
 from bedrock_chat._batch_jobs import BatchInputError, BatchJobs, BatchLimits, JobStatus, prepare_input
 from bedrock_chat.cli import main
-from bedrock_chat.emulator import BedrockEmulator, EmulatorOptions, run_emulator_in_thread
-from bedrock_chat.emulator._job_options import JobOptions
+from bedrock_chat.emulator import BedrockEmulator
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 ROLE = "arn:aws:iam::123456789012:role/BatchRole"
 #: Records of the end-to-end comparison (about 1.5 s for both runs; BEDROCK_CHAT_BATCH_JOB_RECORDS overrides).
 RECORDS = int(os.environ.get("BEDROCK_CHAT_BATCH_JOB_RECORDS", "1000"))
 DEADLINE = 60.0
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """A real S3-compatible server (moto's) on a free loopback port."""
-    with moto_s3_server() as url:
-        yield url
-
-
-@pytest.fixture
-def emu(s3_endpoint: str) -> Iterator[BedrockEmulator]:
-    """An emulator (runtime and control plane) whose jobs use the S3 server."""
-    with run_emulator_in_thread(EmulatorOptions(jobs=JobOptions(s3_endpoint_url=s3_endpoint))) as emulator:
-        yield emulator
-    assert not emulator.errors
 
 
 @pytest.fixture

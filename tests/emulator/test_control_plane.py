@@ -5,37 +5,18 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import boto3
 import botocore.exceptions
 import pytest
-from e2e_helpers import moto_s3_server
 
-from bedrock_chat.emulator import BedrockEmulator, EmulatorOptions, run_emulator_in_thread
-from bedrock_chat.emulator._job_options import JobOptions
+from bedrock_chat.emulator import BedrockEmulator
 
 ROLE = "arn:aws:iam::123456789012:role/BatchRole"
 MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
 _DEADLINE = 30.0
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """A real S3-compatible server (moto's) on a free loopback port."""
-    with moto_s3_server() as url:
-        yield url
-
-
-@pytest.fixture
-def emu(s3_endpoint: str) -> Iterator[BedrockEmulator]:
-    """An emulator whose jobs use the S3 server."""
-    options = EmulatorOptions(jobs=JobOptions(s3_endpoint_url=s3_endpoint))
-    with run_emulator_in_thread(options) as emulator:
-        yield emulator
-    assert not emulator.errors
 
 
 def _session(emu: BedrockEmulator) -> boto3.session.Session:
