@@ -261,6 +261,28 @@ def client_for(
     )
 
 
+async def create_or_stream(
+    client: AnthropicBedrock,
+    kind: str,
+    *,
+    model: str,
+    messages: list[dict[str, Any]],
+    max_tokens: int,
+    received: list[str] | None = None,
+) -> None:
+    """One ``create`` (``kind == "create"``), or one stream read to its end, each text piece kept in ``received``."""
+    if kind == "create":
+        await client.ChatCompletion.create(model=model, messages=messages, max_tokens_to_sample=max_tokens)
+        return
+    stream = await client.ChatCompletion.create(
+        model=model, messages=messages, max_tokens_to_sample=max_tokens, stream=True
+    )
+    async with stream:
+        async for chunk in stream:
+            if received is not None:
+                received.append(chunk.text)
+
+
 # ---------------------------------------------------------------------------------------------- loop stalls
 
 

@@ -37,6 +37,7 @@ from reliability.reliability_helpers import (
     LeakWatch,
     TracingTransport,
     client_for,
+    create_or_stream,
     install_aiohttp_trace,
     record_figure,
 )
@@ -167,15 +168,7 @@ async def run_cancellations(
                 if op.stage == "random moment":
                     scope.deadline = anyio.current_time() + op.delay
                 try:
-                    if op.kind == "create":
-                        await client.ChatCompletion.create(model=MODEL, messages=messages, max_tokens_to_sample=30)
-                    else:
-                        stream = await client.ChatCompletion.create(
-                            model=MODEL, messages=messages, max_tokens_to_sample=30, stream=True
-                        )
-                        async with stream:
-                            async for _ in stream:
-                                pass
+                    await create_or_stream(client, op.kind, model=MODEL, messages=messages, max_tokens=30)
                 except BedrockError as exc:
                     op.outcome = type(exc).__name__
                 else:

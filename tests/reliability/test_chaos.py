@@ -26,6 +26,7 @@ from reliability.reliability_helpers import (
     CountingCredentials,
     Tally,
     client_for,
+    create_or_stream,
     record_figure,
     tracemalloc_peak,
 )
@@ -116,15 +117,7 @@ async def run_chaos(
         started = time.monotonic()
         try:
             with anyio.fail_after(PER_REQUEST_BOUND):
-                if kind == "create":
-                    await client.ChatCompletion.create(model=MODEL, messages=messages, max_tokens_to_sample=40)
-                else:
-                    stream = await client.ChatCompletion.create(
-                        model=MODEL, messages=messages, max_tokens_to_sample=40, stream=True
-                    )
-                    async with stream:
-                        async for chunk in stream:
-                            received.append(chunk.text)
+                await create_or_stream(client, kind, model=MODEL, messages=messages, max_tokens=40, received=received)
         except TimeoutError:
             result = "HANG"
         except BedrockError as exc:
