@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _emulator_flags_given(args: argparse.Namespace) -> list[str]:
     """The emulator's answer and fault flags given a value other than their default."""
-    from .emulator._cli import add_fault_arguments
+    from .emulator._cli import add_fault_arguments  # here, as in build_parser: the emulator loads only if used
 
     flags = argparse.ArgumentParser(add_help=False)
     add_fault_arguments(flags)
