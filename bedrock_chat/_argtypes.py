@@ -1,7 +1,8 @@
 """Argument types for the command lines: numbers with bounds, refused by argparse with a clear message.
 
 Shared by ``bedrock-chat chat``/``batch`` and the emulator's flags, so a bad value reads the same
-everywhere (exit code 2, "argument --x: '3' must be between 0 and 1").
+everywhere (exit code 2, "argument --x: '3' must be between 0 and 1"). ``non_empty`` is for text flags
+whose empty value would otherwise be taken as "not given" further on, silently.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["bounded"]
+__all__ = ["bounded", "non_empty"]
 
 N = TypeVar("N", int, float)
 
@@ -35,3 +36,10 @@ def bounded(kind: Callable[[str], N], minimum: N | None = None, maximum: N | Non
         return value
 
     return parse
+
+
+def non_empty(text: str) -> str:
+    """An argparse ``type=`` for text that must not be empty (``--region ''`` is a mistake, not "unset")."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text

@@ -7,6 +7,7 @@ the emulator's deterministic fake model (:func:`bedrock_chat.emulator.fake_reply
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import json
@@ -25,7 +26,10 @@ from typing import Any
 import pytest
 
 from bedrock_chat import MODELS, AnthropicBedrockSync
+from bedrock_chat._models import SamplingRule
+from bedrock_chat.cli import EMULATOR_NOTE
 from bedrock_chat.emulator import count_tokens, fake_reply
+from bedrock_chat.emulator._cli import add_fault_arguments
 
 #: Upper bound of any single wait on a child process (seconds); a healthy run needs a fraction of it.
 TIMEOUT = 60.0
@@ -97,6 +101,16 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str], *needles: st
     assert len(lines) == 1, result.stderr
     for needle in needles:
         assert needle in lines[0]
+    return lines[0]
+
+
+def assert_usage_line(result: subprocess.CompletedProcess[str], command: str, flag: str) -> str:
+    """Exit 2, nothing on stdout, and exactly one stderr line naming ``flag`` as argparse does; returns the line."""
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"bedrock-chat {command}: error: argument {flag}: "), lines[0]
     return lines[0]
 
 
@@ -338,17 +352,37 @@ def test_interrupt_during_one_shot_exits_130(cli_env: dict[str, str]) -> None:
 
 
 def test_missing_credentials_is_one_line_with_a_hint(cli_env: dict[str, str]) -> None:
-    """Without credentials the command exits 1 with one line naming CredentialsError and --emulator."""
+    """Without credentials: exit 1, one line in the command line's terms (variables, --profile), and --emulator."""
     result = run_cli({**cli_env, "AWS_REGION": "us-east-1"}, "chat", "Hello!")
-    assert_one_error_line(result, "CredentialsError", "--emulator")
+    needles = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "--profile", "AWS_PROFILE", "--emulator"]
+    line = assert_one_error_line(result, "CredentialsError", *needles)
+    assert "access_key" not in line  # the Python argument names of the library's message
     assert result.stdout == ""
 
 
 def test_missing_region_is_one_line_with_a_hint(cli_env: dict[str, str]) -> None:
-    """Without a region the command exits 1 with one line naming ConfigurationError and --emulator."""
+    """Without a region: exit 1, one line naming --region and the variables (not region=...), and --emulator."""
     result = run_cli(cli_env, "chat", "Hello!")
-    assert_one_error_line(result, "ConfigurationError", "region", "--emulator")
+    line = assert_one_error_line(result, "ConfigurationError", "--region", "AWS_REGION", "--emulator")
+    assert "region=" not in line
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--profile", "no-such-profile"], "no-such-profile"),
+        (["--endpoint-url", "http://bedrock.example"], "--endpoint-url: "),
+    ],
+    ids=["unknown-profile", "plain-http-endpoint"],
+)
+def test_configuration_errors_the_emulator_cannot_fix_have_no_hint(
+    cli_env: dict[str, str], args: list[str], needle: str
+) -> None:
+    """A named profile that does not exist, or a plain-http endpoint: exit 1, one line, no --emulator hint."""
+    result = run_cli(cli_env, "chat", "--region", "us-east-1", *args, "Hello!")
+    line = assert_one_error_line(result, needle)
+    assert "--emulator" not in line
 
 
 def test_service_error_is_one_line_with_request_id(cli_env: dict[str, str]) -> None:
@@ -396,6 +430,116 @@ def test_usage_errors_exit_2(cli_env: dict[str, str], args: list[str]) -> None:
     assert "usage:" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def _exclusive_sampling_model() -> str:
+    """A model that refuses temperature and top_p together."""
+    return next(info.id for info in MODELS if info.sampling is SamplingRule.TEMPERATURE_OR_TOP_P)
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--emulator", "--model", MESSAGES_MODEL, "--stop", ""], "--stop"),
+        (["--model", MESSAGES_MODEL, "--stop", "ok", "--stop", ""], "--stop"),
+        (["--emulator", "--model", MESSAGES_MODEL, "--system", ""], "--system"),
+        (["--model", MESSAGES_MODEL, "--system", ""], "--system"),
+        (["--emulator", "--model", MESSAGES_MODEL, "--max-tokens", "999999"], "--max-tokens"),
+        (["--model", MESSAGES_MODEL, "--max-tokens", "999999"], "--max-tokens"),
+        (["--emulator", "--model", ""], "--model"),
+        (["--model", "not a model id"], "--model"),
+        (["--emulator", "--model", TEXT_MODEL, "--surface", "messages-endpoint"], "--surface"),
+        (["--emulator", "--model", _exclusive_sampling_model(), "--temperature", "0.5", "--top-p", "0.5"], "--top-p"),
+        (["--emulator", "--profile", "default"], "--profile"),
+        (["--emulator", "--endpoint-url", "http://127.0.0.1:9"], "--endpoint-url"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else value,
+)
+def test_refused_flag_values_are_usage_errors(cli_env: dict[str, str], args: list[str], flag: str) -> None:
+    """A flag value create() refuses exits 2 with one argparse-style line naming the flag, before anything else.
+
+    Without --emulator nothing is configured (no region, no credentials): the usage error still comes first.
+    """
+    result = run_cli(cli_env, "chat", *args, "Hello!")
+    line = assert_usage_line(result, "chat", flag)
+    assert not re.search(r"\b(max_tokens_to_sample|stop_sequences|top_p|top_k)\b", line)  # Python names
+    assert "add --emulator" not in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--region", ""], ["--profile", ""], ["--endpoint-url", ""], ["--max-retries", "-1"]],
+    ids=lambda args: " ".join(args),
+)
+def test_empty_connection_flags_are_usage_errors(cli_env: dict[str, str], args: list[str]) -> None:
+    """An empty --region, --profile or --endpoint-url is refused by argparse (it was taken as "not given")."""
+    result = run_cli(cli_env, "chat", "--emulator", *args, "Hello!")
+    assert result.returncode == 2
+    assert f"argument {args[0]}: " in result.stderr
+    assert result.stdout == ""
+
+
+def _fault_flags() -> list[str]:
+    """Every flag of the emulator's answers and faults."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_fault_arguments(parser)
+    return [action.option_strings[0] for action in parser._actions]
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--faults", "throttle"), ("--chunk-delay", "0.1"), ("--seed", "7")])
+def test_emulator_flags_without_emulator_are_usage_errors(cli_env: dict[str, str], flag: str, value: str) -> None:
+    """A fault or fake-model flag without --emulator would be ignored: it is a usage error naming the flag."""
+    assert flag in _fault_flags()
+    assert_usage_line(run_cli(cli_env, "chat", flag, value, "Hello!"), "chat", flag)
+
+
+def test_batch_shares_the_flag_checks(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """``batch`` refuses the same flag mistakes as chat, exit 2, before its OUTPUT is created."""
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    for args, flag in ((["--faults", "throttle"], "--faults"), (["--emulator", "--profile", "default"], "--profile")):
+        result = run_cli(cli_env, "batch", str(source), "-o", str(target), *args)
+        assert_usage_line(result, "batch", flag)
+        assert not target.exists()
+
+
+def test_empty_model_variable_means_the_default(cli_env: dict[str, str]) -> None:
+    """BEDROCK_CHAT_MODEL="" falls back to the built-in default; a set one is used."""
+    unset = chat_json(cli_env, "Hello!")["model"]
+    assert chat_json({**cli_env, "BEDROCK_CHAT_MODEL": ""}, "Hello!")["model"] == unset
+    assert chat_json({**cli_env, "BEDROCK_CHAT_MODEL": MESSAGES_MODEL}, "Hello!")["model"] == MESSAGES_MODEL
+    assert unset != MESSAGES_MODEL
+
+
+@pytest.mark.parametrize(
+    ("max_retries", "faults", "code"),
+    [("0", "internal_error", 1), ("1", "internal_error", 0), ("1", "internal_error,internal_error", 1)],
+)
+def test_max_retries_bounds_the_retries(cli_env: dict[str, str], max_retries: str, faults: str, code: int) -> None:
+    """--max-retries N: N retries after the first attempt, no more (the scripted 500s come first)."""
+    args = ["--model", MESSAGES_MODEL, "--max-retries", max_retries, "--faults", faults]
+    result = run_cli(cli_env, "chat", "--emulator", *args, "Hello!")
+    if code:
+        assert_one_error_line(result, "InternalServerError")
+    else:
+        assert (result.returncode, result.stderr, result.stdout) == (0, "", expected_reply("Hello!") + "\n")
+
+
+def test_help_keeps_the_emulator_flags_apart(cli_env: dict[str, str]) -> None:
+    """``chat --help``: the usage line names no emulator flag; they all sit in their own section, and only there."""
+    result = run_cli(cli_env, "chat", "--help")
+    assert result.returncode == 0
+    sections = result.stdout.split("\n\n")
+    usage = sections[0]
+    assert usage.startswith("usage: bedrock-chat chat ")
+    assert "--emulator" in usage
+    faults = [section for section in sections if section.startswith("emulator answers and faults")]
+    assert len(faults) == 1
+    others = "\n\n".join(section for section in sections if section is not faults[0])
+    for flag in _fault_flags():
+        assert re.search(rf"^  {re.escape(flag)}\b", faults[0], re.MULTILINE), flag
+        assert not re.search(rf"{re.escape(flag)}\b", others), flag
+    assert "--max-retries" in others
 
 
 # -- models and emulator ----------------------------------------------------------------------------
@@ -466,6 +610,46 @@ def test_interactive_keeps_history_and_resets(cli_env: dict[str, str]) -> None:
         os.write(reader.fd, b"/exit\n")
         reader.read_to_eof()
         assert proc.wait(TIMEOUT) == 0
+
+
+def test_interactive_help_and_unknown_commands_are_not_sent(cli_env: dict[str, str]) -> None:
+    """/help lists the commands; an unknown /command is refused, not sent; // sends a line starting with /."""
+    with spawn_on_pty(cli_env, "chat", "--emulator", "--model", MESSAGES_MODEL) as (proc, reader):
+        reader.read_until(b"you> ")
+        os.write(reader.fd, b"/help\n")
+        listing = reader.read_until(b"you> ").decode()
+        for command in ("/help", "/reset", "/exit"):
+            assert command in listing
+        os.write(reader.fd, b"/rest\n")
+        refusal = reader.read_until(b"you> ").decode()
+        assert "unknown command /rest" in refusal
+        assert "claude> " not in listing + refusal
+        # Nothing was sent: the next reply is a first turn's (the refused line is not in the history).
+        assert _turn(reader, "hello there") == expected_reply("hello there")
+        os.write(reader.fd, b"/reset\n")
+        reader.read_until(b"you> ")
+        assert _turn(reader, "//etc is a directory") == expected_reply("/etc is a directory")
+        os.write(reader.fd, b"/exit\n")
+        reader.read_to_eof()
+        assert proc.wait(TIMEOUT) == 0
+
+
+def test_emulator_note_on_a_terminal_once(cli_env: dict[str, str]) -> None:
+    """On a terminal, --emulator says once (on stderr) that replies come from a fake model; the REPL too."""
+    with spawn_on_pty(cli_env, "chat", "--emulator", "--model", MESSAGES_MODEL, "Hello!") as (proc, reader):
+        output = reader.read_to_eof()
+        assert proc.wait(TIMEOUT) == 0
+    assert output.count(EMULATOR_NOTE.encode()) == 1
+    assert output.index(EMULATOR_NOTE.encode()) < output.index(expected_reply("Hello!").encode())
+    with spawn_on_pty(cli_env, "chat", "--emulator", "--model", MESSAGES_MODEL) as (proc, reader):
+        seen = reader.read_until(b"you> ")
+        for line in (b"hello there\n", b"and then\n"):
+            os.write(reader.fd, line)
+            seen += reader.read_until(b"you> ")
+        os.write(reader.fd, b"/exit\n")
+        seen += reader.read_to_eof()
+        assert proc.wait(TIMEOUT) == 0
+    assert seen.count(EMULATOR_NOTE.encode()) == 1
 
 
 def test_interactive_ctrl_c_cancels_the_reply_and_ctrl_d_exits(cli_env: dict[str, str]) -> None:
