@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.to_thread
 
-from ._errors import CredentialsError
+from ._errors import CredentialsError, drop_tracebacks
 from ._types import AwsCredentials
 
 __all__ = ["BotocoreCredentialSource", "CredentialSource", "StaticCredentialSource"]
@@ -140,7 +140,9 @@ class BotocoreCredentialSource:
         try:
             region = self._get_session().get_config_variable("region")
         except Exception as exc:  # botocore raises many types for broken config files
-            raise CredentialsError(f"could not read the AWS configuration: {type(exc).__name__}: {exc}") from exc
+            raise CredentialsError(
+                f"could not read the AWS configuration: {type(exc).__name__}: {exc}"
+            ) from drop_tracebacks(exc)  # botocore's frames hold the parsed files, secret keys included
         return region if isinstance(region, str) and region else None
 
     def _resolve(self) -> AwsCredentials:
@@ -155,20 +157,31 @@ class BotocoreCredentialSource:
                     "no AWS credentials found: pass access_key/secret_key, set AWS_ACCESS_KEY_ID/"
                     "AWS_SECRET_ACCESS_KEY, or configure a profile (aws configure / aws sso login)"
                 )
-            frozen = credentials.get_frozen_credentials()
+            # Not bound to a local here: botocore's frozen credentials are a namedtuple whose repr shows the
+            # secret, and this frame is in the traceback of the error raised below.
+            resolved = _from_frozen(credentials.get_frozen_credentials(), credentials)
         except CredentialsError:
             raise
         except Exception as exc:  # botocore's chain raises many unrelated types
             profile = f" (profile {self._profile!r})" if self._profile else ""
-            raise CredentialsError(f"resolving AWS credentials{profile} failed: {type(exc).__name__}: {exc}") from exc
-        if not frozen.access_key or not frozen.secret_key:
+            raise CredentialsError(
+                f"resolving AWS credentials{profile} failed: {type(exc).__name__}: {exc}"
+            ) from drop_tracebacks(exc)  # botocore's frames hold what it resolved or refreshed
+        if resolved is None:
             raise CredentialsError("the AWS credential chain returned incomplete credentials")
-        return AwsCredentials(
-            access_key=frozen.access_key,
-            secret_key=frozen.secret_key,
-            session_token=frozen.token or None,
-            expiry=_to_timestamp(getattr(credentials, "_expiry_time", None)),
-        )
+        return resolved
+
+
+def _from_frozen(frozen: Any, credentials: Any) -> AwsCredentials | None:
+    """botocore's frozen credentials as ours; None when the key or the secret is missing."""
+    if not frozen.access_key or not frozen.secret_key:
+        return None
+    return AwsCredentials(
+        access_key=frozen.access_key,
+        secret_key=frozen.secret_key,
+        session_token=frozen.token or None,
+        expiry=_to_timestamp(getattr(credentials, "_expiry_time", None)),
+    )
 
 
 def _botocore_session(profile: str | None) -> Any:
@@ -178,4 +191,6 @@ def _botocore_session(profile: str | None) -> Any:
     try:
         return botocore.session.Session(profile=profile)
     except botocore.exceptions.ProfileNotFound as exc:
-        raise CredentialsError(f"the AWS profile {profile!r} was not found in the shared config files") from exc
+        raise CredentialsError(
+            f"the AWS profile {profile!r} was not found in the shared config files"
+        ) from drop_tracebacks(exc)

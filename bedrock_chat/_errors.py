@@ -34,13 +34,19 @@ error), ``throttlingException`` (the ``:exception-type`` of a mid-stream excepti
 resolve through :data:`ERROR_CLASSES`, so a throttle raises :class:`ThrottlingError` however it came.
 
 Messages never contain secrets: they carry the service's message, the code, the status and the
-request id, nothing from the request's headers.
+request id, nothing from the request's headers. A server may still echo a credential back (AWS
+signature errors quote the Authorization header), so everything it sent that reaches an error passes
+through a :class:`Scrubber` first: see its docstring for what counts as a secret and which spellings
+of one are found.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import html
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 __all__ = [
     "APIConnectionError",
@@ -61,15 +67,19 @@ __all__ = [
     "ModelNotReadyError",
     "ModelStreamError",
     "ModelTimeoutError",
+    "REDACTED",
     "RequestTimeoutError",
     "ResourceNotFoundError",
+    "Scrubber",
     "ServiceQuotaExceededError",
     "ServiceUnavailableError",
     "ThrottlingError",
     "TransportError",
     "ValidationError",
+    "drop_tracebacks",
     "error_class_for_code",
     "make_api_error",
+    "scrub_error",
 ]
 
 
@@ -356,3 +366,128 @@ def make_api_error(
     cls = error_class_for_code(code, status)
     shown_code = _normalise_code(code) if code else str(status)
     return cls(message or "(no message)", status=status, code=shown_code, request_id=request_id, body=body)
+
+
+# ---------------------------------------------------------------------------------------------- secrets
+
+#: What a scrubbed secret is replaced with.
+REDACTED = "<redacted>"
+
+_JSON_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|[\"\\/bfnrt])")
+_JSON_SIMPLE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _json_unescape(match: re.Match[str]) -> str:
+    code = match.group(1)
+    if code[0] == "u":
+        return chr(int(code[1:], 16))
+    return _JSON_SIMPLE.get(code, code)
+
+
+#: Decodings tried on text that still holds an escape marker: a secret may hide behind any mix of them.
+_DECODINGS: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("\\", lambda text: _JSON_ESCAPE.sub(_json_unescape, text)),
+    ("%", unquote),
+    ("&", html.unescape),
+)
+
+
+class Scrubber:
+    """The secrets of one request, to be removed from whatever the server sends back before it reaches an error.
+
+    What counts as a secret: the secret access key, the session token, a Bedrock API key, the
+    ``Authorization`` header as sent and its signature (short-lived, but it authenticates that request).
+    The access key id alone is an identifier, not a secret (AWS prints it in consoles and CloudTrail):
+    it stays visible, which helps tell which credentials a 403 was about.
+
+    Which spellings are found: the secret as is, and the secret after undoing JSON string escapes (any
+    mix of ``\\/``, ``\\uXXXX`` and the others, on every character or only some), percent-encoding
+    or HTML character references, one layer of one of them over any stretch of the text. Not found:
+    base64 or other re-encodings, a secret split by other text, or a fragment of one (the server
+    would have to transform it on purpose).
+
+    The secrets are gathered by ``source`` on first use: building one costs nothing on the success path.
+    ``repr`` never shows them.
+    """
+
+    __slots__ = ("_needles", "_source")
+
+    def __init__(self, source: Callable[[], Iterable[str | None]]) -> None:
+        self._source = source
+        self._needles: tuple[str, ...] | None = None
+
+    def __repr__(self) -> str:
+        return "Scrubber(<redacted>)"
+
+    def _load(self) -> tuple[str, ...]:
+        needles = self._needles
+        if needles is None:
+            # Longest first: the Authorization header contains the signature, which must not be replaced first.
+            needles = self._needles = tuple(sorted({s for s in self._source() if s}, key=len, reverse=True))
+        return needles
+
+    def _replace(self, text: str) -> str:
+        for needle in self._load():
+            if needle in text:
+                text = text.replace(needle, REDACTED)
+        return text
+
+    def __call__(self, text: str) -> str:
+        """``text`` with every secret it holds (in any spelling the class docstring lists) replaced."""
+        text = self._replace(text)
+        for marker, decode in _DECODINGS:
+            if marker in text:
+                decoded = decode(text)
+                cleaned = self._replace(decoded)
+                if cleaned != decoded:  # a secret hid behind the escapes: show the decoded, scrubbed text
+                    text = cleaned
+        return text
+
+    def value(self, value: Any) -> Any:
+        """A decoded JSON value with every string in it (keys included) scrubbed."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, Mapping):
+            return {self(str(key)): self.value(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(item) for item in value]
+        return value
+
+
+def scrub_error(error: BedrockError, scrub: Scrubber) -> BedrockError:
+    """Scrub, in place, every field of ``error`` that may carry what a server sent; returns ``error``.
+
+    The message, the args, and for a service error its message, code, request id and decoded body.
+    """
+    error.message = scrub(error.message)
+    error.args = tuple(scrub(arg) if isinstance(arg, str) else arg for arg in error.args)
+    if isinstance(error, APIError):
+        error.service_message = scrub(error.service_message)
+        error.code = scrub(error.code)
+        error.request_id = scrub(error.request_id) if error.request_id is not None else None
+        error.body = scrub.value(error.body)
+    return error
+
+
+def drop_tracebacks(error: BaseException) -> BaseException:
+    """Drop the frames of ``error`` and of the foreign exceptions chained to it (causes, contexts, group members).
+
+    For exceptions raised inside the HTTP libraries and the signer: their frames hold the request's
+    headers (the session token, the signed Authorization) and the secret key in local variables, which
+    tracebacks that show locals (error trackers, ``rich``, ``capture_locals=True``) would print. Their
+    types and messages stay. Clearing the frames' locals instead would keep line numbers, but on
+    Python 3.11 clearing a suspended coroutine's frame closes the coroutine. The walk stops at our own
+    errors (an earlier attempt's, say): their frames hold no credential and are worth keeping.
+    """
+    pending: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen or (current is not error and isinstance(current, BedrockError)):
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending += [current.__cause__, current.__context__]
+        if isinstance(current, BaseExceptionGroup):
+            pending += current.exceptions
+    return error

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -542,8 +542,14 @@ def parse_raw_invoke_response(headers: Mapping[str, str], body: bytes, *, latenc
     return InvokeModelResponse(data, request_id, usage, latency)
 
 
-def parse_error_response(status: int, headers: Mapping[str, str], body: bytes) -> APIError:
-    """Any non-200 answer -> the typed error, from ``x-amzn-ErrorType``, the body's code, or the status."""
+def parse_error_response(
+    status: int, headers: Mapping[str, str], body: bytes, scrub: Callable[[str], str] | None = None
+) -> APIError:
+    """Any non-200 answer -> the typed error, from ``x-amzn-ErrorType``, the body's code, or the status.
+
+    ``scrub`` cleans a body that is not JSON before it is cut to 2,000 characters (a secret cut in
+    two would no longer be found); the caller scrubs the decoded fields of the error afterwards.
+    """
     request_id = request_id_from(headers)
     code = headers.get("x-amzn-errortype")
     message: str | None = None
@@ -551,7 +557,8 @@ def parse_error_response(status: int, headers: Mapping[str, str], body: bytes) -
     try:
         data = _loads(body) if body else None
     except ValueError:
-        message = body[:2000].decode("utf-8", "replace").strip() or None
+        text = body.decode("utf-8", "replace")
+        message = (scrub(text) if scrub is not None else text)[:2000].strip() or None
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, Mapping):  # Anthropic-style: {"type": "error", "error": {"type", "message"}}

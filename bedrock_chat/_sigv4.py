@@ -335,7 +335,11 @@ class SigV4Signer:
             ValueError: a ``Date`` header is present (botocore would then sign ``Date`` rather than
                 ``X-Amz-Date``; we always use ``X-Amz-Date``).
         """
-        return self._sign(method, host, path, query, headers, body, credentials, timestamp, scheme)[2]
+        try:
+            return self._sign(method, host, path, query, headers, body, credentials, timestamp, scheme)[2]
+        except Exception as exc:
+            # _sign's frame holds the secret, the token and the canonical request: raise without it.
+            raise exc.with_traceback(None)  # noqa: B904 (the same exception, re-raised)
 
     def sign_with_details(
         self,
@@ -351,7 +355,12 @@ class SigV4Signer:
         scheme: str = "https",
     ) -> SigningDetails:
         """Like :meth:`sign`, also returning the canonical request and string to sign."""
-        creq, sts, signed_headers = self._sign(method, host, path, query, headers, body, credentials, timestamp, scheme)
+        try:
+            creq, sts, signed_headers = self._sign(
+                method, host, path, query, headers, body, credentials, timestamp, scheme
+            )
+        except Exception as exc:
+            raise exc.with_traceback(None)  # noqa: B904 (the same exception, re-raised)
         return SigningDetails(canonical_request=creq, string_to_sign=sts, headers=signed_headers)
 
     def _sign(

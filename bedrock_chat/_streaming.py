@@ -29,6 +29,7 @@ from ._errors import (
     InvalidRequestError,
     RequestTimeoutError,
     make_api_error,
+    scrub_error,
 )
 from ._eventstream import EventStreamDecoder, EventStreamMessage, decode_chunk_payload
 from ._models import Surface
@@ -272,7 +273,15 @@ class ChatCompletionStream:
         )
 
     async def _recover_or_raise(self, error: BedrockError) -> None:
-        """Retry a stream that failed before any text was handed out; otherwise propagate, keeping the text."""
+        """Retry a stream that failed before any text was handed out; otherwise propagate, keeping the text.
+
+        The error comes from what the server sent: it is scrubbed of the request's credentials, and it
+        propagates without the decoder's frames, whose locals hold the server's bytes (an echo, maybe).
+        """
+        scrubber = self._response.scrubber
+        if scrubber is not None:
+            scrub_error(error, scrubber)
+        error.__traceback__ = None
         await close_response(self._http)
         retryable = getattr(error, "retryable", False) or isinstance(error, IncompleteStreamError)
         if self._text_handed_out or not retryable or self._closed or not await self._retry_after(error):

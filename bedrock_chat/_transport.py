@@ -9,16 +9,24 @@ outcome: a 200 is returned, anything else becomes the typed error of
 Timeouts travel in ``request.extensions["timeout"]``, which httpx's transports honour. Every response
 that is not handed to the caller is closed before the next step, including when the task is cancelled,
 so no connection is ever left checked out.
+
+Credentials on the request path: one attempt's headers travel as :class:`RequestHeaders`, whose values
+are revealed inline where a transport is called, so no local variable of ours holds the token, the
+API key or the signed ``Authorization`` (tracebacks that print locals show the header names only);
+exceptions from the HTTP libraries lose their frames (:func:`~bedrock_chat._errors.drop_tracebacks`),
+which do hold them. What the server sends back into an error passes through the attempt's
+:class:`~bedrock_chat._errors.Scrubber`, and so do httpcore's DEBUG records while the attempt runs.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -36,13 +44,23 @@ from ._errors import (
     InvalidRequestError,
     ProxyError,
     RequestTimeoutError,
+    Scrubber,
     TransportError,
+    drop_tracebacks,
+    scrub_error,
 )
 from ._protocol import parse_error_response
 from ._sigv4 import SigV4Signer
 from ._types import AwsCredentials
 
-__all__ = ["BedrockTransport", "RawResponse", "USER_AGENT", "close_response", "translate_httpx_error"]
+__all__ = [
+    "BedrockTransport",
+    "RawResponse",
+    "RequestHeaders",
+    "USER_AGENT",
+    "close_response",
+    "translate_httpx_error",
+]
 
 USER_AGENT = "bedrock-chat/0.1"
 
@@ -54,7 +72,11 @@ Signer = Callable[[str, str, Sequence[tuple[str, str]], bytes, AwsCredentials], 
 
 
 def translate_httpx_error(exc: Exception) -> TransportError | InvalidRequestError:
-    """httpx's exceptions -> ours (the caller chains the cause with ``from``)."""
+    """httpx's exceptions -> ours (the caller chains the cause with ``from``).
+
+    ``exc`` and what is chained to it lose their frames: the HTTP libraries' locals hold the request's headers.
+    """
+    drop_tracebacks(exc)
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeoutError(f"request timed out ({type(exc).__name__}): {exc or 'no detail'}")
     if isinstance(exc, httpx.ProxyError):  # every engine words it "<status> <reason>"
@@ -91,27 +113,46 @@ def _retryable(error: BedrockError) -> bool:
     return isinstance(error, APIError) and error.status in _TRANSIENT_STATUSES
 
 
-def _scrub(body: bytes, authorization: str, secrets: Sequence[str | None]) -> bytes:
-    """Remove secrets a service error may quote (AWS signature errors echo the Authorization header).
+class RequestHeaders:
+    """One attempt's headers, credentials included, shown by name only.
 
-    Runs only on error bodies, before they are parsed into an error message.
+    ``reveal()`` is called inline where a transport is handed the headers, so that no frame on the
+    request path keeps them in a local variable that a traceback formatter (``capture_locals``,
+    Sentry, ``rich``) would print; the object is not a sequence either, so such tools fall back on
+    ``repr`` instead of walking into it.
     """
-    candidates = [authorization, authorization.rpartition("Signature=")[2], *secrets]
-    for secret in sorted(filter(None, candidates), key=len, reverse=True):
-        body = body.replace(secret.encode(), b"<redacted>")
-    return body
+
+    __slots__ = ("_pairs",)
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+
+    def reveal(self) -> list[tuple[str, str]]:
+        """The (name, value) pairs to put on the wire."""
+        return self._pairs
+
+    def get(self, name: str) -> str | None:
+        """The first value of header ``name`` (lower-case), or None."""
+        return next((value for key, value in self._pairs if key == name), None)
+
+    def __repr__(self) -> str:
+        return f"RequestHeaders({', '.join(name for name, _ in self._pairs)}; values not shown)"
 
 
 class RawResponse:
-    """A successful (200) answer: lower-cased headers, and the body or (for a stream) the open response."""
+    """A successful (200) answer: lower-cased headers, and the body or (for a stream) the open response.
 
-    __slots__ = ("attempts", "body", "headers", "response")
+    ``scrubber`` holds the attempt's secrets, for the errors a stream may still bring.
+    """
+
+    __slots__ = ("attempts", "body", "headers", "response", "scrubber")
 
     def __init__(self, headers: Mapping[str, str], body: bytes | None, response: httpx.Response | None = None) -> None:
         self.headers = headers
         self.body = body
         self.response = response
         self.attempts = 1
+        self.scrubber: Scrubber | None = None
 
 
 def _shorter(a: float | None, b: float | None) -> float | None:
@@ -181,6 +222,7 @@ class BedrockTransport:
         self._api_key = api_key
         self._sign = self._make_signer(signer, region, service)
         self._closed = False
+        _install_header_log_filter()
 
     def _make_signer(self, signer: str, region: str, service: str) -> Signer:
         host = self.endpoint.host
@@ -244,6 +286,14 @@ class BedrockTransport:
     def _url_text(self, path: str) -> str:
         return self._url_texts[path]
 
+    def _secrets(self, credentials: AwsCredentials | None, headers: RequestHeaders) -> Iterable[str | None]:
+        """What an attempt must not see echoed back: see :class:`~bedrock_chat._errors.Scrubber`."""
+        authorization = headers.get("authorization") or ""
+        signature = authorization.rpartition("Signature=")[2] if "Signature=" in authorization else None
+        if credentials is None:
+            return (authorization, self._api_key)
+        return (authorization, signature, credentials.secret_key, credentials.session_token)
+
     async def send(
         self,
         path: str,
@@ -266,13 +316,19 @@ class BedrockTransport:
         refreshed = False
         while True:
             credentials = await self.credentials.get() if self.credentials is not None else None
-            all_headers = self.signed_headers(path, body, headers, credentials)
-            secrets = (credentials.secret_key, credentials.session_token) if credentials else (self._api_key,)
-            outcome = await self._attempt(path, body, all_headers, secrets, stream=stream)
+            all_headers = RequestHeaders(self.signed_headers(path, body, headers, credentials))
+            scrubber = Scrubber(functools.partial(self._secrets, credentials, all_headers))
+            token = _ATTEMPT_SCRUBBER.set(scrubber)  # for httpcore's DEBUG records of this attempt
+            try:
+                outcome = await self._attempt(path, body, all_headers, scrubber, stream=stream)
+            finally:
+                _ATTEMPT_SCRUBBER.reset(token)
             if isinstance(outcome, RawResponse):
                 outcome.attempts = retries + 1 + refreshed
+                outcome.scrubber = scrubber
                 return outcome
             error, retry_after = outcome
+            scrub_error(error, scrubber)
             if isinstance(error, ExpiredTokenError):
                 if refreshed or self.credentials is None or credentials is None:
                     raise error  # still expired after re-resolving (or an API key): retrying cannot help
@@ -297,8 +353,8 @@ class BedrockTransport:
         self,
         path: str,
         body: bytes,
-        all_headers: list[tuple[str, str]],
-        secrets: Sequence[str | None],
+        all_headers: RequestHeaders,
+        scrubber: Scrubber,
         *,
         stream: bool,
     ) -> RawResponse | tuple[BedrockError, float | None]:
@@ -308,12 +364,14 @@ class BedrockTransport:
         if self._fast_post is not None and not stream:
             # Our aiohttp and httpcore2 transports: no httpx.Request/Response objects on the hot path.
             try:
-                status, lowered, answer = await self._fast_post(self._url_text(path), all_headers, body, timeout)
+                status, lowered, answer = await self._fast_post(
+                    self._url_text(path), all_headers.reveal(), body, timeout
+                )
             except httpx.HTTPError as exc:
                 return _failure(exc)
         else:
             request = httpx.Request(
-                "POST", self._url(path), headers=all_headers, content=body, extensions={"timeout": timeout}
+                "POST", self._url(path), headers=all_headers.reveal(), content=body, extensions={"timeout": timeout}
             )
             try:
                 response = await self.transport.handle_async_request(request)
@@ -330,9 +388,7 @@ class BedrockTransport:
             return RawResponse(lowered, answer)
         if status == 407:  # Bedrock never answers 407: a forwarding proxy did
             return ProxyError("the proxy refused the request: 407 Proxy Authentication Required", status=407), None
-        authorization = next((value for name, value in all_headers if name == "authorization"), "")
-        error = parse_error_response(status, lowered, _scrub(answer, authorization, secrets))
-        return error, _retry_after(lowered)
+        return parse_error_response(status, lowered, answer, scrubber), _retry_after(lowered)
 
     @staticmethod
     async def _read(response: httpx.Response) -> bytes:
@@ -369,6 +425,48 @@ class _HideSigningDetails(logging.Filter):
 
 _HIDE_SIGNING_DETAILS = _HideSigningDetails()
 
+#: The running attempt's scrubber (None outside our requests): a context variable, so each task sees its own.
+_ATTEMPT_SCRUBBER: contextvars.ContextVar[Scrubber | None] = contextvars.ContextVar("_ATTEMPT_SCRUBBER", default=None)
+
+#: The loggers whose DEBUG records may quote headers: httpcore's and httpcore2's return values (the
+#: response headers, which a server may echo a credential into), and hpack's encoded/decoded headers.
+_HEADER_LOGGERS = (
+    *(f"{package}.{module}" for package in ("httpcore", "httpcore2") for module in ("http11", "http2", "connection")),
+    "httpcore.proxy",
+    "httpcore2.proxy",
+    "hpack.hpack",
+    "hpack.table",
+)
+
+
+class _ScrubHeaderRecords(logging.Filter):
+    """Masks the running attempt's credentials in a header-quoting library's log records.
+
+    The records are kept (they are what DEBUG logging is for) with the secret replaced. Outside our
+    requests, or when nothing matches, the record is untouched; the filter only runs for records a
+    logger emits, so logging above DEBUG costs nothing.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        scrub = _ATTEMPT_SCRUBBER.get()
+        if scrub is not None:
+            message = record.getMessage()
+            cleaned = scrub(message)
+            if cleaned != message:
+                record.msg, record.args = cleaned, ()
+        return True
+
+
+_SCRUB_HEADER_RECORDS = _ScrubHeaderRecords()
+
+
+def _install_header_log_filter() -> None:
+    """Idempotent; on each logger, because a logger's filters do not apply to its children's records."""
+    for name in _HEADER_LOGGERS:
+        header_logger = logging.getLogger(name)
+        if _SCRUB_HEADER_RECORDS not in header_logger.filters:
+            header_logger.addFilter(_SCRUB_HEADER_RECORDS)
+
 
 def _botocore_signer(endpoint: Endpoint, region: str, service: str) -> Signer:
     """Sign with botocore's own SigV4Auth (for users who want the reference implementation)."""
@@ -380,7 +478,7 @@ def _botocore_signer(endpoint: Endpoint, region: str, service: str) -> Signer:
     if _HIDE_SIGNING_DETAILS not in botocore_auth_logger.filters:
         botocore_auth_logger.addFilter(_HIDE_SIGNING_DETAILS)
 
-    def sign(
+    def signed(
         method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes, creds: AwsCredentials
     ) -> list[tuple[str, str]]:
         url = str(endpoint.url.copy_with(raw_path=path.encode("ascii")))
@@ -394,5 +492,14 @@ def _botocore_signer(endpoint: Endpoint, region: str, service: str) -> Signer:
             _botocore_signing.reset(token)
         wanted = ("authorization", "x-amz-date", "x-amz-security-token")
         return [(name.lower(), value) for name, value in request.headers.items() if name.lower() in wanted]
+
+    def sign(
+        method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes, creds: AwsCredentials
+    ) -> list[tuple[str, str]]:
+        try:
+            return signed(method, path, headers, body, creds)
+        except Exception as exc:
+            # botocore's frames (and ours above) hold its Credentials and the signed request: drop them.
+            raise exc.with_traceback(None)  # noqa: B904 (the same exception, re-raised)
 
     return sign

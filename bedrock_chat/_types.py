@@ -17,12 +17,14 @@ __all__ = ["AwsCredentials", "ChatCompletion", "StreamChunk", "Usage"]
 class AwsCredentials:
     """AWS credentials. The secret and the token never appear in ``repr`` or ``str``.
 
-    ``expiry`` is a POSIX timestamp for temporary credentials (None: they do not expire).
+    ``expiry`` is a POSIX timestamp for temporary credentials (None: they do not expire). The secret
+    fields are also marked ``repr=False``: pretty-printers that walk attrs fields themselves (``rich``'s
+    tracebacks with locals) skip them instead of calling our ``repr``.
     """
 
     access_key: str
-    secret_key: str
-    session_token: str | None = None
+    secret_key: str = attrs.field(repr=False)
+    session_token: str | None = attrs.field(default=None, repr=False)
     expiry: float | None = None
 
     def __repr__(self) -> str:
