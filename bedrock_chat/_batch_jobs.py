@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
@@ -38,8 +39,10 @@ import anyio
 import anyio.to_thread
 import attrs
 
+from ._config import check_resolves_to_loopback, default_endpoint_url, parse_endpoint
 from ._credentials import StaticCredentialSource
 from ._errors import BedrockError, ConfigurationError
+from ._loops import PerLoop
 from ._models import resolve_model
 
 if TYPE_CHECKING:
@@ -271,7 +274,8 @@ class BatchJobs:
     Args:
         client: whose credentials (explicit keys or profile) and region the jobs use.
         bedrock_endpoint_url: the control plane (``bedrock``, not ``bedrock-runtime``); default: the
-            client's ``endpoint_url`` when it has one (the emulator serves both), else boto3's.
+            client's ``control_plane_endpoint_url`` (given, or the region's as botocore derives it), never
+            its runtime ``endpoint_url``.
         s3_endpoint_url: an S3-compatible endpoint; default boto3's.
         limits: the quotas :func:`prepare_input` enforces.
     """
@@ -285,15 +289,19 @@ class BatchJobs:
         limits: BatchLimits = BatchLimits(),
     ) -> None:
         self._client = client
-        self._bedrock_endpoint_url = bedrock_endpoint_url or client._endpoint_url
+        if bedrock_endpoint_url is not None:
+            parse_endpoint(
+                bedrock_endpoint_url, allow_insecure_http=client._allow_insecure_http, field="bedrock_endpoint_url"
+            )
+        self._bedrock_endpoint_url = bedrock_endpoint_url
         self._s3_endpoint_url = s3_endpoint_url
         self.limits = limits
         self._boto: tuple[Any, Any] | None = None
-        self._lock = anyio.Lock()
+        self._lock = PerLoop(anyio.Lock)
 
     async def _clients(self) -> tuple[Any, Any]:
         """(bedrock, s3) boto3 clients, made once in a worker thread."""
-        async with self._lock:
+        async with self._lock.get():
             if self._boto is None:
                 client = self._client
                 if client._api_key is not None:
@@ -303,11 +311,31 @@ class BatchJobs:
                     found = await client._credentials.get()
                     keys = (found.access_key, found.secret_key, found.session_token)
                 profile = client._botocore_source._profile if client._botocore_source is not None else None
-                self._boto = await anyio.to_thread.run_sync(self._make_clients, keys, profile, client.region)
+                region = client.region
+                if region is None and client._botocore_source is not None:
+                    region = await client._botocore_source.region()
+                endpoint = self._bedrock_endpoint_url or client.control_plane_endpoint_url
+                if endpoint is None and region is not None:
+                    endpoint = default_endpoint_url(
+                        region, fips=client._fips, dualstack=client._dualstack, service="bedrock"
+                    )
+                self._boto = await anyio.to_thread.run_sync(self._make_clients, keys, profile, region, endpoint)
             assert self._boto is not None
             return self._boto
 
-    def _make_clients(self, keys: tuple[str, str, str | None] | None, profile: str | None, region: str | None) -> Any:
+    def _make_clients(
+        self, keys: tuple[str, str, str | None] | None, profile: str | None, region: str | None, endpoint: str | None
+    ) -> Any:
+        """Runs in a worker thread: boto3's clients, after checking a plain-http ``localhost`` resolves to loopback."""
+        if endpoint is not None:
+            parsed = parse_endpoint(endpoint, allow_insecure_http=self._client._allow_insecure_http)
+            if parsed.verify_loopback:
+                host = parsed.url.host
+                try:
+                    found = socket.getaddrinfo(host, parsed.url.port or 80, type=socket.SOCK_STREAM)
+                except OSError as exc:
+                    raise ConfigurationError(f"control_plane_endpoint_url: cannot resolve {host!r}: {exc}") from exc
+                check_resolves_to_loopback("control_plane_endpoint_url", host, (str(info[4][0]) for info in found))
         try:
             import boto3
         except ImportError:
@@ -318,7 +346,7 @@ class BatchJobs:
             )
         else:
             session = boto3.session.Session(profile_name=profile, region_name=region)
-        bedrock = session.client("bedrock", endpoint_url=self._bedrock_endpoint_url)
+        bedrock = session.client("bedrock", endpoint_url=endpoint)
         s3 = session.client("s3", endpoint_url=self._s3_endpoint_url)
         return bedrock, s3
 

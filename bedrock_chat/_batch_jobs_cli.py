@@ -78,7 +78,7 @@ def add_bedrock_batch_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--s3-endpoint-url", help="an S3-compatible endpoint (default: AWS's)")
     group.add_argument(
-        "--bedrock-endpoint-url", help="the control plane's endpoint (default: --endpoint-url, else AWS's)"
+        "--bedrock-endpoint-url", help="the control plane's endpoint (default: the region's, as botocore derives it)"
     )
 
 
@@ -107,6 +107,7 @@ def _settings(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             "secret_key": emu.secret_key,
             "region": emu.region,
             "endpoint_url": emu.endpoint_url,
+            "control_plane_endpoint_url": emu.endpoint_url,  # the emulator serves both
         }
 
 

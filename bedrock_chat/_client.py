@@ -10,8 +10,9 @@ import base64
 import json
 import os
 import random
+import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import anyio
@@ -21,13 +22,17 @@ import sniffio
 from ._config import (
     Endpoint,
     RetryPolicy,
+    check_resolves_to_loopback,
     default_endpoint_url,
     parse_endpoint,
     region_from_env,
     validate_region,
+    validate_seconds,
+    validate_timeout,
 )
 from ._credentials import BotocoreCredentialSource, CredentialSource, StaticCredentialSource
 from ._errors import BedrockError, ConfigurationError, InvalidRequestError, make_api_error
+from ._loops import PerLoop, current_loop, loop_is_closed, on_loop_end
 from ._models import ResolvedModel, Surface, resolve_model
 from ._prompt import normalize_conversation
 from ._protocol import (
@@ -39,6 +44,7 @@ from ._protocol import (
     parse_invoke_response,
     parse_raw_invoke_response,
     prepare_invocation,
+    too_deep_error,
     validate_model_rules,
     validate_sampling,
     validate_tools,
@@ -321,13 +327,19 @@ class AnthropicBedrock:
             region. None found is a ConfigurationError, never a silent default.
         profile: a named profile of the shared AWS config files.
         endpoint_url: override the endpoint (the emulator, VPC endpoints); ``http://`` only for
-            loopback hosts unless ``allow_insecure_http=True``.
-        timeout: seconds, or an ``httpx.Timeout`` (connect/read/write/pool).
+            loopback hosts unless ``allow_insecure_http=True``: a literal loopback address, or
+            ``localhost`` if it resolves to loopback addresses only (checked in a worker thread before
+            the first request; ``*.localhost`` names are not taken on trust).
+        control_plane_endpoint_url: the ``bedrock`` control plane's endpoint (batch jobs); default
+            ``https://bedrock[-fips].{region}.{partition domain}`` as botocore derives it, never
+            ``endpoint_url`` (a bedrock-runtime VPC endpoint does not serve the control plane).
+        timeout: seconds, or an ``httpx.Timeout`` (connect/read/write/pool); each a finite number
+            above 0 (None in an ``httpx.Timeout`` means unbounded).
         max_retries: retries after the first attempt for throttling, 500/502/503/504, ModelNotReady,
             ModelTimeout, connection errors, timeouts and cut-short streams (default 2: three attempts).
         max_connections: connection pool size of the default transport.
         transport: an ``httpx.AsyncBaseTransport`` to send through (tests pass ``httpx.MockTransport``);
-            the client does not close a transport it was given.
+            the client does not close a transport it was given, nor makes one per event loop.
         signer: ``"builtin"`` (the fast SigV4 signer) or ``"botocore"`` (botocore's ``SigV4Auth``).
         stream_idle_timeout: seconds without a byte on a response stream before it is abandoned.
         retry_policy: backoff parameters (``max_retries`` is a shortcut for its first field).
@@ -374,6 +386,7 @@ class AnthropicBedrock:
         http_backend: Literal["auto", "aiohttp", "httpcore2", "httpx"] = "auto",
         proxy: str | None = None,
         trust_env: bool = True,
+        control_plane_endpoint_url: str | None = None,
     ) -> None:
         _check_pair(access_key, secret_key, session_token)
         if profile is not None and access_key is not None:
@@ -420,7 +433,16 @@ class AnthropicBedrock:
         self._allow_insecure_http = allow_insecure_http
         if endpoint_url is not None:
             parse_endpoint(endpoint_url, allow_insecure_http=allow_insecure_http)  # fail fast on a bad URL
-        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        if control_plane_endpoint_url is not None:
+            parse_endpoint(
+                control_plane_endpoint_url, allow_insecure_http=allow_insecure_http, field="control_plane_endpoint_url"
+            )
+        self._control_plane_endpoint_url = control_plane_endpoint_url
+        self._timeout = validate_timeout(timeout)
+        if stream_idle_timeout is not None:
+            stream_idle_timeout = validate_seconds(stream_idle_timeout, "stream_idle_timeout")
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise ConfigurationError(f"transport: must be an httpx.AsyncBaseTransport, got {type(transport).__name__}")
         if retry_policy is not None and max_retries != RetryPolicy().max_retries:
             raise ConfigurationError("pass max_retries or retry_policy=RetryPolicy(max_retries=...), not both")
         self._retry = retry_policy or RetryPolicy(max_retries=max_retries)
@@ -428,8 +450,10 @@ class AnthropicBedrock:
         self._signer = signer
         self._given_transport = transport
         self._max_connections = max_connections
-        self._transport: BedrockTransport | None = None
-        self._setup_lock = anyio.Lock()
+        # One transport per running event loop (a pool is bound to its loop), closed when that loop ends.
+        self._transports: dict[object, tuple[BedrockTransport, Callable[[], Awaitable[None]]]] = {}
+        self._setup_locks = PerLoop(anyio.Lock)
+        self._loopback_checked = False
         self._closed = False
         self.ChatCompletion = ChatCompletions(self)
         self._batch_jobs: BatchJobs | None = None
@@ -443,10 +467,15 @@ class AnthropicBedrock:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (a transport passed in is left to its owner)."""
+        """Close this event loop's connection pool (a transport passed in is left to its owner).
+
+        Pools of other loops still running (in other threads) close when their loop ends.
+        """
         self._closed = True
-        if self._transport is not None:
-            await self._transport.aclose()
+        entry = self._transports.get(current_loop())
+        if entry is not None:
+            await entry[1]()  # closes the transport and forgets it
+        self._forget_closed_loops()
 
     async def invoke_model(self, *, model: str, body: Mapping[str, Any]) -> InvokeModelResponse:
         """Send an InvokeModel body as it is and return the model's JSON answer as it is.
@@ -456,10 +485,18 @@ class AnthropicBedrock:
         batch-inference format (``modelInput``) go through here.
         """
         resolved = resolve_model(model)
+        if resolved.info is not None and Surface.INVOKE not in resolved.info.surfaces:
+            raise InvalidRequestError(
+                "model",
+                f"{resolved.display_name} is served only on the Messages endpoint, not by InvokeModel; "
+                "use ChatCompletion.create (it picks the endpoint)",
+            )
         if not isinstance(body, Mapping):
             raise InvalidRequestError("body", f"must be a JSON object (a dict), got {type(body).__name__}")
         try:
             payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        except RecursionError:
+            raise too_deep_error("body", body) from None
         except (TypeError, ValueError) as exc:
             raise InvalidRequestError("body", f"is not JSON-serialisable: {exc}") from None
         self._check_model_region(resolved)
@@ -526,7 +563,8 @@ class AnthropicBedrock:
     def batch_jobs(self) -> BatchJobs:
         """Bedrock batch inference jobs with this client's credentials and region (boto3 needed; made on first use).
 
-        For other endpoints or quotas, make one: ``BatchJobs(client, s3_endpoint_url=..., limits=...)``.
+        The control plane is reached at :attr:`control_plane_endpoint_url`. For other endpoints or
+        quotas, make one: ``BatchJobs(client, s3_endpoint_url=..., limits=...)``.
         """
         if self._batch_jobs is None:
             from ._batch_jobs import BatchJobs
@@ -539,6 +577,24 @@ class AnthropicBedrock:
         """The region requests are signed for (None until resolved from a profile on first use)."""
         return self._region
 
+    @property
+    def control_plane_endpoint_url(self) -> str | None:
+        """Where control-plane (``bedrock``) calls go: the one given, else the region's (None while unknown)."""
+        if self._control_plane_endpoint_url is not None:
+            return self._control_plane_endpoint_url
+        if self._region is None:
+            return None
+        return default_endpoint_url(self._region, fips=self._fips, dualstack=self._dualstack, service="bedrock")
+
+    @property
+    def _transport(self) -> BedrockTransport | None:
+        """The running event loop's transport, if it made one (None outside an event loop)."""
+        try:
+            entry = self._transports.get(current_loop())
+        except RuntimeError:  # no running loop
+            return None
+        return None if entry is None else entry[0]
+
     # -- internals ------------------------------------------------------------------------------
 
     def _default_transport(self, endpoint_url: str) -> httpx.AsyncBaseTransport:
@@ -548,6 +604,10 @@ class AnthropicBedrock:
         if backend == "auto":
             backend = "aiohttp" if sniffio.current_async_library() == "asyncio" else "httpcore2"
         if backend == "aiohttp":
+            if sniffio.current_async_library() != "asyncio":
+                raise ConfigurationError(
+                    "http_backend: 'aiohttp' runs only under asyncio; under trio use 'auto' or 'httpcore2'"
+                )
             from ._aiohttp_transport import AiohttpTransport
 
             return AiohttpTransport(max_connections=self._max_connections, proxy=proxy)
@@ -563,14 +623,16 @@ class AnthropicBedrock:
         )
 
     async def _ready(self) -> BedrockTransport:
-        """Resolve what may need I/O (the profile's region) once, then reuse the transport."""
-        transport = self._transport
-        if transport is not None:
-            return transport
+        """Resolve what may need I/O (the profile's region) once, then reuse this event loop's transport."""
         if self._closed:
             raise ConfigurationError("the client is closed")
-        async with self._setup_lock:
-            if self._transport is None:
+        loop = current_loop()
+        entry = self._transports.get(loop)
+        if entry is not None:
+            return entry[0]
+        async with self._setup_locks.get():
+            entry = self._transports.get(loop)
+            if entry is None:
                 region = self._region
                 if region is None and self._botocore_source is not None:
                     found = await self._botocore_source.region()
@@ -584,8 +646,10 @@ class AnthropicBedrock:
                 self._region = region
                 url = self._endpoint_url or default_endpoint_url(region, fips=self._fips, dualstack=self._dualstack)
                 endpoint: Endpoint = parse_endpoint(url, allow_insecure_http=self._allow_insecure_http)
+                if endpoint.verify_loopback and not self._loopback_checked:
+                    await self._check_loopback(endpoint)
                 owns = self._given_transport is None
-                self._transport = BedrockTransport(
+                transport = BedrockTransport(
                     endpoint=endpoint,
                     region=region,
                     credentials=None if self._api_key is not None else self._credentials,
@@ -597,7 +661,30 @@ class AnthropicBedrock:
                     signer=self._signer,
                     api_key=self._api_key,
                 )
-            return self._transport
+                close = await on_loop_end(lambda: self._drop(loop, transport))
+                entry = self._transports[loop] = (transport, close)
+                self._forget_closed_loops()
+            return entry[0]
+
+    async def _check_loopback(self, endpoint: Endpoint) -> None:
+        """Plain http to ``localhost``: it must resolve to loopback only (looked up in a worker thread)."""
+        try:
+            found = await anyio.getaddrinfo(endpoint.url.host, endpoint.url.port or 80, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ConfigurationError(f"endpoint_url: cannot resolve {endpoint.url.host!r}: {exc}") from exc
+        check_resolves_to_loopback("endpoint_url", endpoint.url.host, (str(info[4][0]) for info in found))
+        self._loopback_checked = True
+
+    async def _drop(self, loop: object, transport: BedrockTransport) -> None:
+        """Forget and close a loop's transport (when the loop ends, or the client is closed in it)."""
+        if self._transports.get(loop, (None,))[0] is transport:
+            del self._transports[loop]
+        await transport.aclose()
+
+    def _forget_closed_loops(self) -> None:
+        """Drop transports of asyncio loops closed without finalising (their sockets went with the loop)."""
+        for loop in [loop for loop in self._transports if loop_is_closed(loop)]:
+            del self._transports[loop]
 
     def _prepare(
         self,
@@ -672,11 +759,14 @@ class AnthropicBedrock:
         )
 
     def _check_model_region(self, model: ResolvedModel) -> None:
-        """An ARN names its region; sending it to another region would be silently wrong."""
-        if model.arn_region and self._region and model.arn_region != self._region and self._endpoint_url is None:
+        """An ARN names its region; requests are signed for the client's region, whatever ``endpoint_url`` is.
+
+        So the two must agree with an ``endpoint_url`` too (a VPC endpoint serves its own region only).
+        """
+        if model.arn_region and self._region and model.arn_region != self._region:
             raise InvalidRequestError(
                 "model",
-                f"the ARN is in region {model.arn_region!r} but this client is for {self._region!r}; "
+                f"the ARN is in region {model.arn_region!r} but this client signs for {self._region!r}; "
                 f"use a client with region={model.arn_region!r}",
             )
 

@@ -3,14 +3,18 @@
 Regions and endpoint URLs end up in the Host header and the signing scope, so they are validated
 strictly: ``us-east-1.evil.com/x`` is not a region, and plain ``http://`` is refused for anything but
 loopback unless the caller opts in, because SigV4 headers sent in clear text can be replayed.
+Loopback means a literal loopback address, or the name ``localhost`` once it has been resolved (by the
+caller, off the event loop: :func:`check_resolves_to_loopback`) to loopback addresses only. Other names
+such as ``x.localhost`` are not trusted: a system resolver may send them to DNS.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import attrs
 import httpx
@@ -20,10 +24,13 @@ from ._errors import ConfigurationError
 __all__ = [
     "Endpoint",
     "RetryPolicy",
+    "check_resolves_to_loopback",
     "default_endpoint_url",
     "parse_endpoint",
     "region_from_env",
     "validate_region",
+    "validate_seconds",
+    "validate_timeout",
 ]
 
 # Two to four letters first: ``eusc-de-east-1`` (the European Sovereign Cloud) is a region too.
@@ -60,12 +67,18 @@ def region_from_env(environ: Mapping[str, str] | None = None) -> tuple[str, str]
     return None
 
 
-def default_endpoint_url(region: str, *, fips: bool = False, dualstack: bool = False) -> str:
-    """``https://bedrock-runtime[-fips].{region}.{dns suffix}`` (the dual-stack suffix when asked)."""
+def default_endpoint_url(
+    region: str, *, fips: bool = False, dualstack: bool = False, service: str = "bedrock-runtime"
+) -> str:
+    """``https://{service}[-fips].{region}.{dns suffix}`` (the dual-stack suffix when asked).
+
+    ``service`` is ``bedrock-runtime`` (inference) or ``bedrock`` (the control plane: batch jobs);
+    botocore's rules give both the same shape (tested against its resolver for every region).
+    """
     _, dns, dualstack_dns = next(
         (partition for partition in _PARTITIONS if region.startswith(partition[0])), _AWS_PARTITION
     )
-    service = "bedrock-runtime-fips" if fips else "bedrock-runtime"
+    service = f"{service}-fips" if fips else service
     if dualstack:
         if dualstack_dns is None:
             raise ConfigurationError(
@@ -75,21 +88,44 @@ def default_endpoint_url(region: str, *, fips: bool = False, dualstack: bool = F
     return f"https://{service}.{region}.{dns}"
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
+#: The one name taken for loopback, and only after it resolved to loopback addresses only.
+LOCALHOST = "localhost"
+
+
+def _is_loopback_address(host: str) -> bool:
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 
 
+def _is_loopback(host: str) -> bool:
+    """A name-based guess, for proxy bypass only (guessing wrong there costs a direct connection, not secrets)."""
+    return host == LOCALHOST or host.endswith(".localhost") or _is_loopback_address(host)
+
+
+def check_resolves_to_loopback(field: str, host: str, addresses: Iterable[str]) -> None:
+    """Plain http to ``host`` was allowed as loopback: every address it resolved to must be loopback."""
+    found = sorted(set(addresses))
+    strays = [address for address in found if not _is_loopback_address(address.partition("%")[0])]
+    if not found or strays:
+        raise ConfigurationError(
+            f"{field}: plain http is allowed only for loopback hosts, and {host!r} resolves to "
+            f"{', '.join(strays) or 'nothing'}; use https, 127.0.0.1, or pass allow_insecure_http=True"
+        )
+
+
 @attrs.frozen
 class Endpoint:
-    """Where requests go: the base URL and the Host header value that gets signed."""
+    """Where requests go: the base URL and the Host header value that gets signed.
+
+    ``verify_loopback`` is set for plain http to ``localhost``: the name must be resolved (off the event
+    loop) and checked with :func:`check_resolves_to_loopback` before anything is sent.
+    """
 
     url: httpx.URL
     host: str  # netloc as sent in Host: default ports omitted
+    verify_loopback: bool = False
 
     @property
     def base_path(self) -> str:
@@ -101,22 +137,42 @@ class Endpoint:
         return self.url.copy_with(raw_path=(self.base_path + path).encode("ascii"))
 
 
-def parse_endpoint(url: str, *, allow_insecure_http: bool = False) -> Endpoint:
+def parse_endpoint(url: str, *, allow_insecure_http: bool = False, field: str = "endpoint_url") -> Endpoint:
     """Validate an endpoint URL (scheme, host, no query) and derive the signed Host value."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
-        raise ConfigurationError(f"endpoint_url: {url!r} is not a valid URL") from exc
+        raise ConfigurationError(f"{field}: {url!r} is not a valid URL") from exc
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ConfigurationError(f"endpoint_url: {url!r} must be an http(s) URL with a host")
+        raise ConfigurationError(f"{field}: {url!r} must be an http(s) URL with a host")
     if parsed.query or parsed.fragment or parsed.userinfo:
-        raise ConfigurationError("endpoint_url: must not contain credentials, a query or a fragment")
-    if parsed.scheme == "http" and not allow_insecure_http and not _is_loopback(parsed.host):
+        raise ConfigurationError(f"{field}: must not contain credentials, a query or a fragment")
+    insecure = parsed.scheme == "http" and not allow_insecure_http
+    if insecure and parsed.host != LOCALHOST and not _is_loopback_address(parsed.host):
         raise ConfigurationError(
-            f"endpoint_url: plain http is allowed only for loopback hosts, not {parsed.host!r}; "
+            f"{field}: plain http is allowed only for loopback hosts, not {parsed.host!r}; "
             "use https, or pass allow_insecure_http=True if you really mean it"
         )
-    return Endpoint(parsed, parsed.netloc.decode("ascii"))
+    return Endpoint(parsed, parsed.netloc.decode("ascii"), verify_loopback=insecure and parsed.host == LOCALHOST)
+
+
+def validate_seconds(value: object, field: str) -> float:
+    """A duration in seconds: a finite number above zero (NaN would make every later wait fail at once)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"{field}: must be a finite number of seconds above 0, got {value!r}")
+    return float(value)
+
+
+def validate_timeout(value: object, field: str = "timeout") -> httpx.Timeout:
+    """Seconds or an ``httpx.Timeout``, each of its bounds checked (None in a Timeout means unbounded)."""
+    if isinstance(value, httpx.Timeout):
+        for name, seconds in value.as_dict().items():
+            if seconds is not None:
+                validate_seconds(seconds, f"{field}.{name}")
+        return value
+    if value is None:  # httpx's spelling of "no timeout", accepted as it always was
+        return httpx.Timeout(None)
+    return httpx.Timeout(validate_seconds(value, field))
 
 
 @attrs.frozen(kw_only=True)

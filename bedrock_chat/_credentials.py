@@ -20,6 +20,7 @@ import anyio
 import anyio.to_thread
 
 from ._errors import CredentialsError, drop_tracebacks
+from ._loops import PerLoop
 from ._types import AwsCredentials
 
 __all__ = ["BotocoreCredentialSource", "CredentialSource", "StaticCredentialSource"]
@@ -84,7 +85,7 @@ class BotocoreCredentialSource:
         self._session: Any = None
         self._botocore_credentials: Any = None
         self._current: AwsCredentials | None = None
-        self._lock = anyio.Lock()
+        self._lock = PerLoop(anyio.Lock)  # a client may outlive its event loop: one lock per loop
         # Bumped after every resolution attempt; with the last failure, lets the callers that waited
         # on a failed resolution share its outcome instead of each running the chain again in turn.
         self._attempts = 0
@@ -103,7 +104,7 @@ class BotocoreCredentialSource:
         if current is not None and self._fresh(current):
             return current
         attempts_seen = self._attempts
-        async with self._lock:
+        async with self._lock.get():
             if self._current is not None and self._fresh(self._current):
                 return self._current
             failure = self._last_error
@@ -121,7 +122,7 @@ class BotocoreCredentialSource:
 
     async def invalidate(self, stale: AwsCredentials) -> None:
         """Drop ``stale`` so the next :meth:`get` re-runs the chain; later reports of it are no-ops."""
-        async with self._lock:
+        async with self._lock.get():
             if self._current is stale:
                 self._current = None
                 self._botocore_credentials = None

@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from ._errors import APIError, EventStreamError, IncompleteStreamError, InvalidRequestError, make_api_error
+from ._errors import (
+    APIError,
+    EventStreamError,
+    IncompleteStreamError,
+    InvalidRequestError,
+    ModelStreamError,
+    make_api_error,
+)
 from ._models import ModelApi, ResolvedModel, SamplingRule, Surface
 from ._prompt import HUMAN_PROMPT, Conversation, messages_payload, text_prompt
 from ._sigv4 import percent_encode_path_segment
@@ -37,9 +44,11 @@ __all__ = [
     "invoke_path",
     "parse_error_response",
     "parse_invoke_response",
+    "parse_stream_error_event",
     "parse_raw_invoke_response",
     "prepare_invocation",
     "request_id_from",
+    "too_deep_error",
     "usage_from_headers",
     "validate_model_rules",
     "validate_tools",
@@ -308,6 +317,37 @@ def build_body(
     return body
 
 
+#: Body fields named after the argument they came from, where the names differ.
+_ARGUMENT_OF_BODY_FIELD: Mapping[str, str] = {
+    "tools": "tools",
+    "tool_choice": "tool_choice",
+    "thinking": "thinking",
+    "system": "system",
+}
+
+
+def _depth(value: object) -> int:
+    """How deeply lists and dicts nest in ``value``, counted without recursion (it may be very deep)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, Mapping):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def too_deep_error(field: str, value: object) -> InvalidRequestError:
+    """The error for a value nested past what the JSON encoder (Python's recursion limit) can write."""
+    return InvalidRequestError(field, f"is nested {_depth(value)} levels deep, too deep to send as JSON")
+
+
 def prepare_invocation(
     model: ResolvedModel,
     conversation: Conversation,
@@ -336,12 +376,12 @@ def prepare_invocation(
         headers = _INVOKE_STREAM_HEADERS if stream else _INVOKE_HEADERS
     if extra_headers:
         headers = tuple(sorted((*headers, *extra_headers)))
+    fields = build_body(model, conversation, sampling, surface=surface, stream=stream, thinking=thinking, extras=extras)
     try:
-        body = _dumps(
-            build_body(model, conversation, sampling, surface=surface, stream=stream, thinking=thinking, extras=extras)
-        )
-    except InvalidRequestError:
-        raise
+        body = _dumps(fields)
+    except RecursionError:
+        deepest = max(fields, key=lambda key: _depth(fields[key]))
+        raise too_deep_error(_ARGUMENT_OF_BODY_FIELD.get(deepest, "messages"), fields[deepest]) from None
     except ValueError as exc:  # NaN and Infinity have no JSON form; the service would refuse them anyway
         raise InvalidRequestError("messages", f"cannot be sent as JSON: {exc}") from None
     try:
@@ -582,6 +622,24 @@ def parse_error_response(
 
 
 # ---------------------------------------------------------------------------------------------- streams
+
+#: Anthropic error types that mean something else mid-stream (an ``error`` event after a 200) than in an
+#: HTTP error. A model failing while it streams is ``modelStreamErrorException`` on InvokeModel; on the
+#: Messages endpoint it can only be ``api_error``, which before the 200 means a server fault.
+_MID_STREAM_CLASSES: Mapping[str, type[APIError]] = {"api_error": ModelStreamError}
+
+
+def parse_stream_error_event(event: Mapping[str, Any], request_id: str | None) -> APIError:
+    """An SSE ``error`` event (``{"type": "error", "error": {"type", "message"}}``) -> InvokeModel's class for it."""
+    error = event.get("error")
+    error = error if isinstance(error, Mapping) else {}
+    found = error.get("type")
+    code = found if isinstance(found, str) else "error"
+    message = error.get("message") if isinstance(error.get("message"), str) else None
+    cls = _MID_STREAM_CLASSES.get(code)
+    if cls is not None:
+        return cls(message or "(no message)", status=200, code=code, request_id=request_id, body=event)
+    return make_api_error(status=200, code=code, message=message, request_id=request_id, body=event)
 
 
 def _event_field(event: Mapping[str, Any], key: str) -> Mapping[str, Any]:

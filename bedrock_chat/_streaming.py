@@ -33,7 +33,7 @@ from ._errors import (
 )
 from ._eventstream import EventStreamDecoder, EventStreamMessage, decode_chunk_payload
 from ._models import Surface
-from ._protocol import Invocation, StreamAssembler, request_id_from, usage_from_headers
+from ._protocol import Invocation, StreamAssembler, parse_stream_error_event, request_id_from, usage_from_headers
 from ._sse import SSEDecoder
 from ._transport import RawResponse, close_response, translate_httpx_error
 from ._types import ChatCompletion, StreamChunk
@@ -121,16 +121,7 @@ class _SSESource:
             if not isinstance(event, dict):
                 raise EventStreamError(f"the data of a {sse.event!r} event is not a JSON object")
             if sse.event == "error" or event.get("type") == "error":
-                error = event.get("error")
-                error = error if isinstance(error, dict) else {}
-                code = error.get("type")
-                raise make_api_error(
-                    status=200,
-                    code=code if isinstance(code, str) else "error",
-                    message=error.get("message") if isinstance(error.get("message"), str) else None,
-                    request_id=request_id,
-                    body=event,
-                )
+                raise parse_stream_error_event(event, request_id)
             return event
         return None
 
@@ -140,7 +131,8 @@ class ChatCompletionStream:
 
     Use it as ``async with stream: async for chunk in stream: ...``; ``stream.completion`` is the
     final :class:`ChatCompletion` once the loop ended. Leaving the ``async with`` block early closes
-    the HTTP response at once.
+    the HTTP response at once; iterating it after that (or after :meth:`aclose`) raises
+    :class:`InvalidRequestError`, whatever was still buffered.
     """
 
     def __init__(
@@ -160,6 +152,7 @@ class ChatCompletionStream:
         self._started = started
         self._completion: ChatCompletion | None = None
         self._closed = False
+        self._released = False  # closed by the caller: iterating further is a mistake, said so
         self._text_handed_out = False
         self._attach(response)
 
@@ -207,6 +200,7 @@ class ChatCompletionStream:
 
     async def aclose(self) -> None:
         """Close the HTTP response (idempotent); the connection goes back to the pool or is dropped."""
+        self._released = True
         if not self._closed:
             self._closed = True
             await close_response(self._http)
@@ -221,6 +215,10 @@ class ChatCompletionStream:
         return self
 
     async def __anext__(self) -> StreamChunk:
+        if self._released:
+            raise InvalidRequestError(
+                "stream", "is closed (its async with block was left, or aclose() called); read it inside the block"
+            )
         while True:
             try:
                 return await self._next_chunk()

@@ -51,7 +51,8 @@ def cli(emu: BedrockEmulator, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.chdir(tmp_path)
 
     def run(*args: str) -> int:
-        connection = ["--endpoint-url", emu.endpoint_url, "--region", emu.region, "--backoff", "0"]
+        connection = ["--endpoint-url", emu.endpoint_url, "--bedrock-endpoint-url", emu.endpoint_url]
+        connection += ["--region", emu.region, "--backoff", "0"]
         return main(["batch", *args, *connection, "--s3-endpoint-url", s3_endpoint, "--poll-interval", "0.05"])
 
     return run
@@ -180,7 +181,11 @@ def test_stop_flag_stops_the_job(
 
     async def submit(name: str, start: int) -> str:
         async with AnthropicBedrock(
-            access_key=emu.access_key, secret_key=emu.secret_key, region=emu.region, endpoint_url=emu.endpoint_url
+            access_key=emu.access_key,
+            secret_key=emu.secret_key,
+            region=emu.region,
+            endpoint_url=emu.endpoint_url,
+            control_plane_endpoint_url=emu.endpoint_url,
         ) as client:
             jobs = BatchJobs(client, s3_endpoint_url=emu.options.jobs.s3_endpoint_url)
             submitted = await jobs.submit(
@@ -206,7 +211,11 @@ async def test_library_submit_wait_results_manifest(emu: BedrockEmulator, bucket
     """client.batch_jobs submits, waits (reporting progress), and yields every record's line plus the manifest."""
     source = _write(tmp_path / "in.jsonl", 120)
     async with AnthropicBedrock(
-        access_key=emu.access_key, secret_key=emu.secret_key, region=emu.region, endpoint_url=emu.endpoint_url
+        access_key=emu.access_key,
+        secret_key=emu.secret_key,
+        region=emu.region,
+        endpoint_url=emu.endpoint_url,
+        control_plane_endpoint_url=emu.endpoint_url,
     ) as client:
         jobs = BatchJobs(
             client, s3_endpoint_url=emu.options.jobs.s3_endpoint_url, limits=BatchLimits(max_records_per_file=50)
@@ -280,7 +289,11 @@ async def test_find_returns_the_newest_job_of_the_input_and_none_for_another(
     """find() names the job submit() created for the same file and model (newest first); another input has none."""
     source = _write(tmp_path / "in.jsonl", 100)
     async with AnthropicBedrock(
-        access_key=emu.access_key, secret_key=emu.secret_key, region=emu.region, endpoint_url=emu.endpoint_url
+        access_key=emu.access_key,
+        secret_key=emu.secret_key,
+        region=emu.region,
+        endpoint_url=emu.endpoint_url,
+        control_plane_endpoint_url=emu.endpoint_url,
     ) as client:
         jobs = BatchJobs(client, s3_endpoint_url=emu.options.jobs.s3_endpoint_url)
         first = await jobs.submit(source, s3_uri=f"s3://{bucket}/f", role_arn=ROLE, model=MODEL)
@@ -361,7 +374,11 @@ def test_stop_of_a_finished_job_says_so(
 
     async def submit_and_wait() -> str:
         async with AnthropicBedrock(
-            access_key=emu.access_key, secret_key=emu.secret_key, region=emu.region, endpoint_url=emu.endpoint_url
+            access_key=emu.access_key,
+            secret_key=emu.secret_key,
+            region=emu.region,
+            endpoint_url=emu.endpoint_url,
+            control_plane_endpoint_url=emu.endpoint_url,
         ) as client:
             jobs = BatchJobs(client, s3_endpoint_url=emu.options.jobs.s3_endpoint_url)
             submitted = await jobs.submit(
