@@ -364,11 +364,16 @@ def authenticate(
 
 
 class Dispatched(NamedTuple):
-    """A reply, with what the request log needs to know about the request."""
+    """A reply, with what the request log needs to know about the request.
+
+    ``authenticated`` is False for a request refused before its credentials were accepted (unknown
+    path, bad signature): the log keeps no body for those, so unauthenticated uploads cost no memory.
+    """
 
     reply: Reply
     operation: str | None = None
     model_id: str | None = None
+    authenticated: bool = False
 
 
 class Dispatcher:
@@ -428,7 +433,7 @@ class Dispatcher:
                 first_part_delay=faults.time_to_first_byte if reply.chunked else 0.0,
                 part_delay=faults.chunk_delay if reply.chunked else 0.0,
             )
-        return Dispatched(reply, route.operation, call.model_id)
+        return Dispatched(reply, route.operation, call.model_id, authenticated=True)
 
     def _answer(self, call: Call) -> Reply:
         """Steps 3 to 6 of the pipeline, for an authenticated request."""
