@@ -65,7 +65,11 @@ def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
         "--region", type=non_empty, help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's)"
     )
     group.add_argument("--profile", type=non_empty, help="named profile of the shared AWS config files")
-    group.add_argument("--endpoint-url", type=non_empty, help="override the Bedrock runtime endpoint")
+    group.add_argument(
+        "--endpoint-url",
+        type=non_empty,
+        help="override the Bedrock runtime endpoint (default: AWS_ENDPOINT_URL_BEDROCK_RUNTIME)",
+    )
     group.add_argument(
         "--emulator", action="store_true", help="start the built-in Bedrock emulator and talk to it (no AWS needed)"
     )
@@ -157,7 +161,9 @@ def _client_settings(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         given = _emulator_flags_given(args)
         if given:
             raise UsageError(given[0], "shapes the emulator's answers: it needs --emulator")
-        yield {"region": args.region, "profile": args.profile, "endpoint_url": args.endpoint_url}
+        # The AWS SDKs' variable for this service, so `bedrock-chat emulator`'s export lines work here and in boto3.
+        endpoint_url = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME") or None
+        yield {"region": args.region, "profile": args.profile, "endpoint_url": endpoint_url}
         return
     for flag, value in (("--profile", args.profile), ("--endpoint-url", args.endpoint_url)):
         if value is not None:

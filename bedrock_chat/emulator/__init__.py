@@ -19,7 +19,8 @@ latency, service tier, metadata: ``_request_options``) and Messages content bloc
 ``tool_choice`` (``_content``), answers with a deterministic fake model (rules in ``_fake_model``: see
 :func:`count_tokens` and :func:`fake_reply`; tool calls by the rules in ``_tools``), and injects
 faults by rate (:class:`Faults`) or by script (:meth:`BedrockEmulator.enqueue_faults`, names in
-:data:`FAULT_NAMES`).
+:data:`FAULT_NAMES`). Hostile clients cannot knock it over: :class:`ServerLimits` bounds header and
+idle time, connections and the request log's memory, and it outlives running out of descriptors.
 
 The emulator checks the client, so it never imports the client's modules (``_client``,
 ``_transport``, ``_sigv4``, ``_prompt``, ``_protocol``, ``_credentials``, ``_streaming``); a test
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 from ._fake_model import FakeReply, count_tokens, fake_reply, split_chunks
 from ._faults import FAULT_NAMES, Faults
+from ._limits import ServerLimits
 from ._options import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_MESSAGES_SIGNING_NAMES,
@@ -52,6 +54,7 @@ __all__ = [
     "Faults",
     "MAX_BODY_BYTES",
     "RecordedRequest",
+    "ServerLimits",
     "count_tokens",
     "fake_reply",
     "run_emulator_in_thread",

@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
         description="A local AWS Bedrock runtime emulator for Anthropic Claude models.",
     )
     add_emulator_arguments(parser)
-    return run_emulator_command(parser.parse_args(argv))
+    return run_emulator_command(parser.parse_args(argv), prog=parser.prog)
 
 
 if __name__ == "__main__":

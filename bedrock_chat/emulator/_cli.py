@@ -9,13 +9,18 @@ other command's. :func:`emulator_options_from_args` works on a namespace built b
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shlex
 import signal
 import sys
+from typing import TextIO
 
 import anyio
 
 from .._argtypes import bounded
+from .._errors import ConfigurationError
 from ._faults import FAULT_NAMES, STREAM_EXCEPTIONS, Faults, parse_fault
+from ._limits import ServerLimits
 from ._options import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_MESSAGES_SIGNING_NAMES,
@@ -28,7 +33,9 @@ from ._server import BedrockEmulator
 __all__ = [
     "add_emulator_arguments",
     "add_fault_arguments",
+    "emulator_limits_from_args",
     "emulator_options_from_args",
+    "environment_lines",
     "run_emulator_command",
     "scripted_faults_from_args",
 ]
@@ -38,6 +45,9 @@ _rate = bounded(float, 0.0, 1.0)
 _seconds = bounded(float, 0.0)
 _count = bounded(int, 1)
 _tokens = bounded(int, 0)
+_port = bounded(int, 0, 65535)
+_timeout = bounded(float, 0.001, 86400.0)
+_bytes = bounded(int, 0)
 
 
 def _signing_names(text: str) -> frozenset[str]:
@@ -121,7 +131,7 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("emulator server")
     group.add_argument("--host", dest="emulator_host", default="127.0.0.1", metavar="HOST", help="interface to bind")
     group.add_argument(
-        "--port", dest="emulator_port", type=int, default=0, metavar="PORT", help="port to bind (0: any free port)"
+        "--port", dest="emulator_port", type=_port, default=0, metavar="PORT", help="port to bind (0: any free port)"
     )
     group.add_argument(
         "--region",
@@ -158,6 +168,41 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept requests without checking SigV4 (benchmarks)",
     )
     group.add_argument("--backend", dest="emulator_backend", choices=("asyncio", "trio"), default="asyncio")
+    defaults = ServerLimits()
+    limits = parser.add_argument_group("emulator limits (against clients that hold on)")
+    limits.add_argument(
+        "--header-timeout",
+        dest="emulator_header_timeout",
+        type=_timeout,
+        default=defaults.header_timeout,
+        metavar="SECONDS",
+        help=f"time from a request's first byte to the end of its headers (default {defaults.header_timeout:g})",
+    )
+    limits.add_argument(
+        "--idle-timeout",
+        dest="emulator_idle_timeout",
+        type=_timeout,
+        default=defaults.idle_timeout,
+        metavar="SECONDS",
+        help="time a connection may make no progress: keep-alive wait, body pause, unread reply "
+        f"(default {defaults.idle_timeout:g})",
+    )
+    limits.add_argument(
+        "--max-connections",
+        dest="emulator_max_connections",
+        type=_count,
+        default=defaults.max_connections,
+        metavar="N",
+        help=f"connections served at once; more wait to be accepted (default {defaults.max_connections})",
+    )
+    limits.add_argument(
+        "--max-recorded-body-bytes",
+        dest="emulator_max_recorded_body_bytes",
+        type=_bytes,
+        default=defaults.max_recorded_body_bytes,
+        metavar="N",
+        help=f"bytes of each body the request log keeps (default {defaults.max_recorded_body_bytes})",
+    )
     add_fault_arguments(parser)
 
 
@@ -191,27 +236,81 @@ def emulator_options_from_args(args: argparse.Namespace) -> EmulatorOptions:
     )
 
 
+def emulator_limits_from_args(args: argparse.Namespace) -> ServerLimits:
+    """The :class:`ServerLimits` the flags describe; flags a parser did not define keep their defaults."""
+    defaults = ServerLimits()
+    return ServerLimits(
+        header_timeout=getattr(args, "emulator_header_timeout", defaults.header_timeout),
+        idle_timeout=getattr(args, "emulator_idle_timeout", defaults.idle_timeout),
+        max_connections=getattr(args, "emulator_max_connections", defaults.max_connections),
+        max_recorded_body_bytes=getattr(args, "emulator_max_recorded_body_bytes", defaults.max_recorded_body_bytes),
+    )
+
+
 def scripted_faults_from_args(args: argparse.Namespace) -> list[str]:
     """The ``--faults`` names, to pass to :meth:`BedrockEmulator.enqueue_faults`."""
     return list(getattr(args, "emulator_faults", []))
 
 
-async def _serve(args: argparse.Namespace) -> None:
+#: Variables that would override the exported keys or send something else: a profile, another token,
+#: a Bedrock API key (which the client prefers when no keys are passed explicitly).
+_CONFLICTING_VARIABLES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_BEARER_TOKEN_BEDROCK")
+
+
+def environment_lines(emulator: BedrockEmulator) -> list[str]:
+    """Shell lines that point ``bedrock-chat`` (and boto3) at ``emulator``, ready to paste.
+
+    ``bedrock-chat`` reads the endpoint from ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` (as boto3 does), the
+    keys through botocore's chain (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``)
+    and the region from ``AWS_REGION`` (boto3: ``AWS_DEFAULT_REGION``, so both are set).
+    """
+    unset = [name for name in _CONFLICTING_VARIABLES if not (name == "AWS_SESSION_TOKEN" and emulator.session_token)]
+    exports = [
+        ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator.endpoint_url),
+        ("AWS_ACCESS_KEY_ID", emulator.access_key),
+        ("AWS_SECRET_ACCESS_KEY", emulator.secret_key),
+    ]
+    if emulator.session_token is not None:
+        exports.append(("AWS_SESSION_TOKEN", emulator.session_token))
+    exports += [("AWS_REGION", emulator.region), ("AWS_DEFAULT_REGION", emulator.region)]
+    return [f"unset {' '.join(unset)}", *(f"export {name}={shlex.quote(value)}" for name, value in exports)]
+
+
+async def _serve(args: argparse.Namespace, out: TextIO) -> None:
     options = emulator_options_from_args(args)
+    limits = emulator_limits_from_args(args)
+    host, port = args.emulator_host, args.emulator_port
     # Signals are caught before the server exists, so an early Ctrl-C is still a clean exit.
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with BedrockEmulator(options, host=args.emulator_host, port=args.emulator_port) as emulator:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                emulator = await stack.enter_async_context(
+                    BedrockEmulator(options, host=host, port=port, limits=limits)
+                )
+            except OSError as exc:
+                # The port is taken, the host unknown or not ours: one line, not a traceback.
+                raise ConfigurationError(
+                    f"--host/--port: cannot listen on {host}:{port}: {exc.strerror or exc}"
+                ) from None
             emulator.enqueue_faults(*scripted_faults_from_args(args))
             credentials = f"region={emulator.region} access_key={emulator.access_key} secret_key={emulator.secret_key}"
             if emulator.session_token is not None:
                 credentials += f" session_token={emulator.session_token}"
-            sys.stdout.write(f"endpoint_url={emulator.endpoint_url}\n{credentials}\n")
-            sys.stdout.flush()
+            lines = [f"endpoint_url={emulator.endpoint_url}", credentials]
+            lines += ["# To point bedrock-chat (or boto3) at this emulator from another shell, paste:"]
+            lines += environment_lines(emulator)
+            out.write("\n".join(lines) + "\n")
+            out.flush()
             async for _ in signals:
                 break
 
 
-def run_emulator_command(args: argparse.Namespace) -> int:
-    """Serve until SIGINT or SIGTERM; returns the exit status (0)."""
-    anyio.run(_serve, args, backend=getattr(args, "emulator_backend", "asyncio"))
+def run_emulator_command(args: argparse.Namespace, *, prog: str = "bedrock-chat emulator") -> int:
+    """Serve until SIGINT or SIGTERM; returns the exit status (0, or 1 with one line on stderr if it cannot bind)."""
+    try:
+        anyio.run(_serve, args, sys.stdout, backend=getattr(args, "emulator_backend", "asyncio"))
+    except ConfigurationError as exc:
+        sys.stderr.write(f"{prog}: error: {exc}\n")
+        sys.stderr.flush()
+        return 1
     return 0

@@ -205,7 +205,7 @@ class ControlPlane:
             reply = error_reply(answer, request_id)
         else:
             reply = ok_json_reply(answer, request_id=request_id)
-        return Dispatched(reply, operation)
+        return Dispatched(reply, operation, authenticated=True)
 
     # -- operations ----------------------------------------------------------------------------
 

@@ -21,7 +21,9 @@ Every request goes through the same steps, each of which may answer early:
    ``anthropic-version`` header, and the surfaces are the other way round.
 6. **Answer** with the fake model's reply (``_fake_model``, or a tool call by ``_tools``' rules), as
    JSON or as event-stream frames (SSE on the Messages endpoint). CountTokens (``_count_tokens``)
-   answers ``{"inputTokens": N}`` with the same count InvokeModel reports for the body.
+   answers ``{"inputTokens": N}`` with the same count InvokeModel reports for the body. Converse and
+   ConverseStream are not served: they answer Bedrock's 400 ValidationException for a model that does
+   not support the operation (``CONVERSE_UNSUPPORTED``).
 
 Each :class:`Route` carries its surface's wire format: how it renders errors and applies mid-body
 faults (``_responses`` for InvokeModel, ``_messages_endpoint`` for ``/anthropic/v1/messages``).
@@ -68,7 +70,7 @@ from ._validation import (
     parse_messages_endpoint_body,
 )
 
-__all__ = ["MODEL_ROUTES", "PATH_ROUTES", "Call", "Dispatched", "Dispatcher", "Route"]
+__all__ = ["CONVERSE_UNSUPPORTED", "MODEL_ROUTES", "PATH_ROUTES", "Call", "Dispatched", "Dispatcher", "Route"]
 
 _MODEL_PREFIX = "/model/"
 #: ARN kinds the registry cannot resolve to a base model but the emulator serves (as Messages models).
@@ -304,14 +306,32 @@ def _messages(call: Call) -> Reply:
     return messages_endpoint.sse_reply(events, request_id=call.request_id)
 
 
-#: ``/model/{modelId}/<tail>`` operations, keyed by tail. (Converse and ConverseStream are not emulated:
-#: they answer like unknown paths.)
+#: What Bedrock answers (400 ValidationException) when Converse is called with a model it does not serve
+#: that way (imported, speech or rerank models).
+CONVERSE_UNSUPPORTED = (
+    "This action doesn't support the model that you provided. Try again with a supported text or chat model."
+)
+
+
+def _converse(call: Call) -> Reply:
+    """Converse and ConverseStream, which the emulator does not serve: Bedrock's own refusal of the operation.
+
+    A routed, authenticated ValidationException (not a 404 for an unknown path) is what an SDK models: boto3
+    raises ``client.exceptions.ValidationException``, and code that falls back to InvokeModel on it works.
+    """
+    return error_reply(_validation(CONVERSE_UNSUPPORTED), call.request_id)
+
+
+#: ``/model/{modelId}/<tail>`` operations, keyed by tail. Converse and ConverseStream are routed and
+#: authenticated, then refused as Bedrock refuses them for a model without Converse support.
 MODEL_ROUTES: Mapping[str, Route] = {
     "invoke": Route(operation="InvokeModel", method="POST", streaming=False, handler=_invoke),
     "invoke-with-response-stream": Route(
         operation="InvokeModelWithResponseStream", method="POST", streaming=True, handler=_invoke
     ),
     "count-tokens": Route(operation=count_tokens_op.OPERATION, method="POST", streaming=False, handler=_count),
+    "converse": Route(operation="Converse", method="POST", streaming=False, handler=_converse),
+    "converse-stream": Route(operation="ConverseStream", method="POST", streaming=False, handler=_converse),
 }
 #: Exact-path operations: Bedrock's Messages-API surface, whose body says whether it streams.
 PATH_ROUTES: Mapping[str, Route] = {
@@ -364,11 +384,16 @@ def authenticate(
 
 
 class Dispatched(NamedTuple):
-    """A reply, with what the request log needs to know about the request."""
+    """A reply, with what the request log needs to know about the request.
+
+    ``authenticated`` is False for a request refused before its credentials were accepted (unknown
+    path, bad signature): the log keeps no body for those, so unauthenticated uploads cost no memory.
+    """
 
     reply: Reply
     operation: str | None = None
     model_id: str | None = None
+    authenticated: bool = False
 
 
 class Dispatcher:
@@ -428,7 +453,7 @@ class Dispatcher:
                 first_part_delay=faults.time_to_first_byte if reply.chunked else 0.0,
                 part_delay=faults.chunk_delay if reply.chunked else 0.0,
             )
-        return Dispatched(reply, route.operation, call.model_id)
+        return Dispatched(reply, route.operation, call.model_id, authenticated=True)
 
     def _answer(self, call: Call) -> Reply:
         """Steps 3 to 6 of the pipeline, for an authenticated request."""

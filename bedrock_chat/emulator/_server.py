@@ -8,17 +8,27 @@ group it owns; leaving it cancels that task group, which ends every connection t
 stalled responses, which otherwise wait for the client forever -- and closes the listener. Nothing
 outlives the ``async with`` block, under asyncio or trio.
 
+Connections are accepted by one loop per listening socket, not by ``listener.serve``: it takes a slot of
+a semaphore of ``max_connections`` before each ``accept`` (so a flood waits in the kernel's backlog),
+and an ``accept`` that fails for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) is
+retried when one of our connections closes, or after 0.1 s (trio's ``serve_listeners`` waits the same),
+instead of ending the server: the connections it holds are served meanwhile.
+
 Each connection is one task running a keep-alive loop over one ``h11.Connection``:
 
-1. read until h11 yields a ``Request`` (headers); refuse a ``Content-Length`` over 25,000,000 bytes
-   before reading any body (400, then close, since the unread body poisons the connection);
+1. read until h11 yields a ``Request`` (headers) within the ``header_timeout`` of :class:`ServerLimits`
+   (counted from the request's first byte; a keep-alive connection may first wait ``idle_timeout`` for
+   that byte), else close; refuse a ``Content-Length`` over 25,000,000 bytes before reading any body
+   (400, then close, since the unread body poisons the connection);
 2. read the body (h11 sends ``100 Continue`` on our behalf the moment we ask for body bytes, if the
-   client is waiting for it), capping chunked bodies at the same limit;
+   client is waiting for it), capping chunked bodies at the same limit; any read or send that makes no
+   progress for ``idle_timeout`` closes the connection;
 3. hand method, raw target, headers and body to the sans-IO ``Dispatcher``, which returns a ``Reply``
    (status, headers, body parts, delays, and how the body ends);
 4. play the reply: usually one ``send`` of headers, every part and the terminator; with delays, part by
    part; for a DROP fault, close the socket mid-body; for a STALL, wait for the client to leave;
-5. record the request, and ``start_next_cycle`` if both sides may keep the connection open.
+5. record the request (its body only if it was authenticated, and at most ``max_recorded_body_bytes`` of
+   it), and ``start_next_cycle`` if both sides may keep the connection open.
 
 Client errors (malformed HTTP, resets, early disconnects) end that connection quietly: the server keeps
 serving. An exception from the emulator's own code is answered with a 500, appended to
@@ -33,6 +43,7 @@ from __future__ import annotations
 
 import collections
 import email.utils
+import errno
 import time
 from types import TracebackType
 
@@ -40,10 +51,12 @@ import anyio
 import anyio.abc
 import attrs
 import h11
+from anyio.streams.stapled import MultiListener
 
 from ._control_plane import ControlPlane
 from ._faults import FaultInjector, ServiceError
 from ._handlers import Dispatched, Dispatcher
+from ._limits import ServerLimits
 from ._options import EmulatorOptions
 from ._responses import Ending, Reply, error_reply, new_request_id
 
@@ -53,7 +66,21 @@ __all__ = ["MAX_BODY_BYTES", "BedrockEmulator", "RecordedRequest"]
 MAX_BODY_BYTES = 25_000_000
 _RECEIVE_SIZE = 65536
 _MAX_HEADER_BYTES = 64 * 1024
+# OSError covers TimeoutError, which is how fail_after ends a read or send that exceeded idle_timeout.
 _DISCONNECTS = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+#: accept() errors that say "no descriptor or buffer for now": wait for one to free up (trio's list).
+_ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+#: accept() errors about the one connection being accepted (Linux's accept(2) says: retry).
+_ACCEPT_RETRY_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNABORTED", "EPROTO", "EPERM", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET",
+        "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH",
+    )
+    if hasattr(errno, name)
+)  # fmt: skip
+#: Longest wait before accept() is retried after a capacity error, if none of our connections closes first.
+_ACCEPT_BACKOFF = 0.1
 
 
 @attrs.frozen
@@ -63,6 +90,9 @@ class RecordedRequest:
     ``path`` is the raw request target as it arrived (percent-encoding and query included);
     ``headers`` keep arrival order with lower-case names; ``model_id`` is the decoded model id and
     ``operation`` the routed operation (None when routing failed); ``fault`` names the injected fault.
+    ``body`` is what the log kept of the body, ``body_size`` the body's full length: they differ when the
+    body was longer than ``ServerLimits.max_recorded_body_bytes`` (``body_truncated``) or the request
+    was refused before authentication (nothing kept).
     """
 
     method: str
@@ -73,6 +103,12 @@ class RecordedRequest:
     operation: str | None
     status: int
     fault: str | None = None
+    body_size: int = attrs.field(default=attrs.Factory(lambda self: len(self.body), takes_self=True))
+
+    @property
+    def body_truncated(self) -> bool:
+        """Whether :attr:`body` is less than the body that arrived."""
+        return len(self.body) < self.body_size
 
     def header(self, name: str) -> str | None:
         """The last value of header ``name`` (case-insensitive), or None."""
@@ -108,6 +144,8 @@ class BedrockEmulator:
         host: interface to bind (loopback by default).
         port: port to bind; 0 picks a free one.
         max_recorded_requests: size of the :attr:`requests` log (oldest dropped first).
+        limits: timeouts, the connection cap and how much of each body the log keeps
+            (default :class:`ServerLimits`).
 
     All methods and attributes may be used from any thread, so a server run by
     :func:`run_emulator_in_thread` is driven the same way as one in the caller's event loop.
@@ -120,8 +158,11 @@ class BedrockEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
         max_recorded_requests: int = 1000,
+        limits: ServerLimits | None = None,
     ) -> None:
         self.options: EmulatorOptions = options if options is not None else EmulatorOptions()
+        #: Read when a connection is accepted (the connection cap: when the server starts).
+        self.limits: ServerLimits = limits if limits is not None else ServerLimits()
         #: What the emulator received, oldest first (bounded).
         self.requests: collections.deque[RecordedRequest] = collections.deque(maxlen=max_recorded_requests)
         #: Exceptions raised by the emulator's own code while serving (each answered with a 500).
@@ -133,9 +174,13 @@ class BedrockEmulator:
         #: Batch inference jobs (``_control_plane``): their table and the task group they run in.
         self.control_plane = ControlPlane()
         self._date = _DateHeader()
-        self._listener: anyio.abc.Listener[anyio.abc.SocketStream] | None = None
+        self._listener: MultiListener[anyio.abc.SocketStream] | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._bound_port: int | None = None
+        #: Set (and replaced) each time a connection ends: wakes an accept loop waiting for a descriptor.
+        self._connection_ended = anyio.Event()
+        #: Times accept() failed for want of descriptors or memory (the server waited and went on).
+        self.accept_capacity_errors = 0
 
     # -- public surface ------------------------------------------------------------------------
 
@@ -209,7 +254,11 @@ class BedrockEmulator:
             await listener.aclose()
             raise
         self._listener, self._task_group = listener, task_group
-        task_group.start_soon(listener.serve, self._serve_connection)
+        self._connection_ended = anyio.Event()
+        slots = anyio.Semaphore(self.limits.max_connections)
+        for one in listener.listeners:
+            assert isinstance(one, anyio.abc.SocketListener), "create_tcp_listener makes socket listeners"
+            task_group.start_soon(self._accept_loop, one, task_group, slots)
         task_group.start_soon(self.control_plane.run)
         return self
 
@@ -231,21 +280,58 @@ class BedrockEmulator:
 
     # -- connections ---------------------------------------------------------------------------
 
-    async def _serve_connection(self, stream: anyio.abc.SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
+    async def _accept_loop(
+        self,
+        listener: anyio.abc.SocketListener,
+        task_group: anyio.abc.TaskGroup,
+        slots: anyio.Semaphore,
+    ) -> None:
+        """Accept while a connection slot is free; outlive a shortage of descriptors (see the module docstring)."""
+        while True:
+            await slots.acquire()
+            try:
+                stream = await listener.accept()
+            except (OSError, anyio.BrokenResourceError) as exc:
+                slots.release()
+                # asyncio raises the OSError; anyio's trio backend wraps it in BrokenResourceError.
+                cause = exc if isinstance(exc, OSError) else exc.__cause__
+                code = cause.errno if isinstance(cause, OSError) else None
+                if code in _ACCEPT_CAPACITY_ERRNOS:
+                    self.accept_capacity_errors += 1
+                    with anyio.move_on_after(_ACCEPT_BACKOFF):
+                        await self._connection_ended.wait()
+                elif code not in _ACCEPT_RETRY_ERRNOS:
+                    raise
+                continue
+            except BaseException:
+                slots.release()
+                raise
+            task_group.start_soon(self._serve_connection, stream, slots)
+
+    async def _serve_connection(self, stream: anyio.abc.SocketStream, slots: anyio.Semaphore) -> None:
         try:
-            await self._connection_loop(conn, stream)
+            await self._serve(stream)
+        finally:
+            slots.release()
+            ended, self._connection_ended = self._connection_ended, anyio.Event()
+            ended.set()
+
+    async def _serve(self, stream: anyio.abc.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
+        client = _Client(stream, self.limits)
+        try:
+            await self._connection_loop(conn, client)
         except _DISCONNECTS:
             pass
         except h11.RemoteProtocolError as exc:
-            await self._try_send_error(conn, stream, ServiceError("ValidationException", 400, f"Bad request: {exc}"))
+            await self._try_send_error(conn, client, ServiceError("ValidationException", 400, f"Bad request: {exc}"))
         except Exception as exc:  # the emulator's own bug: answer 500, keep it for the tests, keep serving
             self.errors.append(exc)
-            await self._try_send_error(conn, stream, ServiceError("InternalServerException", 500, "Emulator error."))
+            await self._try_send_error(conn, client, ServiceError("InternalServerException", 500, "Emulator error."))
         finally:
             await anyio.aclose_forcefully(stream)
 
-    async def _try_send_error(self, conn: h11.Connection, stream: anyio.abc.SocketStream, error: ServiceError) -> None:
+    async def _try_send_error(self, conn: h11.Connection, client: _Client, error: ServiceError) -> None:
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         reply = error_reply(error, new_request_id())
@@ -254,74 +340,110 @@ class BedrockEmulator:
                 h11.Response(status_code=reply.status, headers=[*reply.headers, (b"connection", b"close")])
             )
             data += conn.send(h11.Data(data=reply.parts[0])) + conn.send(h11.EndOfMessage())
-            await stream.send(data)
+            await client.send(data)
         except (h11.LocalProtocolError, *_DISCONNECTS):
             pass
 
-    async def _next_event(self, conn: h11.Connection, stream: anyio.abc.SocketStream) -> object:
+    async def _read_head(self, conn: h11.Connection, client: _Client, *, fresh: bool) -> object:
+        """The next ``Request`` (or ``ConnectionClosed``): within ``header_timeout`` of its first byte.
+
+        A keep-alive connection may first wait ``idle_timeout`` for that byte; a fresh connection's
+        header time starts when it is accepted. Running out raises TimeoutError (the connection closes).
+        """
+        deadline = anyio.current_time() + client.header_timeout if fresh else None
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            if deadline is None:
+                data = await client.receive(anyio.current_time() + client.idle_timeout)
+                deadline = anyio.current_time() + client.header_timeout
+            else:
+                data = await client.receive(deadline)
+            conn.receive_data(data)
+
+    async def _next_event(self, conn: h11.Connection, client: _Client) -> object:
         while True:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
             if conn.they_are_waiting_for_100_continue:
-                await stream.send(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-            try:
-                data = await stream.receive(_RECEIVE_SIZE)
-            except anyio.EndOfStream:
-                data = b""
-            conn.receive_data(data)
+                await client.send(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+            conn.receive_data(await client.receive(anyio.current_time() + client.idle_timeout))
 
-    async def _read_body(self, conn: h11.Connection, stream: anyio.abc.SocketStream) -> bytes | None:
-        """The whole body, or None once it exceeds :data:`MAX_BODY_BYTES` (chunked uploads)."""
+    async def _read_body(self, conn: h11.Connection, client: _Client) -> bytes | int:
+        """The whole body; or, once it exceeds :data:`MAX_BODY_BYTES` (chunked uploads), the bytes read."""
         chunks: list[bytes] = []
         size = 0
         while True:
-            event = await self._next_event(conn, stream)
+            event = await self._next_event(conn, client)
             if type(event) is h11.Data:
                 size += len(event.data)
                 if size > MAX_BODY_BYTES:
-                    return None
+                    return size
                 chunks.append(event.data)
             elif type(event) is h11.EndOfMessage:
                 return b"".join(chunks)
             else:  # pragma: no cover - h11 raises RemoteProtocolError for a truncated body
                 raise h11.RemoteProtocolError(f"unexpected {event!r} inside a request body")
 
-    async def _connection_loop(self, conn: h11.Connection, stream: anyio.abc.SocketStream) -> None:
+    async def _connection_loop(self, conn: h11.Connection, client: _Client) -> None:
+        fresh = True
         while True:
-            event = await self._next_event(conn, stream)
+            event = await self._read_head(conn, client, fresh=fresh)
+            fresh = False
             if type(event) is not h11.Request:
                 return  # ConnectionClosed: the client went away between requests
-            method = event.method.decode("ascii")
-            target = event.target.decode("latin-1")
-            headers = list(event.headers)
-            declared = 0
-            for name, value in headers:
-                if name == b"content-length":
-                    declared = int(value)
-            body = await self._read_body(conn, stream) if declared <= MAX_BODY_BYTES else None
-            if body is None:
-                error = ServiceError(
-                    "ValidationException", 400, f"Request body exceeds the maximum of {MAX_BODY_BYTES} bytes."
-                )
-                reply = error_reply(error, new_request_id())
-                self._record(method, target, headers, b"", Dispatched(reply))
-                await self._play(conn, stream, reply, head=False, close=True)
-                return
-            dispatched = self.control_plane.dispatch(
-                self.options, method, target, headers, body
-            ) or self._dispatcher.dispatch(self.options, method, target, headers, body)
-            self._record(method, target, headers, body, dispatched)
-            reply = dispatched.reply
-            if not await self._play(conn, stream, reply, head=method == "HEAD", close=False):
+            if not await self._exchange(conn, client, event):
                 return
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
             conn.start_next_cycle()
 
+    async def _exchange(self, conn: h11.Connection, client: _Client, request: h11.Request) -> bool:
+        """Read the body, answer, record; whether the connection may go on.
+
+        A method of its own so that the body is garbage the moment the answer is sent, not held by an
+        idle keep-alive connection until its next request.
+        """
+        method = request.method.decode("ascii")
+        target = request.target.decode("latin-1")
+        headers = list(request.headers)
+        declared = 0
+        for name, value in headers:
+            if name == b"content-length":
+                declared = int(value)
+        body = await self._read_body(conn, client) if declared <= MAX_BODY_BYTES else declared
+        if isinstance(body, int):
+            error = ServiceError(
+                "ValidationException", 400, f"Request body exceeds the maximum of {MAX_BODY_BYTES} bytes."
+            )
+            reply = error_reply(error, new_request_id())
+            self._record(method, target, headers, b"", Dispatched(reply), body_size=body)
+            await self._play(conn, client, reply, head=False, close=True)
+            return False
+        dispatched = self.control_plane.dispatch(
+            self.options, method, target, headers, body
+        ) or self._dispatcher.dispatch(self.options, method, target, headers, body)
+        self._record(method, target, headers, body, dispatched, body_size=len(body))
+        return await self._play(conn, client, dispatched.reply, head=method == "HEAD", close=False)
+
     def _record(
-        self, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes, dispatched: Dispatched
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        dispatched: Dispatched,
+        *,
+        body_size: int,
     ) -> None:
+        if not dispatched.authenticated:
+            body = b""
+        else:
+            keep = self.limits.max_recorded_body_bytes
+            if keep is not None and len(body) > keep:
+                body = body[:keep]
         self.requests.append(
             RecordedRequest(
                 method,
@@ -332,12 +454,11 @@ class BedrockEmulator:
                 dispatched.operation,
                 dispatched.reply.status,
                 dispatched.reply.fault,
+                body_size,
             )
         )
 
-    async def _play(
-        self, conn: h11.Connection, stream: anyio.abc.SocketStream, reply: Reply, *, head: bool, close: bool
-    ) -> bool:
+    async def _play(self, conn: h11.Connection, client: _Client, reply: Reply, *, head: bool, close: bool) -> bool:
         """Send ``reply``; returns whether the connection may serve another request."""
         if reply.delay:
             await anyio.sleep(reply.delay)
@@ -352,18 +473,18 @@ class BedrockEmulator:
             out += b"".join([conn.send(h11.Data(data=part)) for part in parts])
             if reply.ending is Ending.COMPLETE:
                 out += conn.send(h11.EndOfMessage())
-            await stream.send(out)
+            await client.send(out)
         else:
-            await stream.send(out)
+            await client.send(out)
             for index, part in enumerate(parts):
                 delay = reply.first_part_delay if index == 0 else reply.part_delay
                 if delay:
                     await anyio.sleep(delay)
-                await stream.send(conn.send(h11.Data(data=part)))
+                await client.send(conn.send(h11.Data(data=part)))
             if reply.ending is Ending.COMPLETE:
-                await stream.send(conn.send(h11.EndOfMessage()))
+                await client.send(conn.send(h11.EndOfMessage()))
         if reply.ending is Ending.STALL:
-            await self._wait_for_disconnect(stream)
+            await self._wait_for_disconnect(client.stream)
         return reply.ending is Ending.COMPLETE and not close
 
     async def _wait_for_disconnect(self, stream: anyio.abc.SocketStream) -> None:
@@ -373,3 +494,28 @@ class BedrockEmulator:
                 pass
         except _DISCONNECTS:
             return
+
+
+class _Client:
+    """One connection's socket, with every wait on the client bounded by the server's limits."""
+
+    __slots__ = ("header_timeout", "idle_timeout", "stream")
+
+    def __init__(self, stream: anyio.abc.SocketStream, limits: ServerLimits) -> None:
+        self.stream = stream
+        self.header_timeout = limits.header_timeout
+        self.idle_timeout = limits.idle_timeout
+
+    async def receive(self, deadline: float) -> bytes:
+        """The next bytes (b"" at end of stream); TimeoutError if none came by ``deadline`` (anyio's clock)."""
+        with anyio.CancelScope(deadline=deadline):
+            try:
+                return await self.stream.receive(_RECEIVE_SIZE)
+            except anyio.EndOfStream:
+                return b""
+        raise TimeoutError
+
+    async def send(self, data: bytes) -> None:
+        """Send ``data``; TimeoutError if the client takes none of it for ``idle_timeout`` seconds."""
+        with anyio.fail_after(self.idle_timeout):
+            await self.stream.send(data)

@@ -17,6 +17,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
+from ._limits import ServerLimits
 from ._options import EmulatorOptions
 from ._server import BedrockEmulator
 
@@ -56,6 +57,7 @@ def run_emulator_in_thread(
     host: str = "127.0.0.1",
     port: int = 0,
     max_recorded_requests: int = 1000,
+    limits: ServerLimits | None = None,
     backend: str = "asyncio",
     startup_timeout: float = 10.0,
     shutdown_timeout: float = 10.0,
@@ -63,7 +65,7 @@ def run_emulator_in_thread(
     """``with run_emulator_in_thread() as emu:`` -- a running :class:`BedrockEmulator` served from a daemon thread.
 
     Args:
-        options, host, port, max_recorded_requests: as for :class:`BedrockEmulator`.
+        options, host, port, max_recorded_requests, limits: as for :class:`BedrockEmulator`.
         backend: the anyio backend of the thread's loop (``asyncio`` or ``trio``).
         startup_timeout, shutdown_timeout: seconds to wait for the port to be bound / the thread to end.
 
@@ -71,7 +73,9 @@ def run_emulator_in_thread(
         TimeoutError: the server did not start (or stop) in time.
         OSError: binding failed (e.g. the port is in use).
     """
-    emulator = BedrockEmulator(options, host=host, port=port, max_recorded_requests=max_recorded_requests)
+    emulator = BedrockEmulator(
+        options, host=host, port=port, max_recorded_requests=max_recorded_requests, limits=limits
+    )
     runner = _Runner(emulator)
     thread = threading.Thread(target=runner.run, args=(backend,), name="bedrock-emulator", daemon=True)
     thread.start()

@@ -181,6 +181,30 @@ def test_boto3_request_errors(
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
 
 
+@pytest.mark.parametrize("operation", ["converse", "converse_stream"])
+def test_boto3_converse_gets_bedrocks_refusal(
+    bedrock_emulator: BedrockEmulator, boto3_client_for: ClientFor, operation: str
+) -> None:
+    """Converse and ConverseStream, which the emulator does not serve, raise boto3's modeled ValidationException.
+
+    The error is Bedrock's own for a model the operation does not support (400, its wording), after the
+    request was routed and authenticated; before, an unknown-path 404 arrived as an unmodeled ClientError.
+    """
+    client = boto3_client_for(bedrock_emulator)
+    with pytest.raises(client.exceptions.ValidationException) as caught:
+        getattr(client, operation)(modelId=HAIKU_35, messages=[{"role": "user", "content": [{"text": "Hello"}]}])
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    # Bedrock's wording, as reported by its users for models Converse does not serve.
+    assert caught.value.response["Error"]["Message"].startswith("This action doesn't support the model that you")
+    (recorded,) = bedrock_emulator.requests
+    assert recorded.operation == {"converse": "Converse", "converse_stream": "ConverseStream"}[operation]
+    # Authenticated like every routed request: a wrong secret is refused first.
+    stranger = boto3_client_for(bedrock_emulator, aws_secret_access_key="not-the-secret")
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        getattr(stranger, operation)(modelId=HAIKU_35, messages=[{"role": "user", "content": [{"text": "Hello"}]}])
+    assert refused.value.response["Error"]["Code"] == "InvalidSignatureException"
+
+
 @pytest.mark.parametrize(
     ("overrides", "code"),
     [
