@@ -2,7 +2,8 @@
 
 Theory of operation
 -------------------
-The input is scanned and validated exactly as the local run does (``_batch_jobs.prepare_input``), the
+INPUT is read by the local run's rules (``_batch_files``: bounded lines, stdin or a pipe copied once
+to a temporary file) and validated exactly as the local run does (``_batch_jobs.prepare_input``), the
 records already in OUTPUT are left out (so a local run and a job can share one OUTPUT), and the rest is
 submitted as one job (``_batch_jobs.BatchJobs``). Progress is polled and printed (a bar redrawn in place
 on a terminal while the job runs, one line per status change otherwise); when the job ends its
@@ -180,7 +181,13 @@ class _Run:
 
 
 async def _main(
-    settings: dict[str, Any], args: argparse.Namespace, expected: set[str], done: set[str], run: _Run, err: TextIO
+    settings: dict[str, Any],
+    args: argparse.Namespace,
+    source: Path,
+    expected: set[str],
+    done: set[str],
+    run: _Run,
+    err: TextIO,
 ) -> None:
     from ._client import AnthropicBedrock
 
@@ -196,7 +203,7 @@ async def _main(
         elif args.stop:
             if not expected:
                 raise BedrockError("every record of this input is already in OUTPUT: no job to stop (--attach JOB_ARN)")
-            found = await jobs.find(args.input, model=args.model, job_name=args.job_name, skip=done)
+            found = await jobs.find(source, model=args.model, job_name=args.job_name, skip=done)
             if found is None:
                 raise BedrockError(
                     "no job of this input was found (the same file, --model, --job-name and OUTPUT as when it was"
@@ -208,7 +215,7 @@ async def _main(
             run.arn = found.arn
         else:
             submitted = await jobs.submit(
-                args.input, s3_uri=args.s3, role_arn=args.role_arn, model=args.model, job_name=args.job_name, skip=done
+                source, s3_uri=args.s3, role_arn=args.role_arn, model=args.model, job_name=args.job_name, skip=done
             )
             run.arn = submitted.arn
             err.write(f"bedrock-chat batch: job {submitted.arn} ({submitted.prepared.records} records) <- {args.s3}\n")
@@ -223,7 +230,7 @@ async def _main(
             display.clear()  # an error message, or Ctrl-C's, starts on a line of its own
         seen: set[str] = set()
         pending: list[bytes] = []
-        async with await anyio.open_file(args.output, "ab") as output:
+        async with await anyio.open_file("/dev/stdout" if args.output == "-" else args.output, "ab") as output:
             async for line in jobs.results(run.arn):
                 record_id = line.get("recordId")
                 if record_id not in expected or record_id in seen:
@@ -248,23 +255,29 @@ def _command(args: argparse.Namespace, *extra: str) -> str:
 
 def run_bedrock_batch(args: argparse.Namespace) -> int:
     """Run ``bedrock-chat batch --via bedrock-batch``; 0 when every record came back with a modelOutput."""
-    from ._batch_cli import _done_records, _OutputError, _scan
+    from ._batch_cli import _scan
+    from ._batch_files import OutputError, done_records, open_input, same_file
+    from ._batch_jobs import BatchInputError
 
     err = sys.stderr
     if not args.attach and not args.stop and (not args.s3 or not args.role_arn):
         err.write("bedrock-chat batch: --via bedrock-batch needs --s3 s3://BUCKET/PREFIX and --role-arn ARN\n")
         return EXIT_USAGE
-    try:
-        _, ids = _scan(Path(args.input))
-        done, _ = _done_records(Path(args.output), retry_errors=args.retry_errors)
-    except (OSError, _OutputError) as exc:
-        err.write(f"bedrock-chat batch: {exc}\n")
+    if same_file(args.input, args.output):
+        err.write("bedrock-chat batch: INPUT and OUTPUT are the same file\n")
         return EXIT_ERROR
-    expected = ids - done
     run = _Run()
     try:
-        with _settings(args) as settings:
-            anyio.run(_main, settings, args, expected, done, run, err)
+        with open_input(args.input) as source:
+            try:
+                _, ids = _scan(source)
+                done, _ = done_records(Path(args.output), retry_errors=args.retry_errors)
+            except (OSError, OutputError) as exc:
+                err.write(f"bedrock-chat batch: {exc}\n")
+                return EXIT_ERROR
+            expected = ids - done
+            with _settings(args) as settings:
+                anyio.run(_main, settings, args, source, expected, done, run, err)
     except KeyboardInterrupt:
         if run.arn is None:
             err.write("\nbedrock-chat batch: interrupted before a job was created\n")
@@ -275,6 +288,9 @@ def run_bedrock_batch(args: argparse.Namespace) -> int:
                 + "\n"
             )
         return EXIT_INTERRUPTED
+    except BatchInputError as exc:  # named after INPUT as the user gave it, not its temporary copy
+        err.write(f"bedrock-chat batch: BatchInputError: {BatchInputError(exc.problems, args.input)}\n")
+        return EXIT_ERROR
     except (BedrockError, OSError) as exc:
         err.write(f"bedrock-chat batch: {type(exc).__name__}: {exc}\n")
         return EXIT_ERROR
