@@ -69,7 +69,7 @@ from ._errors import APIError, BedrockError, InvalidRequestError, RequestTimeout
 from ._models import resolve_model
 from ._protocol import InvokeModelResponse, invoke_path
 
-__all__ = ["add_batch_parser", "run_batch_command"]
+__all__ = ["ConflictError", "add_batch_parser", "build_record", "check_conflicts", "run_batch_command"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _CONFLICTS_SHOWN = 20
@@ -249,15 +249,15 @@ def _records(
         yield build_record(client, record_id, data, default_model)
 
 
-def _conflicts(path: Path, client: AnthropicBedrock, inputs: Mapping[str, bytes], model: str) -> list[tuple[int, str]]:
-    """Input lines whose id OUTPUT already has with another modelInput: (line, id).
+def check_conflicts(path: Path, client: AnthropicBedrock, inputs: Mapping[str, bytes], model: str) -> None:
+    """Raise :class:`ConflictError` naming the input lines whose id OUTPUT already has with another modelInput.
 
     Such a result answers another question (OUTPUT belongs to another input); skipping the record
     would leave its answer missing while the run says done.
     """
     found: list[tuple[int, str]] = []
     if not inputs:
-        return found
+        return
     for number, raw in _input_lines(path):
         try:
             record_id, data = _line_fields(raw, number)
@@ -269,7 +269,8 @@ def _conflicts(path: Path, client: AnthropicBedrock, inputs: Mapping[str, bytes]
         record = build_record(client, record_id, data, model)
         if record.model_input is not None and input_digest(record.model_input) != expected:
             found.append((number, record_id))
-    return found
+    if found:
+        raise ConflictError(found)
 
 
 # -- output ------------------------------------------------------------------------------------------------
@@ -385,12 +386,22 @@ def _estimate(record: _Record) -> int:
     return estimate_tokens(record.model_input or {})
 
 
-class _ConflictError(Exception):
-    """OUTPUT has results for some of INPUT's record ids, but for other model inputs."""
+class ConflictError(Exception):
+    """OUTPUT has results for some of INPUT's record ids, but for other model inputs: (line, id) pairs."""
 
     def __init__(self, conflicts: list[tuple[int, str]]) -> None:
         self.conflicts = conflicts
         super().__init__(f"{len(conflicts)} conflicting record(s)")
+
+    def report(self, err: TextIO, source: str, output: str) -> None:
+        """The lines on stderr: each conflict (the first 20) and what to do."""
+        for number, record_id in self.conflicts[:_CONFLICTS_SHOWN]:
+            err.write(f"{source}:{number}: {output} has a result for {record_id!r}, but for another modelInput\n")
+        if len(self.conflicts) > _CONFLICTS_SHOWN:
+            err.write(f"bedrock-chat batch: ... and {len(self.conflicts) - _CONFLICTS_SHOWN} more such lines\n")
+        err.write(
+            "bedrock-chat batch: OUTPUT holds the results of another input; use another OUTPUT (nothing was sent)\n"
+        )
 
 
 @attrs.frozen
@@ -408,9 +419,7 @@ async def _run(
 ) -> None:
     display = _Display(progress, err)
     async with AnthropicBedrock(**settings) as client:
-        conflicts = _conflicts(plan.source, client, plan.existing.inputs, args.model)
-        if conflicts:
-            raise _ConflictError(conflicts)
+        check_conflicts(plan.source, client, plan.existing.inputs, args.model)
         if not plan.stream:
             settle_output(Path(args.output), plan.existing, retry_errors=args.retry_errors)
             if plan.existing.torn_at is not None:
@@ -530,15 +539,8 @@ def _run_local(args: argparse.Namespace, source: Path, stream: bool, err: TextIO
         progress.interrupted = True
         err.write("\n" + progress.summary(time.monotonic(), args.output) + "\n")
         return EXIT_INTERRUPTED
-    except _ConflictError as exc:
-        for number, record_id in exc.conflicts[:_CONFLICTS_SHOWN]:
-            err.write(f"{name}:{number}: {args.output} has a result for {record_id!r}, but for another modelInput\n")
-        more = len(exc.conflicts) - _CONFLICTS_SHOWN
-        if more > 0:
-            err.write(f"bedrock-chat batch: ... and {more} more such lines\n")
-        err.write(
-            "bedrock-chat batch: OUTPUT holds the results of another input; use another OUTPUT (nothing was sent)\n"
-        )
+    except ConflictError as exc:
+        exc.report(err, name, args.output)
         return EXIT_ERROR
     except WriteError as exc:
         err.write(

@@ -41,7 +41,6 @@ __all__ = [
     "WriteError",
     "append",
     "bounded_lines",
-    "done_records",
     "input_digest",
     "is_stream",
     "open_input",
@@ -198,15 +197,6 @@ def settle_output(path: Path, existing: Existing, *, retry_errors: bool) -> None
             output.truncate(existing.torn_at)
     if retry_errors and existing.errors - existing.done:
         _drop_error_lines(path)
-
-
-def done_records(path: Path, *, retry_errors: bool) -> tuple[set[str], bool]:
-    """Record ids OUTPUT already has, once it is settled; (ids, whether a torn line was cut)."""
-    if is_stream(str(path)):
-        return set(), False
-    existing = read_output(path)
-    settle_output(path, existing, retry_errors=retry_errors)
-    return existing.skip(retry_errors=retry_errors), existing.torn_at is not None
 
 
 def _drop_error_lines(path: Path) -> None:

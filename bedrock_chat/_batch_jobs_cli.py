@@ -29,7 +29,8 @@ from typing import Any, TextIO
 
 import anyio
 
-from ._batch_cli import Progress
+from ._batch_cli import Progress, check_conflicts
+from ._batch_files import Existing, is_stream, settle_output
 from ._batch_jobs import BatchJobs, BatchLimits, JobStatus
 from ._errors import BedrockError
 
@@ -184,6 +185,7 @@ async def _main(
     settings: dict[str, Any],
     args: argparse.Namespace,
     source: Path,
+    existing: Existing,
     expected: set[str],
     done: set[str],
     run: _Run,
@@ -192,6 +194,9 @@ async def _main(
     from ._client import AnthropicBedrock
 
     async with AnthropicBedrock(**settings) as client:
+        check_conflicts(source, client, existing.inputs, args.model)  # before OUTPUT or the service is touched
+        if not is_stream(args.output):
+            settle_output(Path(args.output), existing, retry_errors=args.retry_errors)
         jobs = BatchJobs(
             client,
             bedrock_endpoint_url=args.bedrock_endpoint_url,
@@ -255,8 +260,8 @@ def _command(args: argparse.Namespace, *extra: str) -> str:
 
 def run_bedrock_batch(args: argparse.Namespace) -> int:
     """Run ``bedrock-chat batch --via bedrock-batch``; 0 when every record came back with a modelOutput."""
-    from ._batch_cli import _scan
-    from ._batch_files import OutputError, done_records, open_input, same_file
+    from ._batch_cli import ConflictError, _scan
+    from ._batch_files import OutputError, open_input, read_output, same_file
     from ._batch_jobs import BatchInputError
 
     err = sys.stderr
@@ -271,13 +276,14 @@ def run_bedrock_batch(args: argparse.Namespace) -> int:
         with open_input(args.input) as source:
             try:
                 _, ids = _scan(source)
-                done, _ = done_records(Path(args.output), retry_errors=args.retry_errors)
+                existing = Existing() if is_stream(args.output) else read_output(Path(args.output))
             except (OSError, OutputError) as exc:
                 err.write(f"bedrock-chat batch: {exc}\n")
                 return EXIT_ERROR
+            done = existing.skip(retry_errors=args.retry_errors)
             expected = ids - done
             with _settings(args) as settings:
-                anyio.run(_main, settings, args, source, expected, done, run, err)
+                anyio.run(_main, settings, args, source, existing, expected, done, run, err)
     except KeyboardInterrupt:
         if run.arn is None:
             err.write("\nbedrock-chat batch: interrupted before a job was created\n")
@@ -288,6 +294,9 @@ def run_bedrock_batch(args: argparse.Namespace) -> int:
                 + "\n"
             )
         return EXIT_INTERRUPTED
+    except ConflictError as exc:
+        exc.report(err, "<stdin>" if args.input == "-" else args.input, args.output)
+        return EXIT_ERROR
     except BatchInputError as exc:  # named after INPUT as the user gave it, not its temporary copy
         err.write(f"bedrock-chat batch: BatchInputError: {BatchInputError(exc.problems, args.input)}\n")
         return EXIT_ERROR

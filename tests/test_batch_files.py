@@ -269,7 +269,7 @@ def test_another_inputs_output_is_refused(
     for number in range(3, RECORDS + 1):
         assert f"new.jsonl:{number}: out.jsonl has a result for 'r{number - 1}', but for another modelInput" in err
     assert "new.jsonl:1:" not in err
-    assert "nothing was sent" in err
+    assert "use another OUTPUT (nothing was sent)" in err
     assert (tmp_path / "out.jsonl").read_bytes() == before
     assert len(bedrock_emulator.requests) == RECORDS
 
