@@ -419,7 +419,7 @@ async def _run(
 ) -> None:
     display = _Display(progress, err)
     async with AnthropicBedrock(**settings) as client:
-        check_conflicts(plan.source, client, plan.existing.inputs, args.model)
+        check_conflicts(plan.source, client, plan.existing.skipped_inputs(retry_errors=args.retry_errors), args.model)
         if not plan.stream:
             settle_output(Path(args.output), plan.existing, retry_errors=args.retry_errors)
             if plan.existing.torn_at is not None:
@@ -500,8 +500,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     try:
         with open_input(args.input) as source:
             return _run_local(args, source, stream, err)
-    except OSError as exc:
-        err.write(f"bedrock-chat batch: {args.input}: {exc.strerror or exc}\n")
+    except OSError as exc:  # INPUT cannot be read (or copied)
+        err.write(f"bedrock-chat batch: {exc}\n")
         return EXIT_ERROR
 
 

@@ -155,6 +155,11 @@ class Existing:
         """The record ids not to run again."""
         return set(self.done) if retry_errors else self.done | self.errors
 
+    def skipped_inputs(self, *, retry_errors: bool) -> dict[str, bytes]:
+        """The modelInput fingerprints of the records not run again (a record redone may have a new input)."""
+        skip = self.skip(retry_errors=retry_errors)
+        return {record_id: digest for record_id, digest in self.inputs.items() if record_id in skip}
+
 
 def read_output(path: Path) -> Existing:
     """Read a regular OUTPUT without changing it; a line that is not a result stops the run, named."""

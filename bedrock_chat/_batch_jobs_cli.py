@@ -194,7 +194,8 @@ async def _main(
     from ._client import AnthropicBedrock
 
     async with AnthropicBedrock(**settings) as client:
-        check_conflicts(source, client, existing.inputs, args.model)  # before OUTPUT or the service is touched
+        # Before OUTPUT or the service is touched: OUTPUT must not hold another input's results.
+        check_conflicts(source, client, existing.skipped_inputs(retry_errors=args.retry_errors), args.model)
         if not is_stream(args.output):
             settle_output(Path(args.output), existing, retry_errors=args.retry_errors)
         jobs = BatchJobs(

@@ -274,6 +274,22 @@ def test_another_inputs_output_is_refused(
     assert len(bedrock_emulator.requests) == RECORDS
 
 
+def test_a_failed_record_with_a_fixed_input_is_redone(
+    run_batch: Any, bedrock_emulator: BedrockEmulator, tmp_path: Path
+) -> None:
+    """An error line's input may change under ``--retry-errors`` (the record is redone): that is no conflict."""
+    (tmp_path / "in.jsonl").write_bytes(jsonl())
+    _with_an_error_line(run_batch, bedrock_emulator, "out.jsonl")
+    failed = next(key for key, value in results(tmp_path / "out.jsonl").items() if "error" in value)
+    fixed = [line(i) for i in range(RECORDS)]
+    fixed[int(failed[1:])]["modelInput"]["max_tokens"] = 17
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(value) + "\n" for value in fixed))
+    assert run_batch("in.jsonl", "-o", "out.jsonl", "--retry-errors") == 0
+    output = results(tmp_path / "out.jsonl")
+    assert all_answered(output)
+    assert output[failed]["modelInput"]["max_tokens"] == 17
+
+
 def test_a_hard_link_to_the_input_is_the_same_file(
     run_batch: Any, bedrock_emulator: BedrockEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
