@@ -56,7 +56,7 @@ __all__ = [
 MAX_LINE_BYTES = 25_000_000 + 1_048_576
 #: The longest OUTPUT line read back: a modelInput within the limit above and its reply.
 MAX_RESULT_LINE = 2 * MAX_LINE_BYTES
-_CHUNK = 1 << 16
+_CHUNK = 1 << 20  # the rest of an over-long line is dropped a MiB at a time
 
 
 def bounded_lines(stream: BinaryIO, limit: int) -> Iterator[bytes]:
