@@ -45,11 +45,12 @@ from ._types import AwsCredentials, ChatCompletion, StreamChunk, Usage
 
 if _typing.TYPE_CHECKING:
     from ._batch import BatchResult, BatchRun
-    from ._sync import AnthropicBedrockSync, SyncChatCompletionStream
+    from ._sync import AnthropicBedrockSync, SyncBatchRun, SyncChatCompletionStream
 
 # Imported on first use, so that `import bedrock_chat` stays cheap for the common async case.
 _LAZY = {
     "AnthropicBedrockSync": "._sync",
+    "SyncBatchRun": "._sync",
     "SyncChatCompletionStream": "._sync",
     "BatchResult": "._batch",
     "BatchRun": "._batch",
@@ -106,6 +107,7 @@ __all__ = [
     "ServiceUnavailableError",
     "StreamChunk",
     "Surface",
+    "SyncBatchRun",
     "SyncChatCompletionStream",
     "ThrottlingError",
     "TransportError",

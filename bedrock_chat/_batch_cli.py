@@ -2,17 +2,24 @@
 
 Theory of operation
 -------------------
-1. **Scan** the input once (streaming, nothing kept but record ids): malformed lines are reported with
+0. **Files** (``_batch_files``): INPUT is read in bounded lines (a line over ``MAX_LINE_BYTES`` is
+   malformed, never held whole), and read twice, so stdin (``-``), a pipe or a device is first copied
+   once to a temporary file. INPUT and OUTPUT are compared by identity (hard links, symlinks), not path.
+1. **Scan** the input (streaming, nothing kept but record ids): malformed lines are reported with
    their line numbers and skipped; duplicate record ids stop the run before any request, naming every
    line involved, because merging them would silently lose one of the two.
-2. **Resume**: the output's complete lines name the records already done, and they are skipped. A last
-   line without its newline is a write that a kill interrupted: it is cut off and its record redone.
-   ``--retry-errors`` also redoes records whose line is an error (the file is rewritten without them,
-   atomically, first).
+2. **Resume**: a regular OUTPUT's complete lines name the records already done, and they are skipped.
+   Every such line must be a result (``modelOutput`` or ``error``), and an input record whose id is
+   there must have the same ``modelInput``: otherwise OUTPUT belongs to another input and the run stops
+   before any request. A last line without its newline is a write that a kill interrupted: it is cut
+   off and its record redone. ``--retry-errors`` also redoes records whose line is an error (the file
+   is rewritten without them, atomically, keeping its symlink, mode and owner). stdout (``-``), a pipe
+   or a device as OUTPUT is written only: no resume.
 3. **Run** the remaining records through :class:`bedrock_chat._batch.Scheduler` (bounded, rate-limited,
    adaptive). Each finished record is appended as one line with one ``write`` on an unbuffered file, so
    a kill loses at most the line being written. Appends to a local file take microseconds; they are
-   made on the event loop rather than paying a thread hop per line.
+   made on the event loop rather than paying a thread hop per line. A write OUTPUT refuses stops the
+   run (exit 1), and so does any shortfall: exit 0 means every record of INPUT has a modelOutput line.
 
 Input lines take two forms: Bedrock batch inference's ``{"recordId", "modelInput", "modelId"?}`` (the
 model from ``--model`` when the line has none), sent as it is, and ours,
@@ -40,15 +47,32 @@ import attrs
 
 from ._argtypes import bounded
 from ._batch import Operation, Outcome, RetryHook, Scheduler, estimate_tokens, prepare_chat, used_tokens
+from ._batch_files import (
+    MAX_LINE_BYTES,
+    Existing,
+    OutputError,
+    WriteError,
+    append,
+    bounded_lines,
+    input_digest,
+    is_stream,
+    open_input,
+    open_output,
+    read_output,
+    same_file,
+    settle_output,
+    too_long,
+)
 from ._client import AnthropicBedrock
 from ._config import RetryPolicy
 from ._errors import APIError, BedrockError, InvalidRequestError, RequestTimeoutError
 from ._models import resolve_model
 from ._protocol import InvokeModelResponse, invoke_path
 
-__all__ = ["add_batch_parser", "run_batch_command"]
+__all__ = ["ConflictError", "add_batch_parser", "build_record", "check_conflicts", "run_batch_command"]
 
-EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_CONFLICTS_SHOWN = 20
 #: The signed headers of InvokeModel, as botocore sends them.
 _INVOKE_HEADERS = (("accept", "application/json"), ("content-type", "application/json"))
 #: Errors without an HTTP status of their own -> the ``errorCode`` written for them (first match wins).
@@ -105,6 +129,8 @@ class _Malformed(Exception):
 
 def _line_fields(raw: bytes, line: int) -> tuple[str, dict[str, Any]]:
     """The record id and the JSON object of one input line."""
+    if too_long(raw, MAX_LINE_BYTES):
+        raise _Malformed(f"longer than {MAX_LINE_BYTES:,} bytes (Bedrock takes bodies of at most 25,000,000)")
     try:
         data = json.loads(raw)  # invalid UTF-8 is a ValueError too
     except ValueError as exc:
@@ -121,10 +147,10 @@ def _line_fields(raw: bytes, line: int) -> tuple[str, dict[str, Any]]:
 
 
 def _input_lines(path: Path) -> Generator[tuple[int, bytes], None, None]:
-    """Non-blank lines with their 1-based numbers."""
+    """Non-blank lines with their 1-based numbers (an over-long one cut short: ``_line_fields`` refuses it)."""
     with path.open("rb") as lines:
-        for number, raw in enumerate(lines, 1):
-            if raw.strip():
+        for number, raw in enumerate(bounded_lines(lines, MAX_LINE_BYTES), 1):
+            if not raw.isspace():
                 yield number, raw
 
 
@@ -198,6 +224,16 @@ def _our_record(client: AnthropicBedrock, record_id: str, data: Mapping[str, Any
     return _Record(record_id, json.loads(invocation.body), invocation.path, invocation.body, invocation.headers)
 
 
+def build_record(client: AnthropicBedrock, record_id: str, data: Mapping[str, Any], model: str) -> _Record:
+    """The record of one parsed input line, in either form (``model`` for lines without one)."""
+    if "modelInput" in data:
+        return _bedrock_record(client, record_id, data, data.get("modelId", model))
+    if "messages" in data:
+        return _our_record(client, record_id, data, model)
+    error = InvalidRequestError("record", "needs modelInput (Bedrock's form) or messages (create()'s)")
+    return _Record(record_id, None, error=error)
+
+
 def _records(
     path: Path, client: AnthropicBedrock, skip: set[str], default_model: str
 ) -> Generator[_Record, None, None]:
@@ -210,66 +246,34 @@ def _records(
         if record_id in skip:
             continue
         skip.add(record_id)  # a duplicate id never gets here (the scan refused it), but never twice anyway
-        if "modelInput" in data:
-            yield _bedrock_record(client, record_id, data, data.get("modelId", default_model))
-        elif "messages" in data:
-            yield _our_record(client, record_id, data, default_model)
-        else:
-            error = InvalidRequestError("record", "needs modelInput (Bedrock's form) or messages (create()'s)")
-            yield _Record(record_id, None, error=error)
+        yield build_record(client, record_id, data, default_model)
+
+
+def check_conflicts(path: Path, client: AnthropicBedrock, inputs: Mapping[str, bytes], model: str) -> None:
+    """Raise :class:`ConflictError` naming the input lines whose id OUTPUT already has with another modelInput.
+
+    Such a result answers another question (OUTPUT belongs to another input); skipping the record
+    would leave its answer missing while the run says done.
+    """
+    found: list[tuple[int, str]] = []
+    if not inputs:
+        return
+    for number, raw in _input_lines(path):
+        try:
+            record_id, data = _line_fields(raw, number)
+        except _Malformed:
+            continue
+        expected = inputs.get(record_id)
+        if expected is None:
+            continue
+        record = build_record(client, record_id, data, model)
+        if record.model_input is not None and input_digest(record.model_input) != expected:
+            found.append((number, record_id))
+    if found:
+        raise ConflictError(found)
 
 
 # -- output ------------------------------------------------------------------------------------------------
-
-
-class _OutputError(Exception):
-    """The output file cannot be resumed safely."""
-
-
-def _done_records(path: Path, *, retry_errors: bool) -> tuple[set[str], bool]:
-    """Record ids the output already has; cuts off a torn last line. Returns (ids, whether a line was cut)."""
-    done: set[str] = set()
-    errors: set[str] = set()
-    if not path.exists():
-        return done, False
-    offset = 0
-    torn = False
-    with path.open("rb") as output:
-        for number, raw in enumerate(output, 1):
-            if not raw.endswith(b"\n"):
-                torn = True  # a write interrupted by a kill: redo its record
-                break
-            offset += len(raw)
-            if not raw.strip():
-                continue
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                data = None
-            if not isinstance(data, dict) or not isinstance(data.get("recordId"), str):
-                raise _OutputError(f"{path}:{number}: not a result line; fix or remove it to resume")
-            (errors if "error" in data else done).add(data["recordId"])
-    if torn:
-        with path.open("r+b") as output:
-            output.truncate(offset)
-    if retry_errors and errors - done:
-        _drop_error_lines(path)
-    else:
-        done |= errors
-    return done, torn
-
-
-def _drop_error_lines(path: Path) -> None:
-    """Rewrite the output without its error lines: a temporary file, fsynced, then renamed over it."""
-    temporary = path.with_name(path.name + ".tmp")
-    with path.open("rb") as source, temporary.open("wb") as target:
-        for raw in source:
-            if b'"error"' in raw and "error" in json.loads(raw):
-                continue
-            target.write(raw)
-        target.flush()
-        os.fsync(target.fileno())
-    os.replace(temporary, path)
 
 
 def _error_code(error: BedrockError) -> int:
@@ -292,14 +296,6 @@ def result_line(record: _Record, response: InvokeModelResponse | None, error: Be
         return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
     except UnicodeEncodeError:  # a lone surrogate (a "\\ud800" escape in the input): keep it escaped
         return json.dumps(line, separators=(",", ":")).encode() + b"\n"
-
-
-def _append(output: BinaryIO, data: bytes) -> None:
-    """Write all of ``data`` to an unbuffered file (a raw write may be partial)."""
-    view = memoryview(data)
-    while view:
-        written = output.write(view)
-        view = view[written or 0 :]
 
 
 # -- progress ----------------------------------------------------------------------------------------------
@@ -390,16 +386,46 @@ def _estimate(record: _Record) -> int:
     return estimate_tokens(record.model_input or {})
 
 
+class ConflictError(Exception):
+    """OUTPUT has results for some of INPUT's record ids, but for other model inputs: (line, id) pairs."""
+
+    def __init__(self, conflicts: list[tuple[int, str]]) -> None:
+        self.conflicts = conflicts
+        super().__init__(f"{len(conflicts)} conflicting record(s)")
+
+    def report(self, err: TextIO, source: str, output: str) -> None:
+        """The lines on stderr: each conflict (the first 20) and what to do."""
+        for number, record_id in self.conflicts[:_CONFLICTS_SHOWN]:
+            err.write(f"{source}:{number}: {output} has a result for {record_id!r}, but for another modelInput\n")
+        if len(self.conflicts) > _CONFLICTS_SHOWN:
+            err.write(f"bedrock-chat batch: ... and {len(self.conflicts) - _CONFLICTS_SHOWN} more such lines\n")
+        err.write(
+            "bedrock-chat batch: OUTPUT holds the results of another input; use another OUTPUT (nothing was sent)\n"
+        )
+
+
+@attrs.frozen
+class _Plan:
+    """What the run starts from: INPUT (readable twice), OUTPUT's kind and what OUTPUT already holds."""
+
+    source: Path
+    stream: bool
+    existing: Existing
+    skip: frozenset[str]
+
+
 async def _run(
-    settings: dict[str, Any],
-    args: argparse.Namespace,
-    skip: set[str],
-    progress: Progress,
-    output: BinaryIO,
-    err: TextIO,
+    settings: dict[str, Any], args: argparse.Namespace, plan: _Plan, progress: Progress, err: TextIO
 ) -> None:
     display = _Display(progress, err)
     async with AnthropicBedrock(**settings) as client:
+        check_conflicts(plan.source, client, plan.existing.skipped_inputs(retry_errors=args.retry_errors), args.model)
+        if not plan.stream:
+            settle_output(Path(args.output), plan.existing, retry_errors=args.retry_errors)
+            if plan.existing.torn_at is not None:
+                err.write(
+                    f"{args.output}: an incomplete last line (an interrupted write) was removed; its record is redone\n"
+                )
 
         async def execute(record: _Record, on_retry: RetryHook) -> InvokeModelResponse:
             return await client._send_raw(record.path, record.body, record.headers, on_retry=on_retry)
@@ -410,21 +436,22 @@ async def _run(
             estimate_tokens=_estimate,
             used_tokens=lambda response: used_tokens(response.usage),
         )
-        records = _records(Path(args.input), client, skip, args.model)
-        scheduler = Scheduler(
-            records,
-            operation,
-            concurrency=args.concurrency,
-            requests_per_minute=args.rpm,
-            tokens_per_minute=args.tpm,
-        )
-        try:
-            async with scheduler:
-                async for outcome in scheduler:
-                    _record_outcome(outcome, output, progress, args.verbose, err, display)
-        finally:
-            records.close()  # closes the input file now, not whenever the generator is collected
-            display.clear()
+        with open_output(args.output, stream=plan.stream) as output:
+            records = _records(plan.source, client, set(plan.skip), args.model)
+            scheduler = Scheduler(
+                records,
+                operation,
+                concurrency=args.concurrency,
+                requests_per_minute=args.rpm,
+                tokens_per_minute=args.tpm,
+            )
+            try:
+                async with scheduler:
+                    async for outcome in scheduler:
+                        _record_outcome(outcome, output, progress, args.verbose, err, display)
+            finally:
+                records.close()  # closes the input file now, not whenever the generator is collected
+                display.clear()
 
 
 def _record_outcome(
@@ -436,7 +463,7 @@ def _record_outcome(
     display: _Display,
 ) -> None:
     record, response, error = outcome.item, outcome.value, outcome.error
-    _append(output, result_line(record, response, error))
+    append(output, result_line(record, response, error))
     if error is None:
         assert response is not None
         progress.ok += 1
@@ -453,51 +480,79 @@ def _record_outcome(
 
 def run_batch_command(args: argparse.Namespace) -> int:
     """Run ``bedrock-chat batch``; returns the exit status (0: every record has a modelOutput line)."""
-    from .cli import _client_settings
-
     if getattr(args, "via", "local") == "bedrock-batch":
         from ._batch_jobs_cli import run_bedrock_batch
 
         return run_bedrock_batch(args)
     err = sys.stderr
-    source, target = Path(args.input), Path(args.output)
+    stream = is_stream(args.output)
+    if stream and args.retry_errors:
+        err.write(
+            "bedrock-chat batch: --retry-errors rewrites OUTPUT: it must be a file, not stdout, a pipe or a device\n"
+        )
+        return EXIT_USAGE
+    if same_file(args.input, args.output):
+        err.write("bedrock-chat batch: INPUT and OUTPUT are the same file\n")
+        return EXIT_ERROR
+    if not stream and os.path.exists(args.output) and not os.access(args.output, os.W_OK):
+        err.write(f"bedrock-chat batch: {args.output} is read-only: results could not be appended (nothing was sent)\n")
+        return EXIT_ERROR
     try:
-        if target.exists() and source.resolve() == target.resolve():
-            err.write("bedrock-chat batch: INPUT and OUTPUT are the same file\n")
-            return EXIT_ERROR
-        scan, ids = _scan(source)
-        for number, reason in scan.malformed:
-            err.write(f"{source}:{number}: malformed line skipped: {reason}\n")
-        if scan.duplicates:
-            for record_id, lines in scan.duplicates:
-                err.write(f"{source}: record id {record_id!r} appears on lines {', '.join(map(str, lines))}\n")
-            err.write("bedrock-chat batch: duplicate record ids; make them unique (nothing was sent)\n")
-            return EXIT_ERROR
-        done, torn = _done_records(target, retry_errors=args.retry_errors)
-    except (OSError, _OutputError) as exc:
+        with open_input(args.input) as source:
+            return _run_local(args, source, stream, err)
+    except OSError as exc:  # INPUT cannot be read (or copied)
         err.write(f"bedrock-chat batch: {exc}\n")
         return EXIT_ERROR
-    if torn:
-        err.write(f"{target}: an incomplete last line (an interrupted write) was removed; its record is redone\n")
-    skipped = len(done & ids)
+
+
+def _run_local(args: argparse.Namespace, source: Path, stream: bool, err: TextIO) -> int:
+    """The local run of INPUT (a path readable twice); see the module's theory of operation."""
+    from .cli import _client_settings
+
+    name, target = "<stdin>" if args.input == "-" else args.input, Path(args.output)
+    try:
+        scan, ids = _scan(source)
+        for number, reason in scan.malformed:
+            err.write(f"{name}:{number}: malformed line skipped: {reason}\n")
+        if scan.duplicates:
+            for record_id, lines in scan.duplicates:
+                err.write(f"{name}: record id {record_id!r} appears on lines {', '.join(map(str, lines))}\n")
+            err.write("bedrock-chat batch: duplicate record ids; make them unique (nothing was sent)\n")
+            return EXIT_ERROR
+        existing = Existing() if stream else read_output(target)
+    except (OSError, OutputError) as exc:
+        err.write(f"bedrock-chat batch: {exc}\n")
+        return EXIT_ERROR
+    skip = existing.skip(retry_errors=args.retry_errors)
+    skipped = len(skip & ids)
     progress = Progress(total=scan.records - skipped, started=time.monotonic(), skipped=skipped)
     progress.malformed = len(scan.malformed)
     retry = RetryPolicy(max_retries=args.max_retries)
     if args.backoff is not None:
         retry = RetryPolicy(max_retries=args.max_retries, base=args.backoff, throttle_base=args.backoff)
+    plan = _Plan(source, stream, existing, frozenset(skip))
     try:
-        with _client_settings(args) as settings, target.open("ab", buffering=0) as output:
+        with _client_settings(args) as settings:
             settings["retry_policy"] = retry
-            try:
-                anyio.run(_run, settings, args, done, progress, output, err)
-            finally:
-                os.fsync(output.fileno())
+            anyio.run(_run, settings, args, plan, progress, err)
     except KeyboardInterrupt:
         progress.interrupted = True
         err.write("\n" + progress.summary(time.monotonic(), args.output) + "\n")
         return EXIT_INTERRUPTED
-    except OSError as exc:
+    except ConflictError as exc:
+        exc.report(err, name, args.output)
+        return EXIT_ERROR
+    except WriteError as exc:
+        err.write(
+            f"bedrock-chat batch: cannot write to OUTPUT {args.output}: {exc}; stopped with {progress.done} of"
+            f" {progress.total} results written\n"
+        )
+        return EXIT_ERROR
+    except (OSError, OutputError) as exc:
         err.write(f"bedrock-chat batch: {exc}\n")
         return EXIT_ERROR
     err.write(progress.summary(time.monotonic(), args.output) + "\n")
+    if progress.done != progress.total:
+        err.write(f"bedrock-chat batch: {progress.total - progress.done} records were not run (did INPUT change?)\n")
+        return EXIT_ERROR
     return EXIT_OK if progress.failed == 0 and progress.malformed == 0 else EXIT_ERROR

@@ -2,7 +2,8 @@
 
 Theory of operation
 -------------------
-The input is scanned and validated exactly as the local run does (``_batch_jobs.prepare_input``), the
+INPUT is read by the local run's rules (``_batch_files``: bounded lines, stdin or a pipe copied once
+to a temporary file) and validated exactly as the local run does (``_batch_jobs.prepare_input``), the
 records already in OUTPUT are left out (so a local run and a job can share one OUTPUT), and the rest is
 submitted as one job (``_batch_jobs.BatchJobs``). Progress is polled and printed (a bar redrawn in place
 on a terminal while the job runs, one line per status change otherwise); when the job ends its
@@ -28,7 +29,8 @@ from typing import Any, TextIO
 
 import anyio
 
-from ._batch_cli import Progress
+from ._batch_cli import Progress, check_conflicts
+from ._batch_files import Existing, is_stream, settle_output
 from ._batch_jobs import BatchJobs, BatchLimits, JobStatus
 from ._errors import BedrockError
 
@@ -180,11 +182,22 @@ class _Run:
 
 
 async def _main(
-    settings: dict[str, Any], args: argparse.Namespace, expected: set[str], done: set[str], run: _Run, err: TextIO
+    settings: dict[str, Any],
+    args: argparse.Namespace,
+    source: Path,
+    existing: Existing,
+    expected: set[str],
+    done: set[str],
+    run: _Run,
+    err: TextIO,
 ) -> None:
     from ._client import AnthropicBedrock
 
     async with AnthropicBedrock(**settings) as client:
+        # Before OUTPUT or the service is touched: OUTPUT must not hold another input's results.
+        check_conflicts(source, client, existing.skipped_inputs(retry_errors=args.retry_errors), args.model)
+        if not is_stream(args.output):
+            settle_output(Path(args.output), existing, retry_errors=args.retry_errors)
         jobs = BatchJobs(
             client,
             bedrock_endpoint_url=args.bedrock_endpoint_url,
@@ -196,7 +209,7 @@ async def _main(
         elif args.stop:
             if not expected:
                 raise BedrockError("every record of this input is already in OUTPUT: no job to stop (--attach JOB_ARN)")
-            found = await jobs.find(args.input, model=args.model, job_name=args.job_name, skip=done)
+            found = await jobs.find(source, model=args.model, job_name=args.job_name, skip=done)
             if found is None:
                 raise BedrockError(
                     "no job of this input was found (the same file, --model, --job-name and OUTPUT as when it was"
@@ -208,7 +221,7 @@ async def _main(
             run.arn = found.arn
         else:
             submitted = await jobs.submit(
-                args.input, s3_uri=args.s3, role_arn=args.role_arn, model=args.model, job_name=args.job_name, skip=done
+                source, s3_uri=args.s3, role_arn=args.role_arn, model=args.model, job_name=args.job_name, skip=done
             )
             run.arn = submitted.arn
             err.write(f"bedrock-chat batch: job {submitted.arn} ({submitted.prepared.records} records) <- {args.s3}\n")
@@ -223,7 +236,7 @@ async def _main(
             display.clear()  # an error message, or Ctrl-C's, starts on a line of its own
         seen: set[str] = set()
         pending: list[bytes] = []
-        async with await anyio.open_file(args.output, "ab") as output:
+        async with await anyio.open_file("/dev/stdout" if args.output == "-" else args.output, "ab") as output:
             async for line in jobs.results(run.arn):
                 record_id = line.get("recordId")
                 if record_id not in expected or record_id in seen:
@@ -248,23 +261,30 @@ def _command(args: argparse.Namespace, *extra: str) -> str:
 
 def run_bedrock_batch(args: argparse.Namespace) -> int:
     """Run ``bedrock-chat batch --via bedrock-batch``; 0 when every record came back with a modelOutput."""
-    from ._batch_cli import _done_records, _OutputError, _scan
+    from ._batch_cli import ConflictError, _scan
+    from ._batch_files import OutputError, open_input, read_output, same_file
+    from ._batch_jobs import BatchInputError
 
     err = sys.stderr
     if not args.attach and not args.stop and (not args.s3 or not args.role_arn):
         err.write("bedrock-chat batch: --via bedrock-batch needs --s3 s3://BUCKET/PREFIX and --role-arn ARN\n")
         return EXIT_USAGE
-    try:
-        _, ids = _scan(Path(args.input))
-        done, _ = _done_records(Path(args.output), retry_errors=args.retry_errors)
-    except (OSError, _OutputError) as exc:
-        err.write(f"bedrock-chat batch: {exc}\n")
+    if same_file(args.input, args.output):
+        err.write("bedrock-chat batch: INPUT and OUTPUT are the same file\n")
         return EXIT_ERROR
-    expected = ids - done
     run = _Run()
     try:
-        with _settings(args) as settings:
-            anyio.run(_main, settings, args, expected, done, run, err)
+        with open_input(args.input) as source:
+            try:
+                _, ids = _scan(source)
+                existing = Existing() if is_stream(args.output) else read_output(Path(args.output))
+            except (OSError, OutputError) as exc:
+                err.write(f"bedrock-chat batch: {exc}\n")
+                return EXIT_ERROR
+            done = existing.skip(retry_errors=args.retry_errors)
+            expected = ids - done
+            with _settings(args) as settings:
+                anyio.run(_main, settings, args, source, existing, expected, done, run, err)
     except KeyboardInterrupt:
         if run.arn is None:
             err.write("\nbedrock-chat batch: interrupted before a job was created\n")
@@ -275,6 +295,12 @@ def run_bedrock_batch(args: argparse.Namespace) -> int:
                 + "\n"
             )
         return EXIT_INTERRUPTED
+    except ConflictError as exc:
+        exc.report(err, "<stdin>" if args.input == "-" else args.input, args.output)
+        return EXIT_ERROR
+    except BatchInputError as exc:  # named after INPUT as the user gave it, not its temporary copy
+        err.write(f"bedrock-chat batch: BatchInputError: {BatchInputError(exc.problems, args.input)}\n")
+        return EXIT_ERROR
     except (BedrockError, OSError) as exc:
         err.write(f"bedrock-chat batch: {type(exc).__name__}: {exc}\n")
         return EXIT_ERROR

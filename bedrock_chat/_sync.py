@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal, overload
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -19,14 +21,19 @@ from ._protocol import InvokeModelResponse
 from ._streaming import ChatCompletionStream
 from ._types import ChatCompletion, StreamChunk
 
-__all__ = ["AnthropicBedrockSync", "SyncChatCompletionStream"]
+if TYPE_CHECKING:  # _batch is imported on use, as the async client does: most programs never batch
+    from ._batch import BatchResult, BatchRun
+
+__all__ = ["AnthropicBedrockSync", "SyncBatchRun", "SyncChatCompletionStream"]
 
 _END = object()
+_T = TypeVar("_T")
 
 
-async def _next_or_end(stream: ChatCompletionStream) -> StreamChunk | object:
+async def _next_or_end(iterator: AsyncIterator[_T]) -> _T | object:
+    """The next item, or ``_END``: StopAsyncIteration is not carried across the portal."""
     try:
-        return await stream.__anext__()
+        return await iterator.__anext__()
     except StopAsyncIteration:
         return _END
 
@@ -72,6 +79,64 @@ class SyncChatCompletionStream:
         return self._stream.request_id
 
 
+class SyncBatchRun:
+    """A running ``ChatCompletion.batch`` for blocking code: ``with ... as results:``, then ``for r in results``.
+
+    The batch's task group lives in the portal's event loop for the duration of the ``with`` block;
+    leaving it early cancels the requests still running, as the async block does.
+    """
+
+    def __init__(self, portal: BlockingPortal, run: BatchRun) -> None:
+        self._portal = portal
+        self._run = run
+        self._context: AbstractContextManager[BatchRun] | None = None
+
+    def __enter__(self) -> SyncBatchRun:
+        context = self._portal.wrap_async_context_manager(self._run)
+        context.__enter__()
+        self._context = context
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        context, self._context = self._context, None
+        if context is not None:
+            context.__exit__(exc_type, exc, tb)
+
+    def __iter__(self) -> Iterator[BatchResult]:
+        if self._context is None:
+            raise TypeError(
+                "a batch runs tasks that must end with a block: use "
+                "'with client.ChatCompletion.batch(requests) as results:' and then 'for result in results:' inside it"
+            )
+        while True:
+            result = self._portal.call(_next_or_end, self._run)
+            if result is _END:
+                return
+            yield cast("BatchResult", result)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests holding a concurrency slot right now."""
+        return self._run.in_flight
+
+    @property
+    def concurrency_limit(self) -> int:
+        """The adaptive concurrency now (lowered by throttling, recovering after it)."""
+        return self._run.concurrency_limit
+
+    @property
+    def completed(self) -> int:
+        """Results delivered so far."""
+        return self._run.completed
+
+    @property
+    def failed(self) -> int:
+        """Of those, errors."""
+        return self._run.failed
+
+
 class _SyncChatCompletions:
     def __init__(self, owner: AnthropicBedrockSync) -> None:
         self._owner = owner
@@ -93,6 +158,50 @@ class _SyncChatCompletions:
             return SyncChatCompletionStream(portal, result)
         assert isinstance(result, ChatCompletion)
         return result
+
+    def batch(
+        self,
+        requests: Iterable[Mapping[str, Any]],
+        *,
+        concurrency: int = 16,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+    ) -> SyncBatchRun:
+        """Same arguments as ``AnthropicBedrock.ChatCompletion.batch``; ``with ... as results: for r in results``.
+
+        ``requests`` is read lazily on the client's event-loop thread.
+        """
+        portal, client = self._owner._live()
+        run = portal.call(
+            functools.partial(
+                client.ChatCompletion.batch,
+                requests,
+                concurrency=concurrency,
+                requests_per_minute=requests_per_minute,
+                tokens_per_minute=tokens_per_minute,
+            )
+        )
+        return SyncBatchRun(portal, run)
+
+    def batch_in_order(
+        self,
+        requests: Iterable[Mapping[str, Any]],
+        *,
+        concurrency: int = 16,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+    ) -> list[BatchResult]:
+        """Same arguments and result as ``AnthropicBedrock.ChatCompletion.batch_in_order``, blocking."""
+        portal, client = self._owner._live()
+        return portal.call(
+            functools.partial(
+                client.ChatCompletion.batch_in_order,
+                requests,
+                concurrency=concurrency,
+                requests_per_minute=requests_per_minute,
+                tokens_per_minute=tokens_per_minute,
+            )
+        )
 
 
 class AnthropicBedrockSync:

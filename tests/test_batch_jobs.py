@@ -10,6 +10,7 @@ import builtins
 import io
 import json
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -393,3 +394,32 @@ def test_stop_of_a_finished_job_says_so(
     assert f"job {arn} is already Completed: nothing to stop" in capsys.readouterr().err
     [job] = emu.control_plane.jobs.values()
     assert job.status == "Completed"
+
+
+def test_bedrock_batch_reads_stdin(
+    cli: Any, emu: BedrockEmulator, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--via bedrock-batch`` takes INPUT ``-`` as the local run does: stdin, read once, every record in the job."""
+    data = _write(tmp_path / "lines.jsonl", 4).read_bytes()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    arguments = _batch_args(bucket, "job.jsonl")
+    arguments[0] = "-"
+    assert cli(*arguments, "--model", MODEL, "--min-records", "1") == 0
+    job = _comparable(tmp_path / "job.jsonl")
+    assert sorted(job) == [f"r{i:05d}" for i in range(4)]
+    assert all("modelOutput" in line for line in job.values())
+
+
+def test_bedrock_batch_refuses_another_inputs_output(
+    cli: Any, emu: BedrockEmulator, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OUTPUT with results for the same ids but other model inputs: refused before any upload or job."""
+    (tmp_path / "old.jsonl").write_text("".join(json.dumps(_line(i)) + "\n" for i in (0, 1)))
+    assert cli("old.jsonl", "-o", "out.jsonl", "--model", MODEL) == 0
+    lines = [_line(i) for i in range(4)]
+    lines[1]["messages"] = [{"role": "user", "content": "another question"}]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    capsys.readouterr()
+    assert cli(*_batch_args(bucket, "out.jsonl"), "--model", MODEL, "--min-records", "1") == 1
+    assert "in.jsonl:2: out.jsonl has a result for 'r00001', but for another modelInput" in capsys.readouterr().err
+    assert len(emu.control_plane.jobs) == 0

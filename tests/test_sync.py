@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -18,10 +19,12 @@ from bedrock_chat import (
     ConfigurationError,
     InvalidRequestError,
     RetryPolicy,
+    SyncBatchRun,
     SyncChatCompletionStream,
     ThrottlingError,
 )
 from bedrock_chat._eventstream import encode_chunk_event
+from bedrock_chat.emulator import BedrockEmulator
 
 KEYS: dict[str, Any] = {"access_key": "AKIDEXAMPLE", "secret_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -222,3 +225,79 @@ def test_constructor_errors_propagate_and_leave_no_thread() -> None:
     with pytest.raises(ConfigurationError, match="not an AWS region"):
         AnthropicBedrockSync(**KEYS, region="us-east-1.evil.com/x")
     assert threading.active_count() == before
+
+
+# ---------------------------------------------------------------------------------------------- batches
+
+
+def _emulator_client(emulator: BedrockEmulator) -> AnthropicBedrockSync:
+    return AnthropicBedrockSync(
+        access_key=emulator.access_key,
+        secret_key=emulator.secret_key,
+        region=emulator.region,
+        endpoint_url=emulator.endpoint_url,
+        retry_policy=FAST,
+    )
+
+
+def _requests(count: int, bad: int | None = None) -> Iterator[dict[str, Any]]:
+    """create() arguments whose reply echoes ``record i``; request ``bad`` has no messages (a 400 of its own)."""
+    for i in range(count):
+        messages = [] if i == bad else [{"role": "user", "content": f"record {i}"}]
+        yield {"model": MODEL, "max_tokens": 16, "messages": messages}
+
+
+def test_sync_batch_gives_one_result_per_request(bedrock_emulator: BedrockEmulator) -> None:
+    """``batch`` from blocking code: every request one result, the invalid one its typed error, none sent for it."""
+    with (
+        _emulator_client(bedrock_emulator) as client,
+        client.ChatCompletion.batch(_requests(20, bad=7), concurrency=4) as results,
+    ):
+        assert isinstance(results, SyncBatchRun)
+        collected = {result.index: result for result in results}
+        assert (results.completed, results.failed) == (20, 1)
+    assert sorted(collected) == list(range(20))
+    assert isinstance(collected[7].error, InvalidRequestError)
+    for index, result in collected.items():
+        if index != 7:
+            assert result.unwrap().completion.split()[:2] == ["record", str(index)]
+    assert len(bedrock_emulator.requests) == 19
+
+
+def test_sync_batch_in_order_returns_results_in_input_order(bedrock_emulator: BedrockEmulator) -> None:
+    """``batch_in_order`` blocks until every result is in and lists them by input position."""
+    with _emulator_client(bedrock_emulator) as client:
+        results = client.ChatCompletion.batch_in_order(_requests(12), concurrency=5)
+    assert [result.index for result in results] == list(range(12))
+    assert [result.unwrap().completion.split()[1] for result in results] == [str(i) for i in range(12)]
+
+
+def test_leaving_a_sync_batch_early_stops_it_and_the_client_goes_on(bedrock_emulator: BedrockEmulator) -> None:
+    """A ``break`` ends the batch (the rest of a long input is never read); the client still works after it."""
+    read: list[int] = []
+
+    def requests() -> Iterator[dict[str, Any]]:
+        for i, request in enumerate(_requests(10_000)):
+            read.append(i)
+            yield request
+
+    with _emulator_client(bedrock_emulator) as client:
+        with client.ChatCompletion.batch(requests(), concurrency=2) as results:
+            first = next(iter(results))
+        assert first.ok
+        assert len(read) < 100
+        assert client.ChatCompletion.create(model=MODEL, messages=HI).completion.split()[0] == "Hi"
+
+
+def test_a_sync_batch_is_iterated_inside_its_block_and_failures_come_out(bedrock_emulator: BedrockEmulator) -> None:
+    """Iterating outside ``with`` is a TypeError; the requests iterable failing comes out of the block as itself."""
+
+    def broken() -> Iterator[dict[str, Any]]:
+        yield from _requests(2)
+        raise ValueError("the input broke")
+
+    with _emulator_client(bedrock_emulator) as client:
+        with pytest.raises(TypeError, match="must end with a block"):
+            iter(client.ChatCompletion.batch(_requests(1))).__next__()
+        with pytest.raises(ValueError, match="the input broke"), client.ChatCompletion.batch(broken()) as results:
+            list(results)
