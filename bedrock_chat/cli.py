@@ -57,6 +57,7 @@ _positive_int = bounded(int, 1)
 _non_negative_int = bounded(int, 0)
 _unit_float = bounded(float, 0.0, 1.0)
 _top_k = bounded(int, 0, 500)
+_positive_float = bounded(float, 1e-3)
 
 
 def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +69,12 @@ def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--endpoint-url", type=non_empty, help="override the Bedrock runtime endpoint")
     group.add_argument(
         "--emulator", action="store_true", help="start the built-in Bedrock emulator and talk to it (no AWS needed)"
+    )
+    group.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="the most one request may take, retries and a whole stream included (default: none)",
     )
 
 
@@ -153,11 +160,12 @@ def _client_settings(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     Raises:
         UsageError: flags that contradict each other, or that would be silently ignored.
     """
+    deadline = {"deadline": args.timeout} if getattr(args, "timeout", None) is not None else {}
     if not args.emulator:
         given = _emulator_flags_given(args)
         if given:
             raise UsageError(given[0], "shapes the emulator's answers: it needs --emulator")
-        yield {"region": args.region, "profile": args.profile, "endpoint_url": args.endpoint_url}
+        yield {"region": args.region, "profile": args.profile, "endpoint_url": args.endpoint_url, **deadline}
         return
     for flag, value in (("--profile", args.profile), ("--endpoint-url", args.endpoint_url)):
         if value is not None:
@@ -177,6 +185,7 @@ def _client_settings(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             "secret_key": emu.secret_key,
             "region": emu.region,
             "endpoint_url": emu.endpoint_url,
+            **deadline,
         }
 
 
