@@ -734,8 +734,17 @@ class AnthropicBedrock:
         performance_config_latency: str | None = None,
         service_tier: str | None = None,
         request_metadata: Mapping[str, str] | None = None,
+        deadline: object = None,
     ) -> Invocation:
-        """All validation, before any I/O."""
+        """All validation, before any I/O.
+
+        ``deadline`` arrives only from a batch's requests (``create`` handles its own): the batch runs each
+        request within the client's deadline, so a per-request one is refused rather than ignored.
+        """
+        if deadline is not None:
+            raise InvalidRequestError(
+                "deadline", "a batch's requests share the client's deadline (AnthropicBedrock(deadline=...))"
+            )
         resolved = resolve_model(model)
         self._check_model_region(resolved)
         if max_tokens is not None and max_tokens_to_sample is not None:

@@ -36,7 +36,8 @@ from bedrock_chat import (
     RetryPolicy,
 )
 from bedrock_chat.cli import main as cli_main
-from reliability.reliability_helpers import record_figure
+from bedrock_chat.emulator import BedrockEmulator
+from reliability.reliability_helpers import client_for, record_figure
 
 MODEL = "anthropic.claude-haiku-4-5-20251001-v1:0"
 HI = [{"role": "user", "content": "hello"}]
@@ -524,3 +525,17 @@ def test_a_create_answered_with_an_html_page_fails_once() -> None:
             assert server.requests == 1
 
     run("asyncio", main)
+
+
+@pytest.mark.asyncio
+async def test_a_batch_runs_within_the_clients_deadline_and_refuses_a_per_request_one(
+    bedrock_emulator: BedrockEmulator,
+) -> None:
+    """``create`` gained ``deadline``; a batch request without one still runs, and one with it fails, naming it."""
+    async with client_for(bedrock_emulator, deadline=30.0) as client:
+        ok, refused = await client.ChatCompletion.batch_in_order(
+            [{"model": MODEL, "messages": HI}, {"model": MODEL, "messages": HI, "deadline": 5}]
+        )
+    assert ok.error is None
+    assert isinstance(refused.error, InvalidRequestError)
+    assert refused.error.field == "deadline"
