@@ -70,7 +70,7 @@ def _text_completion_events(pieces: list[str]) -> list[dict[str, Any]]:
 )
 def test_assembling_a_long_answer_copies_each_character_a_bounded_number_of_times(case: str) -> None:
     """2,000 deltas of 100 characters: concatenations copy at most twice the answer (quadratic: ~1,000 times it)."""
-    pieces = [CountingStr(f"{i:04d}" + "x" * (SIZE - 4)) for i in range(DELTAS)]
+    pieces: list[str] = [CountingStr(f"{i:04d}" + "x" * (SIZE - 4)) for i in range(DELTAS)]
     if case == "text-completion":
         assembler = StreamAssembler(_invocation(TEXT_MODEL))
         events = _text_completion_events(pieces)
