@@ -25,6 +25,7 @@ import httpx
 from yarl import URL
 
 from ._cache import BoundedCache
+from ._errors import ResponseTooLargeError
 from ._proxy import Proxy
 
 __all__ = ["AiohttpTransport"]
@@ -60,6 +61,28 @@ def _translate(exc: BaseException) -> httpx.TransportError:
 
 
 _ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, or ResponseTooLargeError having taken at most ``limit + 1`` bytes of it.
+
+    A Content-Length within the cap is read as usual (the parser reads exactly that many bytes, so
+    the hot path is unchanged); one past it is refused before any of the body is read.
+    """
+    length = response.content_length
+    if length is not None:
+        if length > limit:
+            raise ResponseTooLargeError.past(status=response.status, limit=limit)
+        return await response.read()
+    parts: list[bytes] = []
+    total = 0
+    content = response.content
+    while chunk := await content.read(limit + 1 - total):
+        total += len(chunk)
+        if total > limit:
+            raise ResponseTooLargeError.past(status=response.status, limit=limit)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -136,12 +159,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return cached
 
     async def post_and_read(
-        self, url: str, headers: list[tuple[str, str]], body: bytes, timeouts: Mapping[str, Any]
+        self,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        timeouts: Mapping[str, Any],
+        max_body: int | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """POST and read the whole answer without building httpx objects (the client's hot path).
 
         Returns the status, the headers with lower-case names, and the body. A cancelled or failed
-        read drops the connection; a complete one returns it to the pool.
+        read drops the connection; a complete one returns it to the pool. A body longer than
+        ``max_body`` raises :class:`ResponseTooLargeError` (and drops the connection).
         """
         session = self._get_session()
         try:
@@ -156,7 +185,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 proxy_headers=self._connect_headers(),
             )
             try:
-                answer = await response.read()
+                answer = await response.read() if max_body is None else await _read_capped(response, max_body)
             except BaseException:
                 response.close()
                 raise

@@ -26,6 +26,7 @@ from ._config import (
     default_endpoint_url,
     parse_endpoint,
     region_from_env,
+    validate_deadline,
     validate_region,
     validate_seconds,
     validate_timeout,
@@ -52,8 +53,8 @@ from ._protocol import (
 from ._proxy import parse_proxy, proxy_for
 from ._request_options import RequestOptions, request_option_headers
 from ._sigv4 import percent_encode_path_segment
-from ._streaming import ChatCompletionStream
-from ._transport import BedrockTransport, RawResponse
+from ._streaming import ChatCompletionStream, check_stream_content_type, deadline_expired
+from ._transport import DEFAULT_MAX_RESPONSE_BYTES, BedrockTransport, RawResponse
 from ._types import AwsCredentials, ChatCompletion
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ class ChatCompletions:
         service_tier: str | None = ...,
         request_metadata: Mapping[str, str] | None = ...,
         surface: Surface | str | None = ...,
+        deadline: float | None = ...,
         stream: Literal[False] = ...,
     ) -> ChatCompletion: ...
 
@@ -155,6 +157,7 @@ class ChatCompletions:
         service_tier: str | None = ...,
         request_metadata: Mapping[str, str] | None = ...,
         surface: Surface | str | None = ...,
+        deadline: float | None = ...,
         stream: Literal[True],
     ) -> ChatCompletionStream: ...
 
@@ -182,6 +185,7 @@ class ChatCompletions:
         service_tier: str | None = ...,
         request_metadata: Mapping[str, str] | None = ...,
         surface: Surface | str | None = ...,
+        deadline: float | None = ...,
         stream: bool,
     ) -> ChatCompletion | ChatCompletionStream: ...
 
@@ -208,6 +212,7 @@ class ChatCompletions:
         service_tier: str | None = None,
         request_metadata: Mapping[str, str] | None = None,
         surface: Surface | str | None = None,
+        deadline: float | None = None,
         stream: bool = False,
     ) -> ChatCompletion | ChatCompletionStream:
         """Send a conversation to a Claude model and return the reply appended to it.
@@ -231,12 +236,18 @@ class ChatCompletions:
                 service_tier, request_metadata: Bedrock's request options, sent as its headers.
             surface: force ``"invoke"`` (``/model/{id}/invoke``) or ``"messages-endpoint"``
                 (``/anthropic/v1/messages``); by default the registry's choice for the model.
+            deadline: seconds for the whole call -- credentials, every attempt and backoff, and for a
+                stream everything until it is closed -- past which it raises RequestTimeoutError (not
+                retried); None uses the client's ``deadline``.
             stream: return a :class:`ChatCompletionStream` once the response headers arrived.
 
         Raises:
             InvalidRequestError: a bad argument (raised before any I/O), naming the field.
             APIError: the service's error, typed by its code, after retries where they apply.
+            RequestTimeoutError: a timeout, or the deadline, expired.
+            ResponseTooLargeError: the answer was longer than the client's ``max_response_bytes``.
         """
+        seconds = validate_deadline(deadline, per_call=True)
         invocation = self._client._prepare(
             messages=messages,
             model=model,
@@ -261,8 +272,8 @@ class ChatCompletions:
             stream=stream,
         )
         if stream:
-            return await self._client._open_stream(invocation)
-        return await self._client._invoke(invocation)
+            return await self._client._open_stream(invocation, deadline=seconds)
+        return await self._client._invoke(invocation, deadline=seconds)
 
     def batch(
         self,
@@ -357,6 +368,12 @@ class AnthropicBedrock:
         trust_env: False ignores the proxy environment variables. Neither applies to a given ``transport``,
             nor to botocore's own calls while resolving credentials (STS, SSO, instance metadata), which
             follow botocore's proxy settings.
+        deadline: seconds that a whole call may take (every attempt and backoff; a stream until it is
+            closed), then RequestTimeoutError; None (the default) sets none, so a slow but steady answer
+            is never cut. ``create(deadline=...)`` overrides it per call.
+        max_response_bytes: the most bytes a non-streaming answer or error body may have (default 32 MiB,
+            ten times what Bedrock's largest output limit can produce); past it ResponseTooLargeError,
+            having read no further. Streams are decoded as they come and are not capped.
     """
 
     def __repr__(self) -> str:
@@ -387,6 +404,8 @@ class AnthropicBedrock:
         proxy: str | None = None,
         trust_env: bool = True,
         control_plane_endpoint_url: str | None = None,
+        deadline: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         _check_pair(access_key, secret_key, session_token)
         if profile is not None and access_key is not None:
@@ -447,6 +466,10 @@ class AnthropicBedrock:
             raise ConfigurationError("pass max_retries or retry_policy=RetryPolicy(max_retries=...), not both")
         self._retry = retry_policy or RetryPolicy(max_retries=max_retries)
         self._stream_idle_timeout = stream_idle_timeout
+        self._deadline = validate_deadline(deadline)
+        if not isinstance(max_response_bytes, int) or isinstance(max_response_bytes, bool) or max_response_bytes < 1:
+            raise ConfigurationError(f"max_response_bytes: must be an integer >= 1, got {max_response_bytes!r}")
+        self._max_response_bytes = max_response_bytes
         self._signer = signer
         self._given_transport = transport
         self._max_connections = max_connections
@@ -660,6 +683,7 @@ class AnthropicBedrock:
                     stream_idle_timeout=self._stream_idle_timeout,
                     signer=self._signer,
                     api_key=self._api_key,
+                    max_response_bytes=self._max_response_bytes,
                 )
                 close = await on_loop_end(lambda: self._drop(loop, transport))
                 entry = self._transports[loop] = (transport, close)
@@ -710,8 +734,17 @@ class AnthropicBedrock:
         performance_config_latency: str | None = None,
         service_tier: str | None = None,
         request_metadata: Mapping[str, str] | None = None,
+        deadline: object = None,
     ) -> Invocation:
-        """All validation, before any I/O."""
+        """All validation, before any I/O.
+
+        ``deadline`` arrives only from a batch's requests (``create`` handles its own): the batch runs each
+        request within the client's deadline, so a per-request one is refused rather than ignored.
+        """
+        if deadline is not None:
+            raise InvalidRequestError(
+                "deadline", "a batch's requests share the client's deadline (AnthropicBedrock(deadline=...))"
+            )
         resolved = resolve_model(model)
         self._check_model_region(resolved)
         if max_tokens is not None and max_tokens_to_sample is not None:
@@ -770,8 +803,21 @@ class AnthropicBedrock:
                 f"use a client with region={model.arn_region!r}",
             )
 
-    async def _invoke(self, invocation: Invocation, *, on_retry: RetryHook | None = None) -> ChatCompletion:
-        """Send a prepared call and parse its answer; ``on_retry`` sees every retried error (batches adapt to it)."""
+    async def _invoke(
+        self, invocation: Invocation, *, on_retry: RetryHook | None = None, deadline: float | None = None
+    ) -> ChatCompletion:
+        """Send a prepared call and parse its answer; ``on_retry`` sees every retried error (batches adapt to it).
+
+        ``deadline`` (seconds; None: the client's) bounds the whole call with one cancel scope.
+        """
+        seconds = self._deadline if deadline is None else deadline
+        if seconds is None:
+            return await self._invoke_now(invocation, on_retry)
+        with anyio.CancelScope(deadline=anyio.current_time() + seconds):
+            return await self._invoke_now(invocation, on_retry)
+        raise deadline_expired(seconds)  # reached only when the scope cancelled the call
+
+    async def _invoke_now(self, invocation: Invocation, on_retry: RetryHook | None) -> ChatCompletion:
         transport = await self._ready()
         self._check_model_region(invocation.model)
         started = time.monotonic()
@@ -784,14 +830,36 @@ class AnthropicBedrock:
     async def _send_raw(
         self, path: str, body: bytes, headers: Sequence[tuple[str, str]], *, on_retry: RetryHook | None = None
     ) -> InvokeModelResponse:
-        """Send a ready body and keep the model's JSON answer as it is."""
+        """Send a ready body and keep the model's JSON answer as it is (within the client's deadline)."""
+        seconds = self._deadline
+        if seconds is None:
+            return await self._send_raw_now(path, body, headers, on_retry)
+        with anyio.CancelScope(deadline=anyio.current_time() + seconds):
+            return await self._send_raw_now(path, body, headers, on_retry)
+        raise deadline_expired(seconds)  # reached only when the scope cancelled the call
+
+    async def _send_raw_now(
+        self, path: str, body: bytes, headers: Sequence[tuple[str, str]], on_retry: RetryHook | None
+    ) -> InvokeModelResponse:
         transport = await self._ready()
         started = time.monotonic()
         raw = await transport.send(path, body, headers, stream=False, on_retry=on_retry)
         assert raw.body is not None
         return parse_raw_invoke_response(raw.headers, raw.body, latency=time.monotonic() - started)
 
-    async def _open_stream(self, invocation: Invocation) -> ChatCompletionStream:
+    async def _open_stream(self, invocation: Invocation, *, deadline: float | None = None) -> ChatCompletionStream:
+        """Open a stream; ``deadline`` (seconds; None: the client's) bounds it from here until it is closed."""
+        seconds = self._deadline if deadline is None else deadline
+        if seconds is None:
+            return await self._open_stream_now(invocation, None, None)
+        at = anyio.current_time() + seconds
+        with anyio.CancelScope(deadline=at):
+            return await self._open_stream_now(invocation, at, seconds)
+        raise deadline_expired(seconds)  # reached only when the scope cancelled the call
+
+    async def _open_stream_now(
+        self, invocation: Invocation, at: float | None, seconds: float | None
+    ) -> ChatCompletionStream:
         transport = await self._ready()
         self._check_model_region(invocation.model)
         started = time.monotonic()
@@ -804,6 +872,7 @@ class AnthropicBedrock:
                 invocation.path, invocation.body, invocation.headers, stream=True, max_retries=retries_left[0]
             )
             retries_left[0] -= raw.attempts - 1
+            await check_stream_content_type(raw, invocation.surface)
             return raw
 
         async def retry_after(error: BedrockError) -> bool:
@@ -824,4 +893,6 @@ class AnthropicBedrock:
             # Known transports bound each read themselves; others get a per-read deadline here.
             idle_timeout=None if transport.enforces_read_timeouts else self._stream_idle_timeout,
             started=started,
+            deadline_at=at,
+            deadline=seconds,
         )

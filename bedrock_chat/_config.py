@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 import attrs
 import httpx
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, InvalidRequestError
 
 __all__ = [
     "Endpoint",
@@ -28,6 +28,7 @@ __all__ = [
     "default_endpoint_url",
     "parse_endpoint",
     "region_from_env",
+    "validate_deadline",
     "validate_region",
     "validate_seconds",
     "validate_timeout",
@@ -173,6 +174,20 @@ def validate_timeout(value: object, field: str = "timeout") -> httpx.Timeout:
     if value is None:  # httpx's spelling of "no timeout", accepted as it always was
         return httpx.Timeout(None)
     return httpx.Timeout(validate_seconds(value, field))
+
+
+def validate_deadline(value: object, *, per_call: bool = False) -> float | None:
+    """A total deadline in seconds (> 0; ``math.inf`` is allowed and means none), or None for none.
+
+    The client's is a ConfigurationError when bad, a call's an InvalidRequestError; both name ``deadline``.
+    """
+    if value is None:
+        return None
+    # Written as "not > 0" so that NaN is refused too.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        message = f"must be a number of seconds > 0 (or None for no deadline), got {value!r}"
+        raise InvalidRequestError("deadline", message) if per_call else ConfigurationError(f"deadline: {message}")
+    return float(value)
 
 
 @attrs.frozen(kw_only=True)

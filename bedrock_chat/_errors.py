@@ -9,7 +9,8 @@ Every error this library raises is a :class:`BedrockError`::
     ├── TransportError                          the request never got a complete answer
     │   ├── APIConnectionError                  connect/read/write failed, connection dropped
     │   │   └── ProxyError                      the HTTP proxy refused the request (407, failed CONNECT)
-    │   └── RequestTimeoutError                 a configured timeout expired (connect, read, idle, total)
+    │   └── RequestTimeoutError                 a configured timeout expired (connect, read, idle, deadline)
+    ├── ResponseTooLargeError                   a non-streaming body past max_response_bytes (never retried)
     ├── EventStreamError                        a response stream that cannot be decoded
     │   └── IncompleteStreamError               the stream ended inside a frame or before its final event
     └── APIError                                the service answered with an error (status, code, request_id)
@@ -70,6 +71,7 @@ __all__ = [
     "REDACTED",
     "RequestTimeoutError",
     "ResourceNotFoundError",
+    "ResponseTooLargeError",
     "Scrubber",
     "ServiceQuotaExceededError",
     "ServiceUnavailableError",
@@ -153,6 +155,27 @@ class ProxyError(APIConnectionError):
 
 class RequestTimeoutError(TransportError):
     """A configured timeout expired (connect, read, write, pool, stream idle or total)."""
+
+
+class ResponseTooLargeError(BedrockError):
+    """A non-streaming response body (an answer or an error) was longer than ``max_response_bytes``.
+
+    Raised having read at most ``limit`` bytes of it; the connection is dropped. ``status`` is the
+    response's HTTP status. Not retried: the same request would bring the same body.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None, limit: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.limit = limit
+
+    @classmethod
+    def past(cls, *, status: int, limit: int) -> ResponseTooLargeError:
+        """The error of a body of this status found to be longer than ``limit`` (one wording for every transport)."""
+        message = f"the HTTP {status} response body is longer than max_response_bytes={limit:,}; not read further"
+        return cls(message, status=status, limit=limit)
 
 
 class EventStreamError(BedrockError):

@@ -14,6 +14,7 @@ drives.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any, cast
@@ -22,6 +23,7 @@ import httpcore2
 import httpx
 
 from ._cache import BoundedCache
+from ._errors import ResponseTooLargeError
 from ._proxy import Proxy
 
 __all__ = ["HttpcoreTransport"]
@@ -51,6 +53,38 @@ def _map_error(exc: Exception) -> httpx.TransportError:
         if isinstance(exc, core):
             return mapped(str(exc) or type(exc).__name__)
     raise AssertionError(f"unmapped httpcore2 error {type(exc).__name__}")  # pragma: no cover
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:  # h11 refuses such a response before we see it; be safe regardless
+                return None
+    return None
+
+
+async def _read_capped(response: httpcore2.Response, limit: int) -> bytes:
+    """The whole body, or ResponseTooLargeError having taken at most ``limit`` bytes and one read of it.
+
+    A Content-Length within the cap is read as usual (h11 reads exactly that many bytes); one past it
+    is refused before any of the body is read.
+    """
+    length = _content_length(response.headers)
+    if length is not None:
+        if length > limit:
+            raise ResponseTooLargeError.past(status=response.status, limit=limit)
+        return await response.aread()
+    parts: list[bytes] = []
+    total = 0
+    async with contextlib.aclosing(response.aiter_stream()) as chunks:  # closed here, not by the collector
+        async for chunk in chunks:
+            total += len(chunk)
+            if total > limit:
+                raise ResponseTooLargeError.past(status=response.status, limit=limit)
+            parts.append(chunk)
+    return b"".join(parts)
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -139,18 +173,20 @@ class HttpcoreTransport(httpx.AsyncBaseTransport):
         body: bytes,
         timeouts: Mapping[str, Any],
         extensions: Mapping[str, Any] | None = None,
+        max_body: int | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """POST and read the whole answer without building httpx objects (the client's hot path).
 
         ``headers`` must carry ``host`` and ``content-length`` (the client's signed headers do);
-        ``extensions`` are httpcore2's request extensions besides the timeouts (``trace``, say).
+        ``extensions`` are httpcore2's request extensions besides the timeouts (``trace``, say). A body
+        longer than ``max_body`` raises :class:`ResponseTooLargeError` (and drops the connection).
         """
         options = {"timeout": timeouts} if extensions is None else {**extensions, "timeout": timeouts}
         request = httpcore2.Request(b"POST", self._urls[url], headers=headers, content=body, extensions=options)
         try:
             response = await self.pool.handle_async_request(request)
             try:
-                answer = await response.aread()
+                answer = await response.aread() if max_body is None else await _read_capped(response, max_body)
             finally:
                 await response.aclose()
         except _ERRORS as exc:

@@ -675,10 +675,14 @@ class StreamAssembler:
     Accepts text-completion chunks (``{"completion", "stop_reason", "stop"}``) and the Messages event
     sequence (``message_start`` ... ``message_stop``); both may carry
     ``amazon-bedrock-invocationMetrics``. A stream is complete only once its final event arrived.
+
+    Deltas are kept as lists of pieces and joined once, when their block closes (or at the end):
+    adding each delta to the block's text would copy the whole text per delta, quadratic in the answer.
     """
 
     __slots__ = (
         "_api",
+        "_block_parts",
         "_blocks",
         "_finished",
         "_json_parts",
@@ -695,6 +699,8 @@ class StreamAssembler:
         self._api = invocation.model.api
         self._parts: list[str] = []
         self._blocks: dict[int, dict[str, Any]] = {}
+        #: (index, field) -> the block the pieces belong to, and its pieces (the field's first value first).
+        self._block_parts: dict[tuple[int, str], tuple[dict[str, Any], list[str]]] = {}
         self._json_parts: dict[int, list[str]] = {}
         self._stop_reason: object = None
         self._stop: object = None
@@ -729,14 +735,14 @@ class StreamAssembler:
                 self._parts.append(text)
                 block = self._blocks.get(index)
                 if block is not None and block.get("type") == "text":
-                    block["text"] = _event_text(block, "text") + text
+                    self._add_piece(index, "text", block, text)
                 return StreamChunk(text, "content_block_delta", event)
             if delta_type == "input_json_delta":
                 self._json_parts.setdefault(index, []).append(_event_text(delta, "partial_json"))
             elif delta_type in ("thinking_delta", "signature_delta"):
                 key = "thinking" if delta_type == "thinking_delta" else "signature"
                 block = self._blocks.setdefault(index, {"type": "thinking"})
-                block[key] = _event_text(block, key) + _event_text(delta, key)
+                self._add_piece(index, key, block, _event_text(delta, key))
             return StreamChunk("", "content_block_delta", event)
         if event_type == "message_start":
             message = _event_field(event, "message")
@@ -744,7 +750,9 @@ class StreamAssembler:
             self._message_id = message_id if isinstance(message_id, str) else None
             self._usage = self._usage.merge(usage_from_body(message.get("usage")))
         elif event_type == "content_block_start":
-            self._blocks[_event_index(event)] = dict(_event_field(event, "content_block"))
+            index = _event_index(event)
+            self._join_pieces(index)  # a block started again at an index: the old one keeps its pieces
+            self._blocks[index] = dict(_event_field(event, "content_block"))
         elif event_type == "content_block_stop":
             self._close_block(_event_index(event))
         elif event_type == "message_delta":
@@ -767,7 +775,23 @@ class StreamAssembler:
             self._finished = True
         return StreamChunk(text, "completion", event)
 
+    def _add_piece(self, index: int, key: str, block: dict[str, Any], piece: str) -> None:
+        entry = self._block_parts.get((index, key))
+        if entry is None or entry[0] is not block:
+            self._join_pieces(index)
+            entry = self._block_parts[(index, key)] = (block, [_event_text(block, key)])
+        entry[1].append(piece)
+
+    def _join_pieces(self, index: int | None = None) -> None:
+        """Write the pieces of block ``index`` (None: of every block) into their blocks, once."""
+        if not self._block_parts:
+            return
+        for key in [k for k in self._block_parts if index is None or k[0] == index]:
+            block, pieces = self._block_parts.pop(key)
+            block[key[1]] = "".join(pieces)
+
     def _close_block(self, index: int) -> None:
+        self._join_pieces(index)
         block = self._blocks.get(index)
         parts = self._json_parts.pop(index, None)
         if block is not None and block.get("type") in ("tool_use", "server_tool_use") and parts is not None:
@@ -788,6 +812,7 @@ class StreamAssembler:
             )
             error.partial_text = self.text
             raise error
+        self._join_pieces()
         completion = self.text
         api = self._api
         if api is ModelApi.TEXT_COMPLETIONS:

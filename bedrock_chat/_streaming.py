@@ -38,9 +38,41 @@ from ._sse import SSEDecoder
 from ._transport import RawResponse, close_response, translate_httpx_error
 from ._types import ChatCompletion, StreamChunk
 
-__all__ = ["ChatCompletionStream"]
+__all__ = ["ChatCompletionStream", "check_stream_content_type", "deadline_expired"]
 
 _loads = json.loads
+
+#: The media type of a stream on each surface (Bedrock sends it; an HTML error page from a proxy does not).
+_STREAM_MEDIA_TYPES = {
+    Surface.MESSAGES_ENDPOINT: "text/event-stream",
+    Surface.INVOKE: "application/vnd.amazon.eventstream",
+}
+
+
+def deadline_expired(seconds: float) -> RequestTimeoutError:
+    """The error of a call whose total deadline passed; never retried, since the budget is spent."""
+    error = RequestTimeoutError(f"the call did not finish within its deadline of {seconds:g} s")
+    error.retryable = False
+    return error
+
+
+async def check_stream_content_type(response: RawResponse, surface: Surface) -> None:
+    """A 200 of another media type than the surface's stream is an EventStreamError (not retried).
+
+    Without this, an HTML page on the Messages endpoint reads as an SSE stream with no events: a
+    cut-short stream, retried. A response without a Content-Type is let through, and decoded.
+    """
+    expected = _STREAM_MEDIA_TYPES[surface]
+    content_type = response.headers.get("content-type")
+    if content_type is None or content_type.partition(";")[0].strip().lower() == expected:
+        return
+    if response.response is not None:
+        await close_response(response.response)
+    request_id = request_id_from(response.headers)
+    raise EventStreamError(
+        f"the response is {content_type[:100]!r}, not a {expected} stream"
+        + (f" [request id {request_id}]" if request_id else "")
+    )
 
 
 def _exception_from_frame(message: EventStreamMessage, request_id: str | None) -> BedrockError:
@@ -144,8 +176,13 @@ class ChatCompletionStream:
         retry_after: Callable[[BedrockError], Awaitable[bool]],
         idle_timeout: float | None,
         started: float,
+        deadline_at: float | None = None,
+        deadline: float | None = None,
     ) -> None:
         self._invocation = invocation
+        #: When the call's deadline passes (``anyio.current_time()``), and its length in seconds.
+        self._deadline_at = deadline_at
+        self._deadline = deadline
         self._reopen = reopen
         self._retry_after = retry_after
         self._idle_timeout = idle_timeout
@@ -219,6 +256,18 @@ class ChatCompletionStream:
             raise InvalidRequestError(
                 "stream", "is closed (its async with block was left, or aclose() called); read it inside the block"
             )
+        if self._deadline_at is None:
+            return await self._next_or_recover()
+        # One cancel scope per step, never across a yield: each step gets what is left of the deadline.
+        with anyio.CancelScope(deadline=self._deadline_at):
+            return await self._next_or_recover()
+        await close_response(self._http)
+        self._closed = True
+        error = deadline_expired(self._deadline or 0.0)
+        error.partial_text = self._assembler.text
+        raise error
+
+    async def _next_or_recover(self) -> StreamChunk:
         while True:
             try:
                 return await self._next_chunk()

@@ -20,14 +20,15 @@ which do hold them. What the server sends back into an error passes through the 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -44,6 +45,7 @@ from ._errors import (
     InvalidRequestError,
     ProxyError,
     RequestTimeoutError,
+    ResponseTooLargeError,
     Scrubber,
     TransportError,
     drop_tracebacks,
@@ -54,6 +56,7 @@ from ._sigv4 import SigV4Signer
 from ._types import AwsCredentials
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "BedrockTransport",
     "RawResponse",
     "RequestHeaders",
@@ -64,10 +67,14 @@ __all__ = [
 
 USER_AGENT = "bedrock-chat/0.1"
 
-#: ``post_and_read(url, headers, body, timeouts) -> (status, lower-cased headers, body)``.
-FastPost = Callable[
-    [str, list[tuple[str, str]], bytes, Mapping[str, Any]], Awaitable[tuple[int, dict[str, str], bytes]]
-]
+#: ``post_and_read(url, headers, body, timeouts, max_body=...) -> (status, lower-cased headers, body)``.
+FastPost = Callable[..., Awaitable[tuple[int, dict[str, str], bytes]]]
+
+#: The default cap on a non-streaming body. Bedrock's answers are bounded by max output tokens: the
+#: largest limit is 128,000 tokens, about 4 characters each, and JSON's ``\uXXXX`` escapes take at most
+#: 6 bytes a character: 128,000 x 4 x 6 = 3.1 MB. 32 MiB is ten times that (room for tool input,
+#: thinking and its signature), and an error body is a few hundred bytes.
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 Signer = Callable[[str, str, Sequence[tuple[str, str]], bytes, AwsCredentials], list[tuple[str, str]]]
 
 
@@ -199,6 +206,7 @@ class BedrockTransport:
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
         jitter: Callable[[], float] = random.random,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.endpoint = endpoint
         self.region = region
@@ -223,6 +231,8 @@ class BedrockTransport:
         self._sign = self._make_signer(signer, region, service)
         self._closed = False
         _install_header_log_filter()
+        #: The most bytes a non-streaming body (an answer or an error) may have.
+        self.max_response_bytes = max_response_bytes
 
     def _make_signer(self, signer: str, region: str, service: str) -> Signer:
         host = self.endpoint.host
@@ -365,7 +375,7 @@ class BedrockTransport:
             # Our aiohttp and httpcore2 transports: no httpx.Request/Response objects on the hot path.
             try:
                 status, lowered, answer = await self._fast_post(
-                    self._url_text(path), all_headers.reveal(), body, timeout
+                    self._url_text(path), all_headers.reveal(), body, timeout, max_body=self.max_response_bytes
                 )
             except httpx.HTTPError as exc:
                 return _failure(exc)
@@ -381,7 +391,7 @@ class BedrockTransport:
             if status == 200 and stream:
                 return RawResponse(lowered, None, response)
             try:
-                answer = await self._read(response)
+                answer = await self._read(response, self.max_response_bytes)
             except TransportError as exc:
                 return exc, None
         if status == 200:
@@ -391,10 +401,10 @@ class BedrockTransport:
         return parse_error_response(status, lowered, answer, scrubber), _retry_after(lowered)
 
     @staticmethod
-    async def _read(response: httpx.Response) -> bytes:
-        """Read the whole body and release the connection, whatever happens (cancellation included)."""
+    async def _read(response: httpx.Response, limit: int) -> bytes:
+        """Read the whole body (at most ``limit`` bytes) and release the connection, whatever happens."""
         try:
-            body = await response.aread()
+            body = await _read_capped(response, limit)
         except httpx.HTTPError as exc:
             await close_response(response)
             raise translate_httpx_error(exc) from exc
@@ -407,6 +417,33 @@ class BedrockTransport:
             await close_response(response)
             raise
         return body
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The whole body, or ResponseTooLargeError having taken at most ``limit`` bytes and one read of it."""
+    try:
+        body = response.content  # a response built with its body (httpx.MockTransport) has nothing to read
+    except httpx.ResponseNotRead:
+        pass
+    else:
+        if len(body) > limit:
+            raise ResponseTooLargeError.past(status=response.status_code, limit=limit)
+        return body
+    length = response.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ResponseTooLargeError.past(status=response.status_code, limit=limit)  # refused before reading any
+    parts: list[bytes] = []
+    total = 0
+    # httpx types it as an iterator; it is an async generator, closed here rather than by the collector.
+    async with contextlib.aclosing(
+        cast(AsyncGenerator[bytes, None], response.aiter_raw())
+    ) as chunks:  # closed here, not by the collector
+        async for chunk in chunks:
+            total += len(chunk)
+            if total > limit:
+                raise ResponseTooLargeError.past(status=response.status_code, limit=limit)
+            parts.append(chunk)
+    return b"".join(parts)
 
 
 _botocore_signing = contextvars.ContextVar("_botocore_signing", default=False)

@@ -57,6 +57,7 @@ _positive_int = bounded(int, 1)
 _non_negative_int = bounded(int, 0)
 _unit_float = bounded(float, 0.0, 1.0)
 _top_k = bounded(int, 0, 500)
+_positive_float = bounded(float, 1e-3)
 
 
 def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +73,12 @@ def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--emulator", action="store_true", help="start the built-in Bedrock emulator and talk to it (no AWS needed)"
+    )
+    group.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="the most one request may take, retries and a whole stream included (default: none)",
     )
 
 
@@ -157,13 +164,14 @@ def _client_settings(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     Raises:
         UsageError: flags that contradict each other, or that would be silently ignored.
     """
+    deadline = {"deadline": args.timeout} if getattr(args, "timeout", None) is not None else {}
     if not args.emulator:
         given = _emulator_flags_given(args)
         if given:
             raise UsageError(given[0], "shapes the emulator's answers: it needs --emulator")
         # The AWS SDKs' variable for this service, so `bedrock-chat emulator`'s export lines work here and in boto3.
         endpoint_url = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME") or None
-        yield {"region": args.region, "profile": args.profile, "endpoint_url": endpoint_url}
+        yield {"region": args.region, "profile": args.profile, "endpoint_url": endpoint_url, **deadline}
         return
     for flag, value in (("--profile", args.profile), ("--endpoint-url", args.endpoint_url)):
         if value is not None:
@@ -183,6 +191,7 @@ def _client_settings(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
             "secret_key": emu.secret_key,
             "region": emu.region,
             "endpoint_url": emu.endpoint_url,
+            **deadline,
         }
 
 

@@ -103,6 +103,7 @@ def test_create_accepts_every_async_argument() -> None:
         "service_tier",
         "request_metadata",
         "surface",
+        "deadline",
         "stream",
     }
     sent: list[dict[str, Any]] = []

@@ -169,14 +169,19 @@ class FastPathTracingTransport(TracingTransport):
         )
 
     async def post_and_read(
-        self, url: str, headers: list[tuple[str, str]], body: bytes, timeouts: Mapping[str, Any]
+        self,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        timeouts: Mapping[str, Any],
+        max_body: int | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """Count, and send through httpcore2's fast path with the task's trace hook."""
         self.sent += 1
         assert isinstance(self.inner, HttpcoreTransport)
         hook = PHASE_HOOK.get()
         extensions = None if hook is None else {"trace": hook}
-        return await self.inner.post_and_read(url, headers, body, timeouts, extensions)
+        return await self.inner.post_and_read(url, headers, body, timeouts, extensions, max_body=max_body)
 
 
 async def _report(event: str) -> None:
