@@ -73,20 +73,6 @@ def echoed(line: dict[str, Any]) -> str:
     return " ".join(line["modelOutput"]["content"][0]["text"].split()[:2])
 
 
-@pytest.fixture
-def run_batch(bedrock_emulator: BedrockEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    """``run_batch(*args)``: ``bedrock-chat batch ARGS`` in-process against the fixture's emulator; the exit code."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", bedrock_emulator.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", bedrock_emulator.secret_key)
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args: str) -> int:
-        endpoint = ["--endpoint-url", bedrock_emulator.endpoint_url, "--region", bedrock_emulator.region]
-        return main(["batch", *args, *endpoint, "--backoff", "0"])
-
-    return run
-
-
 # ---------------------------------------------------------------------------------------------- the two forms
 
 

@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 
 from bedrock_chat._batch_files import MAX_LINE_BYTES
-from bedrock_chat.cli import main
 from bedrock_chat.emulator import BedrockEmulator
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -211,20 +210,6 @@ def test_retry_errors_needs_a_file_output(tmp_path: Path, child_env: dict[str, s
 
 
 # ---------------------------------------------------------------------------------------------- in-process runs
-
-
-@pytest.fixture
-def run_batch(bedrock_emulator: BedrockEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    """``run_batch(*args)``: ``bedrock-chat batch ARGS`` in-process against the fixture's emulator; the exit code."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", bedrock_emulator.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", bedrock_emulator.secret_key)
-    monkeypatch.chdir(tmp_path)
-
-    def go(*args: str) -> int:
-        endpoint = ["--endpoint-url", bedrock_emulator.endpoint_url, "--region", bedrock_emulator.region]
-        return main(["batch", *args, *endpoint, "--backoff", "0"])
-
-    return go
 
 
 def test_an_over_long_line_is_malformed_and_the_rest_runs(
