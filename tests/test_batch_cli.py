@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 import pytest
+from e2e_helpers import child_environment
 
 from bedrock_chat import APIConnectionError, InvalidRequestError, ModelError, RequestTimeoutError, ValidationError
 from bedrock_chat._batch_cli import Progress, _Record, result_line
@@ -282,16 +283,7 @@ def test_retry_errors_redoes_failed_records_only(
 @pytest.fixture
 def child_env(tmp_path: Path) -> dict[str, str]:
     """A child environment without AWS_* variables or the developer's AWS files."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BEDROCK_CHAT_"))}
-    for name in ("config", "credentials"):
-        (tmp_path / name).write_text("")
-    env.update(
-        AWS_CONFIG_FILE=str(tmp_path / "config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    return child_environment(tmp_path, PYTHONUNBUFFERED="1")
 
 
 def interrupt_after(command: list[str], env: dict[str, str], records: int, sig: signal.Signals) -> tuple[int, str]:

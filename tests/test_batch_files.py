@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import child_environment
 
 from bedrock_chat._batch_files import MAX_LINE_BYTES
 from bedrock_chat.emulator import BedrockEmulator
@@ -68,15 +69,7 @@ def all_answered(found: dict[str, dict[str, Any]], count: int = RECORDS) -> bool
 def child_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A child environment without AWS_* variables or the developer's AWS files; children start in tmp_path."""
     monkeypatch.chdir(tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BEDROCK_CHAT_"))}
-    for name in ("config", "credentials"):
-        (tmp_path / name).write_text("")
-    env.update(
-        AWS_CONFIG_FILE=str(tmp_path / "config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    return env
+    return child_environment(tmp_path)
 
 
 def batch(source: str, output: str, *extra: str) -> list[str]:
