@@ -1,14 +1,19 @@
-"""Shared fixtures: every test runs with a private, empty AWS environment; batch-job tests get S3 and an emulator."""
+"""Shared fixtures: every test runs with a private, empty AWS environment; batch-job tests get S3 and an emulator.
+
+``run_batch`` runs ``bedrock-chat batch`` in-process against the ``bedrock_emulator`` fixture.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_helpers import moto_s3_server
 
+from bedrock_chat.cli import main
 from bedrock_chat.emulator import BedrockEmulator, EmulatorOptions, run_emulator_in_thread
 from bedrock_chat.emulator._job_options import JobOptions
 
@@ -44,3 +49,17 @@ def emu(s3_endpoint: str) -> Iterator[BedrockEmulator]:
     with run_emulator_in_thread(EmulatorOptions(jobs=JobOptions(s3_endpoint_url=s3_endpoint))) as emulator:
         yield emulator
     assert not emulator.errors
+
+
+@pytest.fixture
+def run_batch(bedrock_emulator: BedrockEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """``run_batch(*args)``: ``bedrock-chat batch ARGS`` in-process against the fixture's emulator; the exit code."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", bedrock_emulator.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", bedrock_emulator.secret_key)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> int:
+        endpoint = ["--endpoint-url", bedrock_emulator.endpoint_url, "--region", bedrock_emulator.region]
+        return main(["batch", *args, *endpoint, "--backoff", "0"])
+
+    return run

@@ -1,8 +1,9 @@
-"""Helpers for end-to-end tests: a client wired to the emulator, and a check that its pool is idle."""
+"""Helpers for end-to-end tests: a client wired to the emulator, a check that its pool is idle, a child environment."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,23 @@ def emulator_client(emu: BedrockEmulator, *, max_retries: int = 2, **kwargs: Any
         retry_policy=RetryPolicy(max_retries=max_retries, base=0.0, throttle_base=0.0),
         **kwargs,
     )
+
+
+def child_environment(directory: Path, **extra: str) -> dict[str, str]:
+    """This process's environment for a child, without AWS_* or BEDROCK_CHAT_* variables and with no metadata lookups.
+
+    The AWS config and credentials files are empty ones written in ``directory``; ``extra`` is added last.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BEDROCK_CHAT_"))}
+    for name in ("config", "credentials"):
+        (directory / name).write_text("")
+    env.update(
+        AWS_CONFIG_FILE=str(directory / "config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(directory / "credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+        **extra,
+    )
+    return env
 
 
 def checked_out_connections(client: AnthropicBedrock) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 import pytest
+from e2e_helpers import child_environment
 
 from bedrock_chat import APIConnectionError, InvalidRequestError, ModelError, RequestTimeoutError, ValidationError
 from bedrock_chat._batch_cli import Progress, _Record, result_line
@@ -71,20 +72,6 @@ def read_output(path: Path) -> list[dict[str, Any]]:
 def echoed(line: dict[str, Any]) -> str:
     """The first two words of a Messages reply body: the fake model echoes the prompt."""
     return " ".join(line["modelOutput"]["content"][0]["text"].split()[:2])
-
-
-@pytest.fixture
-def run_batch(bedrock_emulator: BedrockEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    """``run_batch(*args)``: ``bedrock-chat batch ARGS`` in-process against the fixture's emulator; the exit code."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", bedrock_emulator.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", bedrock_emulator.secret_key)
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args: str) -> int:
-        endpoint = ["--endpoint-url", bedrock_emulator.endpoint_url, "--region", bedrock_emulator.region]
-        return main(["batch", *args, *endpoint, "--backoff", "0"])
-
-    return run
 
 
 # ---------------------------------------------------------------------------------------------- the two forms
@@ -296,16 +283,7 @@ def test_retry_errors_redoes_failed_records_only(
 @pytest.fixture
 def child_env(tmp_path: Path) -> dict[str, str]:
     """A child environment without AWS_* variables or the developer's AWS files."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BEDROCK_CHAT_"))}
-    for name in ("config", "credentials"):
-        (tmp_path / name).write_text("")
-    env.update(
-        AWS_CONFIG_FILE=str(tmp_path / "config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    return child_environment(tmp_path, PYTHONUNBUFFERED="1")
 
 
 def interrupt_after(command: list[str], env: dict[str, str], records: int, sig: signal.Signals) -> tuple[int, str]:

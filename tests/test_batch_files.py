@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import child_environment
 
 from bedrock_chat._batch_files import MAX_LINE_BYTES
-from bedrock_chat.cli import main
 from bedrock_chat.emulator import BedrockEmulator
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -69,15 +69,7 @@ def all_answered(found: dict[str, dict[str, Any]], count: int = RECORDS) -> bool
 def child_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A child environment without AWS_* variables or the developer's AWS files; children start in tmp_path."""
     monkeypatch.chdir(tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BEDROCK_CHAT_"))}
-    for name in ("config", "credentials"):
-        (tmp_path / name).write_text("")
-    env.update(
-        AWS_CONFIG_FILE=str(tmp_path / "config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    return env
+    return child_environment(tmp_path)
 
 
 def batch(source: str, output: str, *extra: str) -> list[str]:
@@ -211,20 +203,6 @@ def test_retry_errors_needs_a_file_output(tmp_path: Path, child_env: dict[str, s
 
 
 # ---------------------------------------------------------------------------------------------- in-process runs
-
-
-@pytest.fixture
-def run_batch(bedrock_emulator: BedrockEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    """``run_batch(*args)``: ``bedrock-chat batch ARGS`` in-process against the fixture's emulator; the exit code."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", bedrock_emulator.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", bedrock_emulator.secret_key)
-    monkeypatch.chdir(tmp_path)
-
-    def go(*args: str) -> int:
-        endpoint = ["--endpoint-url", bedrock_emulator.endpoint_url, "--region", bedrock_emulator.region]
-        return main(["batch", *args, *endpoint, "--backoff", "0"])
-
-    return go
 
 
 def test_an_over_long_line_is_malformed_and_the_rest_runs(

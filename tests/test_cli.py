@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import child_environment
 
 from bedrock_chat import MODELS, AnthropicBedrockSync
 from bedrock_chat._models import SamplingRule
@@ -51,19 +52,9 @@ _TAKE_TTY_AND_EXEC = (
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
     """A child environment with no AWS_* variable, HOME and the AWS files in tmp_path, and no metadata lookups."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BEDROCK_CHAT_"))}
     home = tmp_path / "home"
     home.mkdir()
-    (home / "config").write_text("")
-    (home / "credentials").write_text("")
-    env.update(
-        HOME=str(home),
-        AWS_CONFIG_FILE=str(home / "config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(home / "credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    return child_environment(home, HOME=str(home), PYTHONUNBUFFERED="1")
 
 
 def run_cli(

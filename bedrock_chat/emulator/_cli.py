@@ -82,6 +82,38 @@ _FAULT_FLAGS = (
     ("--chunk-delay", "chunk_delay", _seconds, "seconds between stream frames"),
 )
 
+#: (flag, ServerLimits field, type, metavar, help with ``{}`` for the default) for every server limit.
+_LIMIT_FLAGS = (
+    (
+        "--header-timeout",
+        "header_timeout",
+        _timeout,
+        "SECONDS",
+        "time from a request's first byte to the end of its headers (default {:g})",
+    ),
+    (
+        "--idle-timeout",
+        "idle_timeout",
+        _timeout,
+        "SECONDS",
+        "time a connection may make no progress: keep-alive wait, body pause, unread reply (default {:g})",
+    ),
+    (
+        "--max-connections",
+        "max_connections",
+        _count,
+        "N",
+        "connections served at once; more wait to be accepted (default {})",
+    ),
+    (
+        "--max-recorded-body-bytes",
+        "max_recorded_body_bytes",
+        _bytes,
+        "N",
+        "bytes of each body the request log keeps (default {})",
+    ),
+)
+
 
 def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the fake-model and fault flags (no server flags)."""
@@ -170,39 +202,11 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backend", dest="emulator_backend", choices=("asyncio", "trio"), default="asyncio")
     defaults = ServerLimits()
     limits = parser.add_argument_group("emulator limits (against clients that hold on)")
-    limits.add_argument(
-        "--header-timeout",
-        dest="emulator_header_timeout",
-        type=_timeout,
-        default=defaults.header_timeout,
-        metavar="SECONDS",
-        help=f"time from a request's first byte to the end of its headers (default {defaults.header_timeout:g})",
-    )
-    limits.add_argument(
-        "--idle-timeout",
-        dest="emulator_idle_timeout",
-        type=_timeout,
-        default=defaults.idle_timeout,
-        metavar="SECONDS",
-        help="time a connection may make no progress: keep-alive wait, body pause, unread reply "
-        f"(default {defaults.idle_timeout:g})",
-    )
-    limits.add_argument(
-        "--max-connections",
-        dest="emulator_max_connections",
-        type=_count,
-        default=defaults.max_connections,
-        metavar="N",
-        help=f"connections served at once; more wait to be accepted (default {defaults.max_connections})",
-    )
-    limits.add_argument(
-        "--max-recorded-body-bytes",
-        dest="emulator_max_recorded_body_bytes",
-        type=_bytes,
-        default=defaults.max_recorded_body_bytes,
-        metavar="N",
-        help=f"bytes of each body the request log keeps (default {defaults.max_recorded_body_bytes})",
-    )
+    for flag, field, kind, metavar, help_text in _LIMIT_FLAGS:
+        default = getattr(defaults, field)
+        limits.add_argument(
+            flag, dest=f"emulator_{field}", type=kind, default=default, metavar=metavar, help=help_text.format(default)
+        )
     add_fault_arguments(parser)
 
 
@@ -240,10 +244,7 @@ def emulator_limits_from_args(args: argparse.Namespace) -> ServerLimits:
     """The :class:`ServerLimits` the flags describe; flags a parser did not define keep their defaults."""
     defaults = ServerLimits()
     return ServerLimits(
-        header_timeout=getattr(args, "emulator_header_timeout", defaults.header_timeout),
-        idle_timeout=getattr(args, "emulator_idle_timeout", defaults.idle_timeout),
-        max_connections=getattr(args, "emulator_max_connections", defaults.max_connections),
-        max_recorded_body_bytes=getattr(args, "emulator_max_recorded_body_bytes", defaults.max_recorded_body_bytes),
+        **{field: getattr(args, f"emulator_{field}", getattr(defaults, field)) for _, field, _, _, _ in _LIMIT_FLAGS}
     )
 
 

@@ -1,4 +1,4 @@
-"""Shared tools of the reliability tests: figures, an instrumented transport, a loop-stall meter, a silent server.
+"""Shared tools of the reliability tests: figures, an instrumented transport, a loop-stall meter, loopback servers.
 
 Everything here is a measuring or provoking device; none of it replaces a part of the library. The
 instrumented transport wraps a real pool (so ``checked_out_connections`` still sees it): it only
@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import anyio
@@ -41,6 +41,7 @@ __all__ = [
     "FUZZ_SOAK",
     "LeakWatch",
     "LoopMonitor",
+    "LoopbackServer",
     "PHASE_HOOK",
     "SilentServer",
     "Tally",
@@ -49,6 +50,7 @@ __all__ = [
     "counted",
     "install_aiohttp_trace",
     "machine",
+    "read_request",
     "record_figure",
     "tracemalloc_peak",
 ]
@@ -317,18 +319,14 @@ class LoopMonitor:
 # ---------------------------------------------------------------------------------------------- servers
 
 
-class SilentServer:
-    """A raw TCP server on a free loopback port that accepts connections and never answers.
+class LoopbackServer:
+    """A TCP server on a free loopback port, in the test's own event loop, that runs ``_handle`` on each connection.
 
-    ``accepted`` counts connections, ``received`` the bytes read from them (and discarded). With
-    ``send`` set, each connection is first sent those bytes, then nothing more.
+    Use as ``async with Server(...) as server:``; leaving the block cancels the connections still open
+    and closes the listener. Subclasses say what a connection gets by overriding ``_handle``.
     """
 
-    def __init__(self, send: bytes = b"", then: Callable[[anyio.abc.SocketStream], Awaitable[None]] | None = None):
-        self.accepted = 0
-        self.received = 0
-        self._send = send
-        self._then = then
+    def __init__(self) -> None:
         self._listener: anyio.abc.Listener[anyio.abc.SocketStream] | None = None
         self._group: anyio.abc.TaskGroup | None = None
 
@@ -344,7 +342,7 @@ class SilentServer:
         """``http://127.0.0.1:PORT``."""
         return f"http://127.0.0.1:{self.port}"
 
-    async def __aenter__(self) -> SilentServer:
+    async def __aenter__(self) -> Self:
         self._listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
@@ -359,6 +357,40 @@ class SilentServer:
         self._group.cancel_scope.cancel()
         await self._group.__aexit__(None, None, None)
         await self._listener.aclose()
+
+    async def _handle(self, stream: anyio.abc.SocketStream) -> None:
+        raise NotImplementedError
+
+
+async def read_request(stream: anyio.abc.SocketStream) -> tuple[list[str], bytes]:
+    """Read one HTTP/1.1 request: its head's lines (request line first) and its body (``content-length`` bytes).
+
+    Raises what the stream raises (``anyio.EndOfStream`` when the client goes before the request ends).
+    """
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next((int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")), 0)
+    while len(body) < length:
+        body += await stream.receive()
+    return lines, body
+
+
+class SilentServer(LoopbackServer):
+    """A raw TCP server on a free loopback port that accepts connections and never answers.
+
+    ``accepted`` counts connections, ``received`` the bytes read from them (and discarded). With
+    ``send`` set, each connection is first sent those bytes, then nothing more.
+    """
+
+    def __init__(self, send: bytes = b"", then: Callable[[anyio.abc.SocketStream], Awaitable[None]] | None = None):
+        super().__init__()
+        self.accepted = 0
+        self.received = 0
+        self._send = send
+        self._then = then
 
     async def _handle(self, stream: anyio.abc.SocketStream) -> None:
         self.accepted += 1

@@ -16,7 +16,6 @@ import math
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 
 import anyio
 import anyio.abc
@@ -37,7 +36,7 @@ from bedrock_chat import (
 )
 from bedrock_chat.cli import main as cli_main
 from bedrock_chat.emulator import BedrockEmulator
-from reliability.reliability_helpers import client_for, record_figure
+from reliability.reliability_helpers import LoopbackServer, client_for, read_request, record_figure
 
 MODEL = "anthropic.claude-haiku-4-5-20251001-v1:0"
 HI = [{"role": "user", "content": "hello"}]
@@ -57,55 +56,22 @@ Behaviour = Callable[[anyio.abc.SocketStream], Awaitable[None]]
 _GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
 
-class HostileServer:
+class HostileServer(LoopbackServer):
     """An HTTP/1.1 server on a free loopback port that reads a request, then runs ``behaviour`` on the socket.
 
     ``requests`` counts the requests read. The connection is closed once the behaviour returns.
     """
 
     def __init__(self, behaviour: Behaviour) -> None:
+        super().__init__()
         self.requests = 0
         self.paths: list[str] = []
         self._behaviour = behaviour
-        self._listener: anyio.abc.Listener[anyio.abc.SocketStream] | None = None
-        self._group: anyio.abc.TaskGroup | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        assert self._listener is not None
-        port: int = self._listener.extra(anyio.abc.SocketAttribute.local_port)
-        return f"http://127.0.0.1:{port}"
-
-    async def __aenter__(self) -> HostileServer:
-        self._listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        self._group = anyio.create_task_group()
-        await self._group.__aenter__()
-        self._group.start_soon(self._listener.serve, self._handle)
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        assert self._group is not None
-        assert self._listener is not None
-        self._group.cancel_scope.cancel()
-        await self._group.__aexit__(None, None, None)
-        await self._listener.aclose()
 
     async def _handle(self, stream: anyio.abc.SocketStream) -> None:
         async with stream:
             with contextlib.suppress(*_GONE):
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += await stream.receive()
-                head, _, body = data.partition(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                length = next(
-                    (int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")), 0
-                )
-                while len(body) < length:
-                    body += await stream.receive()
+                lines, _ = await read_request(stream)
                 self.requests += 1
                 self.paths.append(lines[0].split(" ")[1])
                 await self._behaviour(stream)

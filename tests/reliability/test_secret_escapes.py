@@ -31,6 +31,7 @@ from bedrock_chat._credentials import BotocoreCredentialSource
 from bedrock_chat._eventstream import encode_chunk_event, encode_exception_event
 from bedrock_chat._sse import encode_event
 from bedrock_chat._transport import _HEADER_LOGGERS
+from reliability.reliability_helpers import LoopbackServer, read_request
 
 MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
 MESSAGES_MODEL = "anthropic.claude-opus-4-7"
@@ -75,7 +76,7 @@ TEXT_ESCAPES: dict[str, Callable[[str], str]] = {**JSON_ESCAPES, "percent": _per
 # ---------------------------------------------------------------------------------------------- the server
 
 
-class EchoServer:
+class EchoServer(LoopbackServer):
     """An HTTP/1.1 server on a free loopback port that answers each request by ``respond(credentials)``.
 
     ``credentials`` are what the request carried (Authorization and its signature, the session token,
@@ -84,45 +85,19 @@ class EchoServer:
     """
 
     def __init__(self, respond: Callable[[list[str]], bytes | None]) -> None:
+        super().__init__()
         self.respond = respond
         self.requests = 0
-        self._listener: anyio.abc.Listener[anyio.abc.SocketStream] | None = None
-        self._group: anyio.abc.TaskGroup | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        assert self._listener is not None
-        return f"http://127.0.0.1:{self._listener.extra(anyio.abc.SocketAttribute.local_port)}"
-
-    async def __aenter__(self) -> EchoServer:
-        self._listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        self._group = anyio.create_task_group()
-        await self._group.__aenter__()
-        self._group.start_soon(self._listener.serve, self._handle)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._group is not None
-        assert self._listener is not None
-        self._group.cancel_scope.cancel()
-        await self._group.__aexit__(None, None, None)
-        await self._listener.aclose()
 
     async def _handle(self, stream: anyio.abc.SocketStream) -> None:
         async with stream:
-            data = b""
             try:
-                while b"\r\n\r\n" not in data:
-                    data += await stream.receive()
-                head, _, rest = data.partition(b"\r\n\r\n")
-                fields = dict(line.split(": ", 1) for line in head.decode("latin-1").split("\r\n")[1:] if ": " in line)
-                fields = {name.lower(): value for name, value in fields.items()}
-                length = int(fields.get("content-length", "0"))
-                while len(rest) < length:
-                    rest += await stream.receive()
+                lines, _ = await read_request(stream)
             except (anyio.EndOfStream, anyio.BrokenResourceError):
                 return
+            fields = {
+                name.lower(): value for name, value in (line.split(": ", 1) for line in lines[1:] if ": " in line)
+            }
             self.requests += 1
             authorization = fields.get("authorization", "")
             if authorization.startswith("Bearer "):  # a client with an API key has no secret key to leak
