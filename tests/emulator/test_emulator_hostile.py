@@ -27,6 +27,7 @@ from emulator_testing import MESSAGES_BYTES, sign_with_botocore
 
 from bedrock_chat._errors import ConfigurationError
 from bedrock_chat.emulator import EmulatorOptions, ServerLimits, run_emulator_in_thread
+from bedrock_chat.emulator._server import _Allowance
 
 BACKENDS = ["asyncio", "trio"]
 INVOKE = "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/invoke"
@@ -341,6 +342,35 @@ def test_steady_body_above_the_rate_gets_through(backend: str) -> None:
         assert read_response(sock).status == 200
         sock.close()
         assert emu.errors == []
+
+
+def test_allowance_arithmetic_shared_by_reads_and_sends() -> None:
+    """The rule both directions use (a send is allowed ``wait_for(len(piece))``), without sockets or clocks.
+
+    The send side has no socket test: on loopback the kernel queues megabytes of a reply and wakes a blocked
+    writer only after about 800 KB have drained, so a reader's pace reaches the server through kernel tuning.
+    """
+    # A byte every 0.5 s at 1,000 bytes/s runs out of a 1 s allowance on the third wait.
+    trickle = _Allowance(1.0, 1 / 1000)
+    trickle.charge(0.5, 1)
+    trickle.charge(0.5, 1)
+    assert trickle.wait_for(0) == pytest.approx(0.002)
+    # Exactly at the rate, for as long as it lasts: never short.
+    steady = _Allowance(1.0, 1 / 1000)
+    for _ in range(10_000):
+        steady.charge(steady.wait_for(100) - 1.0, 100)
+    assert steady.seconds == pytest.approx(1.0)
+    # Moving fast banks nothing beyond the cap; a send's own bytes buy its time on top.
+    burst = _Allowance(1.0, 1 / 1000)
+    burst.charge(0.01, 50_000)
+    assert burst.seconds == 1.0
+    assert burst.wait_for(16384) == pytest.approx(1.0 + 16.384)
+    # Without a minimum rate, any progress restores the idle timeout; none takes the wait off.
+    idle = _Allowance(1.0, None)
+    idle.charge(0.9, 1)
+    assert idle.wait_for(16384) == 1.0
+    idle.charge(0.4, 0)
+    assert idle.wait_for(0) == pytest.approx(0.6)
 
 
 # -- 3. the request log's memory --------------------------------------------------------------------
