@@ -48,6 +48,12 @@ _tokens = bounded(int, 0)
 _port = bounded(int, 0, 65535)
 _timeout = bounded(float, 0.001, 86400.0)
 _bytes = bounded(int, 0)
+_bytes_per_second = bounded(float, 0.0, 1e12)
+
+
+def _rate_or_none(text: str) -> float | None:
+    """A minimum rate in bytes/s; 0 means none (``ServerLimits.min_data_rate=None``)."""
+    return _bytes_per_second(text) or None
 
 
 def _signing_names(text: str) -> frozenset[str]:
@@ -97,6 +103,21 @@ _LIMIT_FLAGS = (
         _timeout,
         "SECONDS",
         "time a connection may make no progress: keep-alive wait, body pause, unread reply (default {:g})",
+    ),
+    (
+        "--min-data-rate",
+        "min_data_rate",
+        _rate_or_none,
+        "BYTES_PER_S",
+        "average rate a request body or a reply must move at, allowing idle-timeout seconds of lag; "
+        "0: no minimum (default {:g})",
+    ),
+    (
+        "--body-timeout",
+        "body_timeout",
+        _timeout,
+        "SECONDS",
+        "time from the end of a request's headers to the end of its body (default {:g})",
     ),
     (
         "--max-connections",

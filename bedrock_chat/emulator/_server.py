@@ -21,8 +21,10 @@ Each connection is one task running a keep-alive loop over one ``h11.Connection`
    that byte), else close; refuse a ``Content-Length`` over 25,000,000 bytes before reading any body
    (400, then close, since the unread body poisons the connection);
 2. read the body (h11 sends ``100 Continue`` on our behalf the moment we ask for body bytes, if the
-   client is waiting for it), capping chunked bodies at the same limit; any read or send that makes no
-   progress for ``idle_timeout`` closes the connection;
+   client is waiting for it), capping chunked bodies at the same limit, within ``body_timeout`` of the
+   end of the headers; every read of the body and every send is charged to an :class:`_Allowance`: a
+   client that falls ``idle_timeout`` behind ``min_data_rate`` (a pause, or a trickle of one byte per
+   interval) is disconnected;
 3. hand method, raw target, headers and body to the sans-IO ``Dispatcher``, which returns a ``Reply``
    (status, headers, body parts, delays, and how the body ends);
 4. play the reply: usually one ``send`` of headers, every part and the terminator; with delays, part by
@@ -79,6 +81,9 @@ _ACCEPT_RETRY_ERRNOS = frozenset(
     )
     if hasattr(errno, name)
 )  # fmt: skip
+#: With ``min_data_rate`` set, sends are cut into pieces of at most this many bytes, so that a client reading a
+#: large reply slowly is charged piece by piece rather than given the whole reply's time for one send.
+_SEND_PIECE = 16384
 #: Longest wait before accept() is retried after a capacity error, if none of our connections closes first.
 _ACCEPT_BACKOFF = 0.1
 
@@ -362,21 +367,31 @@ class BedrockEmulator:
                 data = await client.receive(deadline)
             conn.receive_data(data)
 
-    async def _next_event(self, conn: h11.Connection, client: _Client) -> object:
+    async def _next_event(self, conn: h11.Connection, client: _Client, allowance: _Allowance, end: float) -> object:
+        """The next body event; TimeoutError once the client is out of ``allowance`` or past ``end``."""
         while True:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
             if conn.they_are_waiting_for_100_continue:
                 await client.send(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-            conn.receive_data(await client.receive(anyio.current_time() + client.idle_timeout))
+            started = anyio.current_time()
+            data = await client.receive(min(started + allowance.wait_for(0), end))
+            allowance.charge(anyio.current_time() - started, len(data))
+            conn.receive_data(data)
 
     async def _read_body(self, conn: h11.Connection, client: _Client) -> bytes | int:
-        """The whole body; or, once it exceeds :data:`MAX_BODY_BYTES` (chunked uploads), the bytes read."""
+        """The whole body; or, once it exceeds :data:`MAX_BODY_BYTES` (chunked uploads), the bytes read.
+
+        Bounded by ``body_timeout`` in all and by the minimum rate along the way (see :class:`_Allowance`),
+        so that neither a stalled nor a trickled body holds the connection.
+        """
+        allowance = _Allowance(client.idle_timeout, client.seconds_per_byte)
+        end = anyio.current_time() + client.body_timeout
         chunks: list[bytes] = []
         size = 0
         while True:
-            event = await self._next_event(conn, client)
+            event = await self._next_event(conn, client, allowance, end)
             if type(event) is h11.Data:
                 size += len(event.data)
                 if size > MAX_BODY_BYTES:
@@ -496,15 +511,49 @@ class BedrockEmulator:
             return
 
 
+class _Allowance:
+    """Seconds the server may still wait on a client that moves data: why a trickle cannot hold a connection.
+
+    It starts at ``cap`` (``idle_timeout``). Time spent waiting on the client is taken off; each byte moved
+    adds ``per_byte`` seconds (``1 / min_data_rate``); it never rises above ``cap``, so moving fast for a
+    while buys no long pause later. A client at or above the rate never runs short; one that falls ``cap``
+    seconds behind it does. With no minimum rate (``per_byte`` None) any progress restores ``cap``: the
+    plain idle timeout.
+    """
+
+    __slots__ = ("cap", "per_byte", "seconds")
+
+    def __init__(self, cap: float, per_byte: float | None) -> None:
+        self.cap = cap
+        self.per_byte = per_byte
+        self.seconds = cap
+
+    def wait_for(self, moving: int) -> float:
+        """The longest wait allowed for moving ``moving`` bytes (0: whatever arrives next)."""
+        return self.seconds + (moving * self.per_byte if self.per_byte is not None else 0.0)
+
+    def charge(self, waited: float, moved: int) -> None:
+        """Account for ``waited`` seconds that moved ``moved`` bytes."""
+        if self.per_byte is None:
+            self.seconds = self.cap if moved else self.seconds - waited
+        else:
+            self.seconds = min(self.seconds - waited + moved * self.per_byte, self.cap)
+
+
 class _Client:
     """One connection's socket, with every wait on the client bounded by the server's limits."""
 
-    __slots__ = ("header_timeout", "idle_timeout", "stream")
+    __slots__ = ("body_timeout", "header_timeout", "idle_timeout", "seconds_per_byte", "sending", "stream")
 
     def __init__(self, stream: anyio.abc.SocketStream, limits: ServerLimits) -> None:
         self.stream = stream
         self.header_timeout = limits.header_timeout
         self.idle_timeout = limits.idle_timeout
+        self.body_timeout = limits.body_timeout
+        rate = limits.min_data_rate
+        self.seconds_per_byte = 1.0 / rate if rate is not None else None
+        #: What this connection's sends may still wait, across its replies.
+        self.sending = _Allowance(self.idle_timeout, self.seconds_per_byte)
 
     async def receive(self, deadline: float) -> bytes:
         """The next bytes (b"" at end of stream); TimeoutError if none came by ``deadline`` (anyio's clock)."""
@@ -516,6 +565,20 @@ class _Client:
         raise TimeoutError
 
     async def send(self, data: bytes) -> None:
-        """Send ``data``; TimeoutError if the client takes none of it for ``idle_timeout`` seconds."""
-        with anyio.fail_after(self.idle_timeout):
-            await self.stream.send(data)
+        """Send ``data``; TimeoutError if the client runs out of its allowance (see :class:`_Allowance`).
+
+        Without a minimum rate, each call may wait ``idle_timeout``. With one, data is sent in pieces of
+        :data:`_SEND_PIECE` bytes, each given its own share of time, so that a reader slower than the rate is
+        caught within a piece or so, whatever the reply's size.
+        """
+        allowance = self.sending
+        if allowance.per_byte is None:
+            with anyio.fail_after(self.idle_timeout):
+                await self.stream.send(data)
+            return
+        for start in range(0, len(data), _SEND_PIECE):
+            piece = data[start : start + _SEND_PIECE] if len(data) > _SEND_PIECE else data
+            started = anyio.current_time()
+            with anyio.fail_after(allowance.wait_for(len(piece))):
+                await self.stream.send(piece)
+            allowance.charge(anyio.current_time() - started, len(piece))

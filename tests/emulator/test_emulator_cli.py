@@ -100,11 +100,19 @@ def test_limit_flags_reach_the_limits() -> None:
     assert emulator_limits_from_args(parse()) == ServerLimits()
     assert emulator_limits_from_args(argparse.Namespace()) == ServerLimits()
     args = parse(
-        "--header-timeout", "2", "--idle-timeout", "3.5", "--max-connections", "4", "--max-recorded-body-bytes", "0"
+        "--header-timeout", "2", "--idle-timeout", "3.5", "--max-connections", "4", "--max-recorded-body-bytes", "0",
+        "--min-data-rate", "250", "--body-timeout", "30",
     )  # fmt: skip
     assert emulator_limits_from_args(args) == ServerLimits(
-        header_timeout=2, idle_timeout=3.5, max_connections=4, max_recorded_body_bytes=0
+        header_timeout=2,
+        idle_timeout=3.5,
+        max_connections=4,
+        max_recorded_body_bytes=0,
+        min_data_rate=250,
+        body_timeout=30,
     )
+    # --min-data-rate 0 turns the minimum off (idle_timeout alone).
+    assert emulator_limits_from_args(parse("--min-data-rate", "0")).min_data_rate is None
 
 
 @pytest.mark.parametrize(
@@ -122,6 +130,9 @@ def test_limit_flags_reach_the_limits() -> None:
         ["--idle-timeout", "-1"],
         ["--max-connections", "0"],
         ["--max-recorded-body-bytes", "-1"],
+        ["--min-data-rate", "-5"],
+        ["--min-data-rate", "nan"],
+        ["--body-timeout", "0"],
     ],
 )
 def test_bad_flags_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,6 +27,7 @@ from emulator_testing import MESSAGES_BYTES, sign_with_botocore
 
 from bedrock_chat._errors import ConfigurationError
 from bedrock_chat.emulator import EmulatorOptions, ServerLimits, run_emulator_in_thread
+from bedrock_chat.emulator._server import _Allowance
 
 BACKENDS = ["asyncio", "trio"]
 INVOKE = "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/invoke"
@@ -230,6 +231,148 @@ def test_connections_over_the_cap_wait_to_be_accepted(backend: str) -> None:
             sock.close()
 
 
+def trickle(socks: list[socket.socket], every: float, within: float) -> list[float]:
+    """Send one body byte on each socket every ``every`` seconds until the server closes them all, or ``within`` s.
+
+    Returns when each socket was found closed, in seconds from the call; fewer entries than sockets if some
+    were still open at the end. The pace comes from ``select``'s timeout, not from sleeps.
+    """
+    started = time.monotonic()
+    alive = set(socks)
+    closed_after: list[float] = []
+    next_byte = started
+    while alive and time.monotonic() - started < within:
+        if time.monotonic() >= next_byte:
+            next_byte += every
+            for sock in list(alive):
+                try:
+                    sock.send(b"x")
+                except OSError:  # reset or broken pipe: closed by the server
+                    alive.discard(sock)
+                    closed_after.append(time.monotonic() - started)
+        wait = max(0.0, min(next_byte, started + within) - time.monotonic())
+        for sock in select.select(list(alive), [], [], wait)[0] if alive else ():
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                alive.discard(sock)
+                closed_after.append(time.monotonic() - started)
+    return closed_after
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("head_start", [0, 50_000], ids=["trickle", "burst-then-trickle"])
+def test_trickled_body_is_closed_by_the_minimum_rate(backend: str, head_start: int) -> None:
+    """Three bodies trickled a byte every 0.25 s (each wait inside the 1 s idle timeout) hold no slot for long.
+
+    With ``max_connections=3`` they hold every slot; the minimum rate (1,000 bytes/s by default) closes them
+    about ``idle_timeout`` after their bodies start, and a fourth client is then served. Sending 50 KB at
+    once first buys no longer pause: what the allowance gains is capped at ``idle_timeout``.
+    Before: ``idle_timeout`` was the only bound, and the trickles held the server for as long as their
+    declared 100,000 bytes lasted (7 hours at this pace).
+    """
+    limits = ServerLimits(header_timeout=0.5, idle_timeout=1.0, max_connections=3)
+    with run_emulator_in_thread(EmulatorOptions(verify_signatures=False), limits=limits, backend=backend) as emu:
+        head = f"POST {INVOKE} HTTP/1.1\r\nHost: e\r\nContent-Length: 100000\r\n\r\n".encode()
+        socks = [socket.create_connection(("127.0.0.1", emu.port), timeout=5) for _ in range(3)]
+        for sock in socks:
+            sock.sendall(head + b"{" * head_start)
+            sock.setblocking(False)
+        closed_after = trickle(socks, every=0.25, within=5.0)
+        for sock in socks:
+            sock.close()
+        assert len(closed_after) == 3, f"{3 - len(closed_after)} trickled bodies still open after 5 s"
+        assert min(closed_after) >= 0.9
+        assert max(closed_after) < 3.0
+        conn = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=5)
+        conn.request("POST", INVOKE, body=MESSAGES_BYTES, headers={"Content-Type": "application/json"})
+        assert conn.getresponse().status == 200
+        conn.close()
+        assert emu.errors == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_body_timeout_bounds_a_body_at_any_rate(backend: str) -> None:
+    """A body moving at 8,000 bytes/s (eight times the minimum rate) is still closed at ``body_timeout``.
+
+    Before: no bound on a body's total time (and no ``body_timeout`` limit to set).
+    """
+    limits = ServerLimits(idle_timeout=5.0, body_timeout=0.6)
+    with run_emulator_in_thread(EmulatorOptions(verify_signatures=False), limits=limits, backend=backend) as emu:
+        sock = socket.create_connection(("127.0.0.1", emu.port), timeout=5)
+        sock.sendall(f"POST {INVOKE} HTTP/1.1\r\nHost: e\r\nContent-Length: 100000\r\n\r\n".encode())
+        sock.setblocking(False)
+        started = time.monotonic()
+        alive = True
+        while alive and time.monotonic() - started < 5.0:
+            try:
+                sock.send(b" " * 400)
+            except OSError:
+                break
+            if select.select([sock], [], [], 0.05)[0]:
+                try:
+                    alive = bool(sock.recv(65536))
+                except ConnectionResetError:
+                    alive = False
+        elapsed = time.monotonic() - started
+        sock.close()
+        assert 0.55 <= elapsed < 2.0, f"closed after {elapsed:.2f} s"
+        assert emu.errors == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_steady_body_above_the_rate_gets_through(backend: str) -> None:
+    """A body sent at 4,000 bytes/s over 1 s, twice the idle timeout, under a 2,000 bytes/s minimum: answered.
+
+    The minimum rate cuts trickles, not slow links: a client that keeps up is never cut, however long its
+    body takes.
+    """
+    body = MESSAGES_BYTES + b" " * (4000 - len(MESSAGES_BYTES))
+    limits = ServerLimits(idle_timeout=0.5, min_data_rate=2000)
+    with run_emulator_in_thread(EmulatorOptions(verify_signatures=False), limits=limits, backend=backend) as emu:
+        sock = socket.create_connection(("127.0.0.1", emu.port), timeout=5)
+        sock.sendall(f"POST {INVOKE} HTTP/1.1\r\nHost: e\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        started = time.monotonic()
+        for offset in range(0, len(body), 200):
+            select.select([], [], [], max(0.0, started + offset / 4000 - time.monotonic()))
+            sock.sendall(body[offset : offset + 200])
+        assert time.monotonic() - started >= 0.9
+        assert read_response(sock).status == 200
+        sock.close()
+        assert emu.errors == []
+
+
+def test_allowance_arithmetic_shared_by_reads_and_sends() -> None:
+    """The rule both directions use (a send is allowed ``wait_for(len(piece))``), without sockets or clocks.
+
+    The send side has no socket test: on loopback the kernel queues megabytes of a reply and wakes a blocked
+    writer only after about 800 KB have drained, so a reader's pace reaches the server through kernel tuning.
+    """
+    # A byte every 0.5 s at 1,000 bytes/s runs out of a 1 s allowance on the third wait.
+    trickle = _Allowance(1.0, 1 / 1000)
+    trickle.charge(0.5, 1)
+    trickle.charge(0.5, 1)
+    assert trickle.wait_for(0) == pytest.approx(0.002)
+    # Exactly at the rate, for as long as it lasts: never short.
+    steady = _Allowance(1.0, 1 / 1000)
+    for _ in range(10_000):
+        steady.charge(steady.wait_for(100) - 1.0, 100)
+    assert steady.seconds == pytest.approx(1.0)
+    # Moving fast banks nothing beyond the cap; a send's own bytes buy its time on top.
+    burst = _Allowance(1.0, 1 / 1000)
+    burst.charge(0.01, 50_000)
+    assert burst.seconds == 1.0
+    assert burst.wait_for(16384) == pytest.approx(1.0 + 16.384)
+    # Without a minimum rate, any progress restores the idle timeout; none takes the wait off.
+    idle = _Allowance(1.0, None)
+    idle.charge(0.9, 1)
+    assert idle.wait_for(16384) == 1.0
+    idle.charge(0.4, 0)
+    assert idle.wait_for(0) == pytest.approx(0.6)
+
+
 # -- 3. the request log's memory --------------------------------------------------------------------
 
 
@@ -286,6 +429,11 @@ def test_long_authenticated_bodies_are_kept_truncated() -> None:
         ("max_connections", True),
         ("max_recorded_body_bytes", -1),
         ("max_recorded_body_bytes", 1.5),
+        ("min_data_rate", 0),
+        ("min_data_rate", float("nan")),
+        ("min_data_rate", "1000"),
+        ("body_timeout", 0),
+        ("body_timeout", None),
     ],
 )
 def test_bad_limits_are_configuration_errors(field: str, value: object) -> None:
