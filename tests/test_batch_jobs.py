@@ -140,9 +140,15 @@ def test_failed_and_dropped_records_are_reported(
     assert "88 ok, 10 failed, 2 not reported" in err
     assert "records the job did not report: r00003, r00007" in err
     assert "bedrock-chat batch in.jsonl -o out.jsonl\n" in err
-    # The one command: the local run resumes and does only the two missing records.
-    assert cli("in.jsonl", "-o", "out.jsonl", "--model", MODEL) == 0
+    # The one command: the local run resumes and does only the two missing records; the ten error
+    # lines are still no answers (exit 1, pointing at --retry-errors), which then redoes them.
+    assert cli("in.jsonl", "-o", "out.jsonl", "--model", MODEL) == 1
     assert len(_comparable(tmp_path / "out.jsonl")) == 100
+    assert "10 record(s) of INPUT have only an error line in OUTPUT; rerun with --retry-errors" in (
+        capsys.readouterr().err
+    )
+    assert cli("in.jsonl", "-o", "out.jsonl", "--model", MODEL, "--retry-errors") == 0
+    assert all("modelOutput" in line for line in _comparable(tmp_path / "out.jsonl").values())
 
 
 def test_ctrl_c_detaches_and_attach_completes(
