@@ -11,10 +11,12 @@ Theory of operation
 2. **Resume**: a regular OUTPUT's complete lines name the records already done, and they are skipped.
    Every such line must be a result (``modelOutput`` or ``error``), and an input record whose id is
    there must have the same ``modelInput``: otherwise OUTPUT belongs to another input and the run stops
-   before any request. A last line without its newline is a write that a kill interrupted: it is cut
-   off and its record redone. ``--retry-errors`` also redoes records whose line is an error (the file
-   is rewritten without them, atomically, keeping its symlink, mode and owner). stdout (``-``), a pipe
-   or a device as OUTPUT is written only: no resume.
+   before any request. A last line without its newline is kept (and ended) when it parses; otherwise it
+   is a write that a kill interrupted: it is cut off, and the message says whether its record is redone
+   (it may belong to another INPUT). ``--retry-errors`` also redoes records whose line is an error (the
+   file is rewritten without them, atomically, keeping its symlink, mode and owner); without it, such
+   records keep the run from exit 0. stdout (``-``), a pipe or a device as OUTPUT is written only: no
+   resume. OUTPUT is per model: the check compares ``modelInput`` only (result lines carry no model).
 3. **Run** the remaining records through :class:`bedrock_chat._batch.Scheduler` (bounded, rate-limited,
    adaptive). Each finished record is appended as one line with one ``write`` on an unbuffered file, so
    a kill loses at most the line being written. Appends to a local file take microseconds; they are
@@ -35,10 +37,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Collection, Generator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
@@ -51,15 +52,15 @@ from ._batch_files import (
     MAX_LINE_BYTES,
     Existing,
     OutputError,
+    OutputPlan,
+    UsageError,
     WriteError,
     append,
     bounded_lines,
     input_digest,
-    is_stream,
     open_input,
     open_output,
-    read_output,
-    same_file,
+    prepare_output,
     settle_output,
     too_long,
 )
@@ -69,7 +70,15 @@ from ._errors import APIError, BedrockError, InvalidRequestError, RequestTimeout
 from ._models import resolve_model
 from ._protocol import InvokeModelResponse, invoke_path
 
-__all__ = ["ConflictError", "add_batch_parser", "build_record", "check_conflicts", "run_batch_command"]
+__all__ = [
+    "ConflictError",
+    "add_batch_parser",
+    "build_record",
+    "check_conflicts",
+    "report_failed_before",
+    "run_batch_command",
+    "settle",
+]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _CONFLICTS_SHOWN = 20
@@ -98,7 +107,11 @@ def add_batch_parser(subparsers: Any) -> None:
     )
     parser.add_argument("input", metavar="INPUT.jsonl", help="Bedrock batch-inference lines or create() lines")
     parser.add_argument("-o", "--output", required=True, metavar="OUTPUT.jsonl", help="result lines (appended)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model of lines without one (default {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"model of lines without one (default {DEFAULT_MODEL}); use one OUTPUT per model",
+    )
     parser.add_argument("--concurrency", type=_positive_int, default=16, help="most requests in flight (default 16)")
     parser.add_argument("--rpm", type=_positive_int, help="most requests in any 60 seconds")
     parser.add_argument("--tpm", type=_positive_int, help="most tokens in any 60 seconds (estimated, then reconciled)")
@@ -314,6 +327,8 @@ class Progress:
     total: int
     started: float
     skipped: int = 0
+    #: Of the records skipped, those whose only OUTPUT line is an error (they keep the run from exit 0).
+    failed_before: int = 0
     malformed: int = 0
     ok: int = 0
     failed: int = 0
@@ -345,7 +360,8 @@ class Progress:
         state = "interrupted (rerun to resume)" if self.interrupted else "done"
         parts = [f"{self.ok} ok", f"{self.failed} failed"]
         if self.skipped:
-            parts.append(f"{self.skipped} already in the output")
+            errors = f" ({self.failed_before} of them errors)" if self.failed_before else ""
+            parts.append(f"{self.skipped} already in the output{errors}")
         if self.malformed:
             parts.append(f"{self.malformed} malformed input lines skipped")
         return f"bedrock-chat batch: {state}: {', '.join(parts)}; {self.tokens:,} tokens in {elapsed:.1f} s -> {output}"
@@ -406,12 +422,47 @@ class ConflictError(Exception):
 
 @attrs.frozen
 class _Plan:
-    """What the run starts from: INPUT (readable twice), OUTPUT's kind and what OUTPUT already holds."""
+    """What the run starts from: INPUT (readable twice), OUTPUT checked and read back, the ids of INPUT."""
 
     source: Path
-    stream: bool
-    existing: Existing
+    output: OutputPlan
+    ids: frozenset[str]
     skip: frozenset[str]
+
+
+def _torn_fate(existing: Existing, ids: Collection[str], skip: Collection[str]) -> str:
+    """What becomes of the record of a torn last line, said as it is (it may not be in this INPUT)."""
+    record = existing.torn_id
+    if record is None:
+        return "its record id was cut too; a rerun of the INPUT it came from redoes that record"
+    if record in skip:
+        return f"record {record!r} already has a line before it"
+    if record in ids:
+        return f"its record {record!r} is redone"
+    return f"its record {record!r} is not in this INPUT; a rerun of the INPUT that has it redoes it"
+
+
+def settle(
+    output: str, plan: OutputPlan, ids: Collection[str], skip: Collection[str], *, retry_errors: bool, err: TextIO
+) -> None:
+    """Make a file OUTPUT ready to append to (both paths), saying what became of a torn last line."""
+    if plan.stream:
+        return
+    settle_output(Path(output), plan.existing, retry_errors=retry_errors)
+    if plan.existing.torn_at is not None:
+        fate = _torn_fate(plan.existing, ids, skip)
+        err.write(f"{output}: an incomplete last line (an interrupted write) was removed; {fate}\n")
+
+
+def report_failed_before(count: int, err: TextIO) -> int:
+    """Exit 1 while records of INPUT have only an error line (rule: exit 0 only when every one has a modelOutput)."""
+    if not count:
+        return EXIT_OK
+    err.write(
+        f"bedrock-chat batch: {count} record(s) of INPUT have only an error line in OUTPUT;"
+        " rerun with --retry-errors to redo them\n"
+    )
+    return EXIT_ERROR
 
 
 async def _run(
@@ -419,13 +470,9 @@ async def _run(
 ) -> None:
     display = _Display(progress, err)
     async with AnthropicBedrock(**settings) as client:
-        check_conflicts(plan.source, client, plan.existing.skipped_inputs(retry_errors=args.retry_errors), args.model)
-        if not plan.stream:
-            settle_output(Path(args.output), plan.existing, retry_errors=args.retry_errors)
-            if plan.existing.torn_at is not None:
-                err.write(
-                    f"{args.output}: an incomplete last line (an interrupted write) was removed; its record is redone\n"
-                )
+        existing = plan.output.existing
+        check_conflicts(plan.source, client, existing.skipped_inputs(retry_errors=args.retry_errors), args.model)
+        settle(args.output, plan.output, plan.ids, plan.skip, retry_errors=args.retry_errors, err=err)
 
         async def execute(record: _Record, on_retry: RetryHook) -> InvokeModelResponse:
             return await client._send_raw(record.path, record.body, record.headers, on_retry=on_retry)
@@ -436,7 +483,7 @@ async def _run(
             estimate_tokens=_estimate,
             used_tokens=lambda response: used_tokens(response.usage),
         )
-        with open_output(args.output, stream=plan.stream) as output:
+        with open_output(args.output, stream=plan.output.stream) as output:
             records = _records(plan.source, client, set(plan.skip), args.model)
             scheduler = Scheduler(
                 records,
@@ -485,31 +532,24 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
         return run_bedrock_batch(args)
     err = sys.stderr
-    stream = is_stream(args.output)
-    if stream and args.retry_errors:
-        err.write(
-            "bedrock-chat batch: --retry-errors rewrites OUTPUT: it must be a file, not stdout, a pipe or a device\n"
-        )
-        return EXIT_USAGE
-    if same_file(args.input, args.output):
-        err.write("bedrock-chat batch: INPUT and OUTPUT are the same file\n")
-        return EXIT_ERROR
-    if not stream and os.path.exists(args.output) and not os.access(args.output, os.W_OK):
-        err.write(f"bedrock-chat batch: {args.output} is read-only: results could not be appended (nothing was sent)\n")
-        return EXIT_ERROR
+    try:
+        output = prepare_output(args.input, args.output, retry_errors=args.retry_errors)
+    except (OSError, OutputError) as exc:
+        err.write(f"bedrock-chat batch: {exc}\n")
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
     try:
         with open_input(args.input) as source:
-            return _run_local(args, source, stream, err)
+            return _run_local(args, source, output, err)
     except OSError as exc:  # INPUT cannot be read (or copied)
         err.write(f"bedrock-chat batch: {exc}\n")
         return EXIT_ERROR
 
 
-def _run_local(args: argparse.Namespace, source: Path, stream: bool, err: TextIO) -> int:
+def _run_local(args: argparse.Namespace, source: Path, output: OutputPlan, err: TextIO) -> int:
     """The local run of INPUT (a path readable twice); see the module's theory of operation."""
     from .cli import _client_settings
 
-    name, target = "<stdin>" if args.input == "-" else args.input, Path(args.output)
+    name = "<stdin>" if args.input == "-" else args.input
     try:
         scan, ids = _scan(source)
         for number, reason in scan.malformed:
@@ -519,18 +559,20 @@ def _run_local(args: argparse.Namespace, source: Path, stream: bool, err: TextIO
                 err.write(f"{name}: record id {record_id!r} appears on lines {', '.join(map(str, lines))}\n")
             err.write("bedrock-chat batch: duplicate record ids; make them unique (nothing was sent)\n")
             return EXIT_ERROR
-        existing = Existing() if stream else read_output(target)
-    except (OSError, OutputError) as exc:
+    except OSError as exc:
         err.write(f"bedrock-chat batch: {exc}\n")
         return EXIT_ERROR
-    skip = existing.skip(retry_errors=args.retry_errors)
+    skip = output.existing.skip(retry_errors=args.retry_errors)
     skipped = len(skip & ids)
-    progress = Progress(total=scan.records - skipped, started=time.monotonic(), skipped=skipped)
+    failed_before = len(output.existing.failed_only(ids, retry_errors=args.retry_errors))
+    progress = Progress(
+        total=scan.records - skipped, started=time.monotonic(), skipped=skipped, failed_before=failed_before
+    )
     progress.malformed = len(scan.malformed)
     retry = RetryPolicy(max_retries=args.max_retries)
     if args.backoff is not None:
         retry = RetryPolicy(max_retries=args.max_retries, base=args.backoff, throttle_base=args.backoff)
-    plan = _Plan(source, stream, existing, frozenset(skip))
+    plan = _Plan(source, output, frozenset(ids), frozenset(skip))
     try:
         with _client_settings(args) as settings:
             settings["retry_policy"] = retry
@@ -554,5 +596,7 @@ def _run_local(args: argparse.Namespace, source: Path, stream: bool, err: TextIO
     err.write(progress.summary(time.monotonic(), args.output) + "\n")
     if progress.done != progress.total:
         err.write(f"bedrock-chat batch: {progress.total - progress.done} records were not run (did INPUT change?)\n")
+        return EXIT_ERROR
+    if report_failed_before(progress.failed_before, err) != EXIT_OK:
         return EXIT_ERROR
     return EXIT_OK if progress.failed == 0 and progress.malformed == 0 else EXIT_ERROR

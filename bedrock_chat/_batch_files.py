@@ -12,11 +12,14 @@ line bounded as above), which both passes then read. The copy takes as much disk
 
 **OUTPUT is the run's state.** A regular OUTPUT is read back before anything is sent: each complete
 line must be a result (a ``recordId`` and exactly one of ``modelOutput`` and ``error``), or the run
-stops naming the line; a torn last line (a kill mid-write) is cut off. ``--retry-errors`` rewrites it
-without its error lines as the file the user named: a fsynced copy renamed over the symlink's target,
-with the file's mode and owner (a file with other hard links is refused: they would keep the old
-lines). stdout (``-``), a pipe or a device is written only, never read: no resume, no rewrite. A write
-OUTPUT refuses (a full disk, ``/dev/full``, a closed pipe) stops the run with that error.
+stops naming the line. A last line without its newline is kept (the newline added) when it parses, and
+cut off when it does not (a kill mid-write: not a result, so its record counts as not done).
+``--retry-errors`` rewrites OUTPUT without its error lines as the file the user named: a fsynced copy
+renamed over the symlink's target, with the file's mode and owner (a file with other hard links is
+refused: they would keep the old lines). stdout (``-``), a pipe or a device is written only, never
+read: no resume, no rewrite. A write OUTPUT refuses (a full disk, ``/dev/full``, a closed pipe) stops
+the run with that error. The checks are one function (:func:`prepare_output`) for both the local run
+and ``--via bedrock-batch``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -38,6 +42,8 @@ __all__ = [
     "MAX_LINE_BYTES",
     "Existing",
     "OutputError",
+    "OutputPlan",
+    "UsageError",
     "WriteError",
     "append",
     "bounded_lines",
@@ -45,6 +51,7 @@ __all__ = [
     "is_stream",
     "open_input",
     "open_output",
+    "prepare_output",
     "read_output",
     "same_file",
     "settle_output",
@@ -133,23 +140,28 @@ def is_stream(name: str) -> bool:
 
 
 def same_file(input_name: str, output_name: str) -> bool:
-    """Whether appending to OUTPUT would write into INPUT: the same file by identity (hard links, symlinks)."""
+    """Whether appending to OUTPUT would write into INPUT: the same file by identity (hard links, symlinks).
+
+    OUTPUT ``-`` is stdout, which ``>> INPUT`` makes INPUT itself.
+    """
     try:
-        output = os.stat(output_name)
+        output = os.fstat(sys.stdout.fileno()) if output_name == "-" else os.stat(output_name)
         source = os.fstat(sys.stdin.fileno()) if input_name == "-" else os.stat(input_name)
-    except (OSError, ValueError):  # no such file; stdin closed
+    except (OSError, ValueError):  # no such file; stdin or stdout closed (or not a file: a test capture)
         return False
     return stat.S_ISREG(output.st_mode) and (source.st_dev, source.st_ino) == (output.st_dev, output.st_ino)
 
 
 @attrs.define
 class Existing:
-    """What OUTPUT already holds: done and failed record ids, the fingerprints of their inputs, a torn tail."""
+    """What OUTPUT holds: done and failed record ids, the fingerprints of their inputs, its last line's state."""
 
     done: set[str] = attrs.field(factory=set)
     errors: set[str] = attrs.field(factory=set)
     inputs: dict[str, bytes] = attrs.field(factory=dict)
     torn_at: int | None = None  # the offset to cut back to
+    torn_id: str | None = None  # the record id the torn line began with, if it can be read
+    unterminated: bool = False  # the last line is a whole result without its newline: add it before appending
 
     def skip(self, *, retry_errors: bool) -> set[str]:
         """The record ids not to run again."""
@@ -160,9 +172,32 @@ class Existing:
         skip = self.skip(retry_errors=retry_errors)
         return {record_id: digest for record_id, digest in self.inputs.items() if record_id in skip}
 
+    def failed_only(self, ids: set[str], *, retry_errors: bool) -> set[str]:
+        """The records of ``ids`` left with only an error line (not redone): they keep a run from exit 0."""
+        return set() if retry_errors else (self.errors - self.done) & ids
+
+
+#: The start of a result line as ``result_line`` writes it: enough to name the record of a torn one.
+_RECORD_ID_PREFIX = re.compile(rb'\s*\{\s*"recordId"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def _torn_record_id(raw: bytes) -> str | None:
+    """The record id a torn line began with, or None when the tear came before its end."""
+    found = _RECORD_ID_PREFIX.match(raw)
+    try:
+        value = json.loads(found.group(1)) if found else None
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
 
 def read_output(path: Path) -> Existing:
-    """Read a regular OUTPUT without changing it; a line that is not a result stops the run, named."""
+    """Read a regular OUTPUT without changing it; a line that is not a result stops the run, named.
+
+    A last line without its newline is kept when it parses (a whole result; the newline is added before
+    appending) and marked to be cut when it does not (a write a kill interrupted: not a result, so no
+    record counts it as done and a rerun of its input redoes that record).
+    """
     existing = Existing()
     if not path.exists():
         return existing
@@ -171,16 +206,20 @@ def read_output(path: Path) -> Existing:
         for number, raw in enumerate(bounded_lines(output, MAX_RESULT_LINE), 1):
             if too_long(raw, MAX_RESULT_LINE):
                 raise OutputError(f"{path}:{number}: longer than {MAX_RESULT_LINE:,} bytes: not a result line")
-            if not raw.endswith(b"\n"):
-                existing.torn_at = offset  # a write interrupted by a kill: redo its record
-                break
-            offset += len(raw)
-            if raw.isspace():
+            terminated = raw.endswith(b"\n")
+            if terminated and raw.isspace():
+                offset += len(raw)
                 continue
             try:
                 data = json.loads(raw)
             except ValueError:
                 data = None
+            if not terminated:
+                if data is None:
+                    existing.torn_at, existing.torn_id = offset, _torn_record_id(raw)
+                    break
+                existing.unterminated = True
+            offset += len(raw)
             if not isinstance(data, dict) or not isinstance(data.get("recordId"), str):
                 raise OutputError(f"{path}:{number}: not a result line; fix or remove it to resume")
             if ("modelOutput" in data) == ("error" in data):
@@ -196,12 +235,43 @@ def read_output(path: Path) -> Existing:
 
 
 def settle_output(path: Path, existing: Existing, *, retry_errors: bool) -> None:
-    """Make OUTPUT ready to append to: cut a torn last line; with ``retry_errors`` drop the error lines."""
+    """Make OUTPUT ready to append to: cut a torn last line or end a whole one; with ``retry_errors`` drop errors."""
     if existing.torn_at is not None:
         with path.open("r+b") as output:
             output.truncate(existing.torn_at)
+    elif existing.unterminated:
+        with path.open("ab") as output:
+            output.write(b"\n")  # else the next line appended would join it, and both would be lost
     if retry_errors and existing.errors - existing.done:
         _drop_error_lines(path)
+
+
+class UsageError(OutputError):
+    """OUTPUT cannot be used as asked (``--retry-errors`` on a stream): a usage error, exit 2."""
+
+
+@attrs.frozen
+class OutputPlan:
+    """OUTPUT checked before anything is sent: whether it is a stream, and what it already holds."""
+
+    stream: bool
+    existing: Existing
+
+
+def prepare_output(input_name: str, output_name: str, *, retry_errors: bool, writing: bool = True) -> OutputPlan:
+    """Check OUTPUT and read it back; raise :class:`OutputError` (or :class:`UsageError`) naming the problem.
+
+    One function for the local run and ``--via bedrock-batch``, so the two cannot accept different
+    OUTPUTs. ``writing=False`` (``--stop``: nothing is written) skips the check that OUTPUT is writable.
+    """
+    stream = is_stream(output_name)
+    if stream and retry_errors:
+        raise UsageError("--retry-errors rewrites OUTPUT: it must be a file, not stdout, a pipe or a device")
+    if same_file(input_name, output_name):
+        raise OutputError("INPUT and OUTPUT are the same file")
+    if writing and not stream and os.path.exists(output_name) and not os.access(output_name, os.W_OK):
+        raise OutputError(f"{output_name} is read-only: results could not be appended (nothing was sent)")
+    return OutputPlan(stream, Existing() if stream else read_output(Path(output_name)))
 
 
 def _drop_error_lines(path: Path) -> None:

@@ -5,11 +5,14 @@ Theory of operation
 INPUT is read by the local run's rules (``_batch_files``: bounded lines, stdin or a pipe copied once
 to a temporary file) and validated exactly as the local run does (``_batch_jobs.prepare_input``), the
 records already in OUTPUT are left out (so a local run and a job can share one OUTPUT), and the rest is
-submitted as one job (``_batch_jobs.BatchJobs``). Progress is polled and printed (a bar redrawn in place
-on a terminal while the job runs, one line per status change otherwise); when the job ends its
-output lines are appended to OUTPUT in the local run's shape, and the records the service never reported
-are listed with the one command that runs them locally (the local run resumes: it only does records
-OUTPUT lacks). Ctrl-C detaches: the job keeps running, and the printed ``--attach`` command picks it up.
+submitted as one job (``_batch_jobs.BatchJobs``). OUTPUT is checked, read back and settled by the
+local run's own functions (``prepare_output``, ``settle``), so the two paths refuse the same OUTPUTs.
+Progress is polled and printed (a bar redrawn in place on a terminal while the job runs, one line per
+status change otherwise); when the job ends its output lines are appended to OUTPUT in the local run's
+shape (a line that is not a result is written as an error line and counted as failed), and the
+records the service never reported are listed with the one command that runs them locally (the local
+run resumes: it only does records OUTPUT lacks). Ctrl-C detaches: the job keeps running, and the
+printed ``--attach`` command picks it up. Exit 0 only when every record of INPUT has a modelOutput line.
 Rerunning the same command finds the same job (its client request token hashes the content), and so
 does ``--stop`` without ``--attach`` (by the job name derived from the content).
 """
@@ -29,8 +32,8 @@ from typing import Any, TextIO
 
 import anyio
 
-from ._batch_cli import Progress, check_conflicts
-from ._batch_files import Existing, is_stream, settle_output
+from ._batch_cli import Progress, check_conflicts, report_failed_before, settle
+from ._batch_files import OutputPlan
 from ._batch_jobs import BatchJobs, BatchLimits, JobStatus
 from ._errors import BedrockError
 
@@ -178,15 +181,45 @@ class _Run:
         self.ok = 0
         self.failed = 0
         self.missing: list[str] = []
+        self.not_results: list[str] = []  # records whose job line was no result: written as error lines
         self.status: JobStatus | None = None
+        self.submitted = True  # False: every record was already in OUTPUT, no job
+
+
+def _job_line(line: dict[str, Any]) -> dict[str, Any] | None:
+    """``line`` if it is a result (exactly one of ``modelOutput``, an object, and ``error``), else None.
+
+    A job's line is checked as OUTPUT's lines are when read back: a line that is not a result must not
+    count as ok, nor be written as it is (the next run would refuse OUTPUT).
+    """
+    if ("modelOutput" in line) == ("error" in line):
+        return None
+    if "modelOutput" in line and not isinstance(line["modelOutput"], dict):
+        return None
+    return line
+
+
+def _not_a_result(line: dict[str, Any]) -> dict[str, Any]:
+    """The error line written for a job line that is not a result (so a rerun with --retry-errors redoes it)."""
+    if "modelOutput" not in line:
+        has = "neither modelOutput nor error"
+    elif "error" in line:
+        has = "both modelOutput and error"
+    else:
+        has = "a modelOutput that is not a JSON object"
+    fixed: dict[str, Any] = {"recordId": line["recordId"]}
+    if "modelInput" in line:
+        fixed["modelInput"] = line["modelInput"]
+    fixed["error"] = {"errorCode": 500, "errorMessage": f"the batch job's output line is not a result: it has {has}"}
+    return fixed
 
 
 async def _main(
     settings: dict[str, Any],
     args: argparse.Namespace,
     source: Path,
-    existing: Existing,
-    expected: set[str],
+    output: OutputPlan,
+    ids: set[str],
     done: set[str],
     run: _Run,
     err: TextIO,
@@ -195,9 +228,13 @@ async def _main(
 
     async with AnthropicBedrock(**settings) as client:
         # Before OUTPUT or the service is touched: OUTPUT must not hold another input's results.
-        check_conflicts(source, client, existing.skipped_inputs(retry_errors=args.retry_errors), args.model)
-        if not is_stream(args.output):
-            settle_output(Path(args.output), existing, retry_errors=args.retry_errors)
+        expected = ids - done
+        check_conflicts(source, client, output.existing.skipped_inputs(retry_errors=args.retry_errors), args.model)
+        if not args.stop:  # --stop writes nothing
+            settle(args.output, output, ids, done, retry_errors=args.retry_errors, err=err)
+        if not expected and not args.attach and not args.stop:
+            run.submitted = False
+            return
         jobs = BatchJobs(
             client,
             bedrock_endpoint_url=args.bedrock_endpoint_url,
@@ -236,21 +273,25 @@ async def _main(
             display.clear()  # an error message, or Ctrl-C's, starts on a line of its own
         seen: set[str] = set()
         pending: list[bytes] = []
-        async with await anyio.open_file("/dev/stdout" if args.output == "-" else args.output, "ab") as output:
+        async with await anyio.open_file("/dev/stdout" if args.output == "-" else args.output, "ab") as file:
             async for line in jobs.results(run.arn):
                 record_id = line.get("recordId")
                 if record_id not in expected or record_id in seen:
                     continue  # not asked for here (already in OUTPUT, or from another input)
                 seen.add(record_id)
-                pending.append(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
-                if "error" in line:
+                result = _job_line(line)
+                if result is None:
+                    run.not_results.append(record_id)
+                    result = _not_a_result(line)
+                pending.append(json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+                if "error" in result:
                     run.failed += 1
                 else:
                     run.ok += 1
                 if len(pending) >= _WRITE_BATCH:  # one thread hop per batch of lines, not per line
-                    await output.write(b"".join(pending))
+                    await file.write(b"".join(pending))
                     pending.clear()
-            await output.write(b"".join(pending))
+            await file.write(b"".join(pending))
         run.missing = sorted(expected - seen)
 
 
@@ -262,29 +303,30 @@ def _command(args: argparse.Namespace, *extra: str) -> str:
 def run_bedrock_batch(args: argparse.Namespace) -> int:
     """Run ``bedrock-chat batch --via bedrock-batch``; 0 when every record came back with a modelOutput."""
     from ._batch_cli import ConflictError, _scan
-    from ._batch_files import OutputError, open_input, read_output, same_file
+    from ._batch_files import OutputError, UsageError, open_input, prepare_output
     from ._batch_jobs import BatchInputError
 
     err = sys.stderr
     if not args.attach and not args.stop and (not args.s3 or not args.role_arn):
         err.write("bedrock-chat batch: --via bedrock-batch needs --s3 s3://BUCKET/PREFIX and --role-arn ARN\n")
         return EXIT_USAGE
-    if same_file(args.input, args.output):
-        err.write("bedrock-chat batch: INPUT and OUTPUT are the same file\n")
-        return EXIT_ERROR
+    try:  # the local run's checks, by the same function
+        output = prepare_output(args.input, args.output, retry_errors=args.retry_errors, writing=not args.stop)
+    except (OSError, OutputError) as exc:
+        err.write(f"bedrock-chat batch: {exc}\n")
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
     run = _Run()
     try:
         with open_input(args.input) as source:
             try:
                 _, ids = _scan(source)
-                existing = Existing() if is_stream(args.output) else read_output(Path(args.output))
-            except (OSError, OutputError) as exc:
+            except OSError as exc:
                 err.write(f"bedrock-chat batch: {exc}\n")
                 return EXIT_ERROR
-            done = existing.skip(retry_errors=args.retry_errors)
-            expected = ids - done
+            done = output.existing.skip(retry_errors=args.retry_errors)
+            failed_before = len(output.existing.failed_only(ids, retry_errors=args.retry_errors))
             with _settings(args) as settings:
-                anyio.run(_main, settings, args, source, existing, expected, done, run, err)
+                anyio.run(_main, settings, args, source, output, ids, done, run, err)
     except KeyboardInterrupt:
         if run.arn is None:
             err.write("\nbedrock-chat batch: interrupted before a job was created\n")
@@ -301,18 +343,29 @@ def run_bedrock_batch(args: argparse.Namespace) -> int:
     except BatchInputError as exc:  # named after INPUT as the user gave it, not its temporary copy
         err.write(f"bedrock-chat batch: BatchInputError: {BatchInputError(exc.problems, args.input)}\n")
         return EXIT_ERROR
+    except OutputError as exc:  # OUTPUT could not be settled (--retry-errors on a hard-linked file, ...)
+        err.write(f"bedrock-chat batch: {exc}\n")
+        return EXIT_ERROR
     except (BedrockError, OSError) as exc:
         err.write(f"bedrock-chat batch: {type(exc).__name__}: {exc}\n")
         return EXIT_ERROR
     if args.stop:
         return EXIT_OK
+    if not run.submitted:
+        err.write(f"bedrock-chat batch: no job submitted: every record of INPUT is already in {args.output}\n")
+        return report_failed_before(failed_before, err)
     status = run.status.status if run.status is not None else "?"
     err.write(
         f"bedrock-chat batch: job {status}: {run.ok} ok, {run.failed} failed, {len(run.missing)} not reported"
         f" -> {args.output}\n"
     )
+    if run.not_results:
+        shown = ", ".join(run.not_results[:_MISSING_SHOWN]) + (" ..." if len(run.not_results) > _MISSING_SHOWN else "")
+        err.write(f"bedrock-chat batch: job lines that were not results, written as error lines: {shown}\n")
     if run.missing:
         shown = ", ".join(run.missing[:_MISSING_SHOWN]) + (" ..." if len(run.missing) > _MISSING_SHOWN else "")
         err.write(f"bedrock-chat batch: records the job did not report: {shown}\n")
         err.write(f"bedrock-chat batch: run them locally with:\n  {_command(args)}\n")
+    if report_failed_before(failed_before, err) != EXIT_OK:
+        return EXIT_ERROR
     return EXIT_OK if run.failed == 0 and not run.missing and status == "Completed" else EXIT_ERROR

@@ -271,7 +271,8 @@ def test_retry_errors_redoes_failed_records_only(
     assert run_batch(str(source), "-o", "out.jsonl", "--concurrency", "1", "--max-retries", "0") == 1
     failed = [line["recordId"] for line in read_output(tmp_path / "out.jsonl") if "error" in line]
     assert failed == ["r0"]
-    assert run_batch(str(source), "-o", "out.jsonl") == 0  # without the flag, errors count as done
+    # Without the flag an error line is not redone, and it still is no answer: exit 1.
+    assert run_batch(str(source), "-o", "out.jsonl") == 1
     assert len(bedrock_emulator.requests) == 4
     assert run_batch(str(source), "-o", "out.jsonl", "--retry-errors") == 0
     output = read_output(tmp_path / "out.jsonl")

@@ -322,3 +322,84 @@ def test_retry_errors_refuses_a_hard_linked_output(
     assert "out.jsonl has 2 hard links" in capsys.readouterr().err
     assert (tmp_path / "out.jsonl").read_bytes() == before == (tmp_path / "copy.jsonl").read_bytes()
     assert len(bedrock_emulator.requests) == sent
+
+
+def test_error_lines_alone_never_exit_0(
+    run_batch: Any, bedrock_emulator: BedrockEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rerun without ``--retry-errors`` skips error lines but is not "every record answered": exit 1, counted."""
+    (tmp_path / "in.jsonl").write_bytes(jsonl())
+    _with_an_error_line(run_batch, bedrock_emulator, "out.jsonl")
+    sent = len(bedrock_emulator.requests)
+    capsys.readouterr()
+    assert run_batch("in.jsonl", "-o", "out.jsonl") == 1
+    err = capsys.readouterr().err
+    assert f"done: 0 ok, 0 failed, {RECORDS} already in the output (1 of them errors)" in err
+    assert "1 record(s) of INPUT have only an error line in OUTPUT; rerun with --retry-errors to redo them" in err
+    assert len(bedrock_emulator.requests) == sent
+    assert run_batch("in.jsonl", "-o", "out.jsonl", "--retry-errors") == 0
+    assert all_answered(results(tmp_path / "out.jsonl"))
+
+
+def _lines(*numbers: int) -> bytes:
+    return b"".join(json.dumps(line(i)).encode() + b"\n" for i in numbers)
+
+
+def test_a_whole_last_line_without_newline_is_kept(
+    run_batch: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OUTPUT's last line lacks only its newline: it is a result (of a record not in this INPUT) and stays."""
+    (tmp_path / "in34.jsonl").write_bytes(_lines(3, 4))
+    (tmp_path / "in012.jsonl").write_bytes(_lines(0, 1, 2))
+    assert run_batch("in34.jsonl", "-o", "out.jsonl") == 0
+    output = tmp_path / "out.jsonl"
+    output.write_bytes(output.read_bytes().removesuffix(b"\n"))
+    capsys.readouterr()
+    assert run_batch("in012.jsonl", "-o", "out.jsonl") == 0
+    assert "incomplete" not in capsys.readouterr().err
+    assert all_answered(results(output))  # r3 and r4 kept, each on a line of its own
+
+
+@pytest.mark.parametrize("redone", [True, False])
+def test_a_torn_last_line_is_cut_and_its_fate_said(
+    run_batch: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], redone: bool
+) -> None:
+    """A last line cut mid-write is removed; the message says whether this run redoes its record."""
+    (tmp_path / "in.jsonl").write_bytes(jsonl())
+    assert run_batch("in.jsonl", "-o", "out.jsonl") == 0
+    output = tmp_path / "out.jsonl"
+    kept, last = output.read_bytes().rstrip(b"\n").rsplit(b"\n", 1)
+    torn = json.loads(last)["recordId"]
+    (tmp_path / "others.jsonl").write_bytes(_lines(*(i for i in range(RECORDS) if f"r{i}" != torn)))
+    output.write_bytes(kept + b"\n" + last[: len(last) // 2])
+    capsys.readouterr()
+    assert run_batch("in.jsonl" if redone else "others.jsonl", "-o", "out.jsonl") == 0
+    err = capsys.readouterr().err
+    assert "out.jsonl: an incomplete last line (an interrupted write) was removed" in err
+    if redone:
+        assert f"its record {torn!r} is redone" in err
+        assert all_answered(results(output))
+    else:
+        assert f"its record {torn!r} is not in this INPUT; a rerun of the INPUT that has it redoes it" in err
+        assert torn not in results(output)
+        assert run_batch("in.jsonl", "-o", "out.jsonl") == 0  # the INPUT that has it
+        assert all_answered(results(output))
+
+
+def test_stdout_appended_to_input_is_the_same_file(tmp_path: Path, child_env: dict[str, str]) -> None:
+    """``-o - >> INPUT``: stdout is INPUT itself, compared by identity like a path; refused, INPUT untouched."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(jsonl())
+    with source.open("ab") as appended:
+        done = subprocess.run(
+            batch(str(source), "-"),
+            stdin=subprocess.DEVNULL,
+            stdout=appended,
+            stderr=subprocess.PIPE,
+            env=child_env,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    assert done.returncode == 1, done.stderr
+    assert b"INPUT and OUTPUT are the same file" in done.stderr
+    assert source.read_bytes() == jsonl()

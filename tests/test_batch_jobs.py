@@ -140,9 +140,15 @@ def test_failed_and_dropped_records_are_reported(
     assert "88 ok, 10 failed, 2 not reported" in err
     assert "records the job did not report: r00003, r00007" in err
     assert "bedrock-chat batch in.jsonl -o out.jsonl\n" in err
-    # The one command: the local run resumes and does only the two missing records.
-    assert cli("in.jsonl", "-o", "out.jsonl", "--model", MODEL) == 0
+    # The one command: the local run resumes and does only the two missing records; the ten error
+    # lines are still no answers (exit 1, pointing at --retry-errors), which then redoes them.
+    assert cli("in.jsonl", "-o", "out.jsonl", "--model", MODEL) == 1
     assert len(_comparable(tmp_path / "out.jsonl")) == 100
+    assert "10 record(s) of INPUT have only an error line in OUTPUT; rerun with --retry-errors" in (
+        capsys.readouterr().err
+    )
+    assert cli("in.jsonl", "-o", "out.jsonl", "--model", MODEL, "--retry-errors") == 0
+    assert all("modelOutput" in line for line in _comparable(tmp_path / "out.jsonl").values())
 
 
 def test_ctrl_c_detaches_and_attach_completes(
@@ -423,3 +429,105 @@ def test_bedrock_batch_refuses_another_inputs_output(
     assert cli(*_batch_args(bucket, "out.jsonl"), "--model", MODEL, "--min-records", "1") == 1
     assert "in.jsonl:2: out.jsonl has a result for 'r00001', but for another modelInput" in capsys.readouterr().err
     assert len(emu.control_plane.jobs) == 0
+
+
+def _with_an_error_line(cli: Any, emu: BedrockEmulator, tmp_path: Path, count: int = 4) -> None:
+    """A local run of ``count`` records into out.jsonl whose first record fails (an error line)."""
+    _write(tmp_path / "in.jsonl", count)
+    emu.enqueue_faults("validation")
+    assert cli("in.jsonl", "-o", "out.jsonl", "--model", MODEL, "--concurrency", "1", "--max-retries", "0") == 1
+
+
+def test_bedrock_batch_checks_output_as_the_local_run_does(
+    cli: Any, emu: BedrockEmulator, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hard-linked OUTPUT under --retry-errors is one line, exit 1; --retry-errors into stdout is exit 2; no job."""
+    _with_an_error_line(cli, emu, tmp_path)
+    os.link(tmp_path / "out.jsonl", tmp_path / "link.jsonl")
+    before = (tmp_path / "out.jsonl").read_bytes()
+    capsys.readouterr()
+    assert cli(*_batch_args(bucket, "out.jsonl"), "--model", MODEL, "--retry-errors", "--min-records", "1") == 1
+    err = capsys.readouterr().err
+    assert "bedrock-chat batch: out.jsonl has 2 hard links" in err
+    assert "Traceback" not in err
+    assert (tmp_path / "out.jsonl").read_bytes() == before
+    assert cli(*_batch_args(bucket, "-"), "--model", MODEL, "--retry-errors", "--min-records", "1") == 2
+    assert "--retry-errors rewrites OUTPUT: it must be a file" in capsys.readouterr().err
+    assert len(emu.control_plane.jobs) == 0
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write a read-only file")
+def test_bedrock_batch_refuses_a_read_only_output(
+    cli: Any, emu: BedrockEmulator, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A read-only OUTPUT is refused before a job is submitted (the results could not be written after it)."""
+    _write(tmp_path / "in.jsonl", 2)
+    (tmp_path / "out.jsonl").write_bytes(b"")
+    (tmp_path / "out.jsonl").chmod(0o444)
+    assert cli(*_batch_args(bucket, "out.jsonl"), "--model", MODEL, "--min-records", "1") == 1
+    assert "out.jsonl is read-only" in capsys.readouterr().err
+    assert len(emu.control_plane.jobs) == 0
+
+
+def test_bedrock_batch_error_lines_alone_never_exit_0(
+    cli: Any, emu: BedrockEmulator, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Records whose only OUTPUT line is an error keep a job run from exit 0, as they keep the local run."""
+    _with_an_error_line(cli, emu, tmp_path, count=1)
+    _write(tmp_path / "in.jsonl", 4)  # r00000 (an error line in OUTPUT) and three records to do
+    capsys.readouterr()
+    assert cli(*_batch_args(bucket, "out.jsonl"), "--model", MODEL, "--min-records", "1") == 1
+    err = capsys.readouterr().err
+    assert "job Completed: 3 ok, 0 failed, 0 not reported" in err
+    assert "1 record(s) of INPUT have only an error line in OUTPUT; rerun with --retry-errors" in err
+    assert cli(*_batch_args(bucket, "out.jsonl"), "--model", MODEL, "--min-records", "1") == 1
+    assert "no job submitted: every record of INPUT is already in out.jsonl" in capsys.readouterr().err
+    assert len(emu.control_plane.jobs) == 1
+    assert cli(*_batch_args(bucket, "out.jsonl"), "--model", MODEL, "--min-records", "1", "--retry-errors") == 0
+    lines = _comparable(tmp_path / "out.jsonl")
+    assert sorted(lines) == [f"r{i:05d}" for i in range(4)]
+    assert all("modelOutput" in line for line in lines.values())
+
+
+def test_a_job_line_that_is_no_result_is_a_failed_record(
+    cli: Any, emu: BedrockEmulator, bucket: str, s3_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A job output line with neither modelOutput nor error counts as failed, written as an error line."""
+
+    async def submit_and_wait() -> str:
+        async with AnthropicBedrock(
+            access_key=emu.access_key,
+            secret_key=emu.secret_key,
+            region=emu.region,
+            endpoint_url=emu.endpoint_url,
+            control_plane_endpoint_url=emu.endpoint_url,
+        ) as client:
+            jobs = BatchJobs(client, s3_endpoint_url=s3_endpoint)
+            submitted = await jobs.submit(
+                _write(tmp_path / "in.jsonl", 100), s3_uri=f"s3://{bucket}/odd", role_arn=ROLE, model=MODEL
+            )
+            with anyio.fail_after(DEADLINE):
+                await jobs.wait(submitted.arn, poll_interval=0.02)
+            return submitted.arn
+
+    arn = anyio.run(submit_and_wait)
+    s3 = boto3.session.Session(
+        aws_access_key_id=emu.access_key, aws_secret_access_key=emu.secret_key, region_name=emu.region
+    ).client("s3", endpoint_url=s3_endpoint)
+    [key] = [
+        item["Key"]
+        for item in s3.list_objects_v2(Bucket=bucket, Prefix="odd")["Contents"]
+        if item["Key"].endswith(".jsonl.out")
+    ]
+    lines = [json.loads(raw) for raw in s3.get_object(Bucket=bucket, Key=key)["Body"].read().splitlines()]
+    odd = lines[0]["recordId"]
+    del lines[0]["modelOutput"]
+    s3.put_object(Bucket=bucket, Key=key, Body="".join(json.dumps(line) + "\n" for line in lines).encode())
+    assert cli("in.jsonl", "-o", "out.jsonl", "--via", "bedrock-batch", "--attach", arn) == 1
+    err = capsys.readouterr().err
+    assert "job Completed: 99 ok, 1 failed, 0 not reported" in err
+    assert f"job lines that were not results, written as error lines: {odd}" in err
+    output = _comparable(tmp_path / "out.jsonl")
+    assert "neither modelOutput nor error" in output[odd]["error"]["errorMessage"]
+    assert cli("in.jsonl", "-o", "out.jsonl", "--model", MODEL, "--retry-errors") == 0  # OUTPUT is still results
+    assert all("modelOutput" in line for line in _comparable(tmp_path / "out.jsonl").values())
