@@ -549,3 +549,42 @@ async def test_a_batch_output_error_message_is_scrubbed(tmp_path: Path) -> None:
     assert "<redacted>" in line["error"]["errorMessage"]
     everything = output + done.stdout.decode() + done.stderr.decode()
     _assert_no_credential(everything, SIGNATURE.findall(seen[0][0]))
+
+
+@pytest.mark.asyncio
+async def test_a_control_plane_error_echoing_credentials_is_scrubbed(tmp_path: Path) -> None:
+    """``client.batch_jobs`` (boto3), the control plane's error echoing the credentials: scrubbed, in no frame."""
+    pytest.importorskip("boto3")
+    seen: list[list[str]] = []
+
+    def respond(echoed: list[str]) -> bytes:
+        seen.append(echoed)
+        body = json.dumps({"message": "you sent " + _joined(echoed, lambda text: text)}).encode()
+        return _response("400 Bad Request", {"x-amzn-ErrorType": "ValidationException"}, body)
+
+    async with EchoServer(respond) as server:
+        error = await _control_plane_failure(server.url)
+    assert "ValidationException" in str(error)
+    assert "<redacted>" in str(error)
+    assert seen, "the control plane was called"
+    shown = _everything_shown(error)
+    assert "self = <bedrock_chat." in shown
+    _assert_no_credential(shown, SIGNATURE.findall(seen[0][0]))
+
+
+async def _control_plane_failure(url: str) -> BedrockError:
+    """The error of one GetModelInvocationJob (caught here: the test's frame holds the canaries)."""
+    client = AnthropicBedrock(
+        access_key=ACCESS_KEY,
+        secret_key=CANARY_SECRET,
+        session_token=CANARY_TOKEN,
+        region="us-east-1",
+        control_plane_endpoint_url=url,
+    )
+    with anyio.fail_after(30):
+        try:
+            async with client:
+                await client.batch_jobs.status("arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/x")
+        except BedrockError as exc:
+            return exc
+    raise AssertionError("no error was raised")
