@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import socket
 import sys
@@ -26,6 +25,7 @@ from urllib.parse import quote
 import anyio
 import anyio.abc
 import pytest
+from e2e_helpers import child_environment
 
 from bedrock_chat import AnthropicBedrock, APIError, BedrockError, CredentialsError, EventStreamError, RetryPolicy
 from bedrock_chat._credentials import BotocoreCredentialSource
@@ -527,16 +527,10 @@ async def test_a_batch_output_error_message_is_scrubbed(tmp_path: Path) -> None:
         return _response("200 OK", headers, b"[1]")
 
     source = tmp_path / "in.jsonl"
-    record = {"recordId": "r0", "modelInput": {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 8}}
-    source.write_text(json.dumps({**record, "modelInput": {**record["modelInput"], "messages": HI}}) + "\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BEDROCK_CHAT_"))}
-    env.update(
-        AWS_ACCESS_KEY_ID=ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY=CANARY_SECRET,
-        AWS_SESSION_TOKEN=CANARY_TOKEN,
-        AWS_CONFIG_FILE=str(tmp_path / "no-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
+    model_input = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 8, "messages": HI}
+    source.write_text(json.dumps({"recordId": "r0", "modelInput": model_input}) + "\n")
+    env = child_environment(
+        tmp_path, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=CANARY_SECRET, AWS_SESSION_TOKEN=CANARY_TOKEN
     )
     async with EchoServer(respond) as server:
         command = [sys.executable, "-m", "bedrock_chat", "batch", str(source), "-o", str(tmp_path / "out.jsonl")]
