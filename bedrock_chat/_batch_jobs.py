@@ -31,6 +31,7 @@ import hashlib
 import json
 import socket
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,7 @@ import attrs
 
 from ._config import check_resolves_to_loopback, default_endpoint_url, parse_endpoint
 from ._credentials import StaticCredentialSource
-from ._errors import BedrockError, ConfigurationError
+from ._errors import BedrockError, ConfigurationError, Scrubber, from_the_server
 from ._loops import PerLoop
 from ._models import resolve_model
 
@@ -268,6 +269,25 @@ def result_line(line: dict[str, Any]) -> dict[str, Any]:
     return {key: line[key] for key in _RESULT_KEYS if key in line}
 
 
+#: The Authorization header of the worker thread's last boto3 attempt (each call runs in one thread).
+_last_authorization = threading.local()
+
+
+def _remember_authorization(request: Any, **_: Any) -> None:
+    """botocore's ``before-send`` hook: note the signed Authorization, which a server may echo into an error."""
+    value = request.headers.get("Authorization")
+    _last_authorization.value = value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def _botocore_failure(exc: Exception) -> BedrockError:
+    """botocore's error as ours, unscrubbed yet: a ClientError's code and message, or the exception's type and text."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error", {})
+        return BedrockError(f"{error.get('Code', 'Error')}: {error.get('Message', exc)}")
+    return BedrockError(f"{type(exc).__name__}: {exc}")
+
+
 class BatchJobs:
     """Bedrock batch inference jobs for one :class:`AnthropicBedrock` client (its credentials and region).
 
@@ -297,6 +317,7 @@ class BatchJobs:
         self._s3_endpoint_url = s3_endpoint_url
         self.limits = limits
         self._boto: tuple[Any, Any] | None = None
+        self._session: Any = None
         self._lock = PerLoop(anyio.Lock)
 
     async def _clients(self) -> tuple[Any, Any]:
@@ -348,19 +369,42 @@ class BatchJobs:
             session = boto3.session.Session(profile_name=profile, region_name=region)
         bedrock = session.client("bedrock", endpoint_url=endpoint)
         s3 = session.client("s3", endpoint_url=self._s3_endpoint_url)
+        for made in (bedrock, s3):
+            made.meta.events.register("before-send", _remember_authorization)
+        self._session = session
         return bedrock, s3
 
     async def _call(self, function: Callable[..., Any], **kwargs: Any) -> Any:
-        """A boto3 call in a worker thread, its ClientError translated to a BedrockError (one boundary)."""
+        """A boto3 call in a worker thread, its errors translated to a BedrockError there (one boundary)."""
+        return await anyio.to_thread.run_sync(lambda: self._call_in_thread(function, kwargs))
+
+    def _call_in_thread(self, function: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        """Runs in the worker thread (where the attempt's Authorization was noted, and credentials may refresh).
+
+        What the server sent (ClientError's code and message, a parser error quoting the body) passes
+        :func:`from_the_server` with the call's secrets; botocore's exception is not chained, since its
+        text is unscrubbed and its frames hold the signed request.
+        """
         import botocore.exceptions
 
+        _last_authorization.value = None
         try:
-            return await anyio.to_thread.run_sync(lambda: function(**kwargs))
-        except botocore.exceptions.ClientError as exc:
-            error = exc.response.get("Error", {})
-            raise BedrockError(f"{error.get('Code', 'Error')}: {error.get('Message', exc)}") from exc
-        except botocore.exceptions.BotoCoreError as exc:
-            raise BedrockError(f"{type(exc).__name__}: {exc}") from exc
+            return function(**kwargs)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            failure = _botocore_failure(exc)  # built in its own frame: no local here holds the raw text
+        raise from_the_server(failure, Scrubber(self._secrets))
+
+    def _secrets(self) -> list[str | None]:
+        """The call's secrets (worker thread): its Authorization and signature, the secret key and the token."""
+        authorization: str | None = _last_authorization.value
+        signature = (
+            authorization.rpartition("Signature=")[2] if authorization and "Signature=" in authorization else None
+        )
+        found = self._session.get_credentials() if self._session is not None else None
+        frozen = found.get_frozen_credentials() if found is not None else None
+        if frozen is None:
+            return [authorization, signature]
+        return [authorization, signature, frozen.secret_key, frozen.token]
 
     async def submit(
         self,

@@ -7,6 +7,7 @@ This module only wires the layers together: configuration is checked in ``_confi
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import random
@@ -97,6 +98,18 @@ def _check_pair(access_key: str | None, secret_key: str | None, session_token: s
             not isinstance(value, str) or not value.strip() or not value.isascii() or not value.isprintable()
         ):
             raise ConfigurationError(f"{name}: must be a non-empty string of printable ASCII characters")
+
+
+def _check_token_count(answer: InvokeModelResponse) -> None:
+    """CountTokens must answer an integer ``inputTokens`` (the body is quoted: the transport scrubs the error)."""
+    count = answer.body.get("inputTokens")
+    if not isinstance(count, int) or isinstance(count, bool):
+        raise make_api_error(
+            status=200,
+            code="MalformedResponse",
+            message=f"CountTokens answered without an integer inputTokens: {answer.body!r}",
+            request_id=answer.request_id,
+        )
 
 
 class ChatCompletions:
@@ -571,15 +584,8 @@ class AnthropicBedrock:
         await self._ready()
         self._check_model_region(resolved)
         path = f"/model/{percent_encode_path_segment(model)}/count-tokens"
-        answer = await self._send_raw(path, json.dumps(payload).encode(), _JSON_HEADERS)
-        count = answer.body.get("inputTokens")
-        if not isinstance(count, int) or isinstance(count, bool):
-            raise make_api_error(
-                status=200,
-                code="MalformedResponse",
-                message=f"CountTokens answered without an integer inputTokens: {answer.body!r}",
-                request_id=answer.request_id,
-            )
+        answer = await self._send_raw(path, json.dumps(payload).encode(), _JSON_HEADERS, check=_check_token_count)
+        count: int = answer.body["inputTokens"]
         return count
 
     @property
@@ -821,31 +827,55 @@ class AnthropicBedrock:
         transport = await self._ready()
         self._check_model_region(invocation.model)
         started = time.monotonic()
-        raw = await transport.send(
-            invocation.path, invocation.body, invocation.headers, stream=False, on_retry=on_retry
+
+        def read(raw: RawResponse) -> ChatCompletion:
+            assert raw.body is not None
+            return parse_invoke_response(invocation, raw.headers, raw.body, latency=time.monotonic() - started)
+
+        return await transport.send(
+            invocation.path, invocation.body, invocation.headers, stream=False, on_retry=on_retry, read=read
         )
-        assert raw.body is not None
-        return parse_invoke_response(invocation, raw.headers, raw.body, latency=time.monotonic() - started)
 
     async def _send_raw(
-        self, path: str, body: bytes, headers: Sequence[tuple[str, str]], *, on_retry: RetryHook | None = None
+        self,
+        path: str,
+        body: bytes,
+        headers: Sequence[tuple[str, str]],
+        *,
+        on_retry: RetryHook | None = None,
+        check: Callable[[InvokeModelResponse], object] | None = None,
     ) -> InvokeModelResponse:
-        """Send a ready body and keep the model's JSON answer as it is (within the client's deadline)."""
+        """Send a ready body and keep the model's JSON answer as it is (within the client's deadline).
+
+        ``check`` raises for an answer its operation cannot use; like the parser's, its errors are
+        built from the response, so they are raised where the transport scrubs them.
+        """
         seconds = self._deadline
         if seconds is None:
-            return await self._send_raw_now(path, body, headers, on_retry)
+            return await self._send_raw_now(path, body, headers, on_retry, check)
         with anyio.CancelScope(deadline=anyio.current_time() + seconds):
-            return await self._send_raw_now(path, body, headers, on_retry)
+            return await self._send_raw_now(path, body, headers, on_retry, check)
         raise deadline_expired(seconds)  # reached only when the scope cancelled the call
 
     async def _send_raw_now(
-        self, path: str, body: bytes, headers: Sequence[tuple[str, str]], on_retry: RetryHook | None
+        self,
+        path: str,
+        body: bytes,
+        headers: Sequence[tuple[str, str]],
+        on_retry: RetryHook | None,
+        check: Callable[[InvokeModelResponse], object] | None,
     ) -> InvokeModelResponse:
         transport = await self._ready()
         started = time.monotonic()
-        raw = await transport.send(path, body, headers, stream=False, on_retry=on_retry)
-        assert raw.body is not None
-        return parse_raw_invoke_response(raw.headers, raw.body, latency=time.monotonic() - started)
+
+        def read(raw: RawResponse) -> InvokeModelResponse:
+            assert raw.body is not None
+            answer = parse_raw_invoke_response(raw.headers, raw.body, latency=time.monotonic() - started)
+            if check is not None:
+                check(answer)
+            return answer
+
+        return await transport.send(path, body, headers, stream=False, on_retry=on_retry, read=read)
 
     async def _open_stream(self, invocation: Invocation, *, deadline: float | None = None) -> ChatCompletionStream:
         """Open a stream; ``deadline`` (seconds; None: the client's) bounds it from here until it is closed."""
@@ -869,10 +899,14 @@ class AnthropicBedrock:
 
         async def reopen() -> RawResponse:
             raw = await transport.send(
-                invocation.path, invocation.body, invocation.headers, stream=True, max_retries=retries_left[0]
+                invocation.path,
+                invocation.body,
+                invocation.headers,
+                stream=True,
+                max_retries=retries_left[0],
+                read=functools.partial(check_stream_content_type, surface=invocation.surface),
             )
             retries_left[0] -= raw.attempts - 1
-            await check_stream_content_type(raw, invocation.surface)
             return raw
 
         async def retry_after(error: BedrockError) -> bool:

@@ -80,6 +80,7 @@ __all__ = [
     "ValidationError",
     "drop_tracebacks",
     "error_class_for_code",
+    "from_the_server",
     "make_api_error",
     "scrub_error",
 ]
@@ -489,6 +490,19 @@ def scrub_error(error: BedrockError, scrub: Scrubber) -> BedrockError:
         error.code = scrub(error.code)
         error.request_id = scrub(error.request_id) if error.request_id is not None else None
         error.body = scrub.value(error.body)
+    return error
+
+
+def from_the_server(error: BedrockError, scrub: Scrubber | None) -> BedrockError:
+    """The one boundary for an error built from what a server sent (any status, any surface); returns ``error``.
+
+    Its fields are scrubbed (:func:`scrub_error`) and it loses its frames and those of the foreign
+    exceptions chained to it: the parsers' locals hold the server's raw bytes, which a traceback that
+    shows locals would print unscrubbed. ``scrub`` is None only for a transport that holds no secret.
+    """
+    if scrub is not None:
+        scrub_error(error, scrub)
+    drop_tracebacks(error)
     return error
 
 

@@ -518,6 +518,8 @@ def _json_object(body: bytes, request_id: str | None) -> dict[str, Any]:
         data = _loads(body)
     except ValueError:
         raise _malformed("not JSON", request_id) from None
+    except RecursionError:  # nested past the decoder's depth: still the server's fault, typed as such
+        raise _malformed("JSON nested too deep to decode", request_id) from None
     if not isinstance(data, dict):
         raise _malformed("not a JSON object", request_id)
     return data
@@ -596,7 +598,7 @@ def parse_error_response(
     data: Any = None
     try:
         data = _loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to decode: shown as text
         text = body.decode("utf-8", "replace")
         message = (scrub(text) if scrub is not None else text)[:2000].strip() or None
     if isinstance(data, dict):

@@ -28,8 +28,8 @@ from ._errors import (
     IncompleteStreamError,
     InvalidRequestError,
     RequestTimeoutError,
+    from_the_server,
     make_api_error,
-    scrub_error,
 )
 from ._eventstream import EventStreamDecoder, EventStreamMessage, decode_chunk_payload
 from ._models import Surface
@@ -56,18 +56,17 @@ def deadline_expired(seconds: float) -> RequestTimeoutError:
     return error
 
 
-async def check_stream_content_type(response: RawResponse, surface: Surface) -> None:
-    """A 200 of another media type than the surface's stream is an EventStreamError (not retried).
+def check_stream_content_type(response: RawResponse, surface: Surface) -> RawResponse:
+    """``response``, if its media type is the surface's stream's; otherwise an EventStreamError (not retried).
 
     Without this, an HTML page on the Messages endpoint reads as an SSE stream with no events: a
-    cut-short stream, retried. A response without a Content-Type is let through, and decoded.
+    cut-short stream, retried. A response without a Content-Type is let through, and decoded. Used
+    as the transport's ``read``, which scrubs the error (it quotes headers) and closes the response.
     """
     expected = _STREAM_MEDIA_TYPES[surface]
     content_type = response.headers.get("content-type")
     if content_type is None or content_type.partition(";")[0].strip().lower() == expected:
-        return
-    if response.response is not None:
-        await close_response(response.response)
+        return response
     request_id = request_id_from(response.headers)
     raise EventStreamError(
         f"the response is {content_type[:100]!r}, not a {expected} stream"
@@ -325,10 +324,7 @@ class ChatCompletionStream:
         The error comes from what the server sent: it is scrubbed of the request's credentials, and it
         propagates without the decoder's frames, whose locals hold the server's bytes (an echo, maybe).
         """
-        scrubber = self._response.scrubber
-        if scrubber is not None:
-            scrub_error(error, scrubber)
-        error.__traceback__ = None
+        from_the_server(error, self._response.scrubber)
         await close_response(self._http)
         retryable = getattr(error, "retryable", False) or isinstance(error, IncompleteStreamError)
         if self._text_handed_out or not retryable or self._closed or not await self._retry_after(error):

@@ -28,7 +28,7 @@ import random
 import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast, overload
 
 import anyio
 import httpx
@@ -49,7 +49,7 @@ from ._errors import (
     Scrubber,
     TransportError,
     drop_tracebacks,
-    scrub_error,
+    from_the_server,
 )
 from ._protocol import parse_error_response
 from ._sigv4 import SigV4Signer
@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 USER_AGENT = "bedrock-chat/0.1"
+
+T = TypeVar("T")
 
 #: ``post_and_read(url, headers, body, timeouts, max_body=...) -> (status, lower-cased headers, body)``.
 FastPost = Callable[..., Awaitable[tuple[int, dict[str, str], bytes]]]
@@ -304,6 +306,32 @@ class BedrockTransport:
             return (authorization, self._api_key)
         return (authorization, signature, credentials.secret_key, credentials.session_token)
 
+    @overload
+    async def send(
+        self,
+        path: str,
+        body: bytes,
+        headers: Sequence[tuple[str, str]],
+        *,
+        stream: bool,
+        on_retry: Callable[[BedrockError, int], None] | None = ...,
+        max_retries: int | None = ...,
+        read: None = ...,
+    ) -> RawResponse: ...
+
+    @overload
+    async def send(
+        self,
+        path: str,
+        body: bytes,
+        headers: Sequence[tuple[str, str]],
+        *,
+        stream: bool,
+        on_retry: Callable[[BedrockError, int], None] | None = ...,
+        max_retries: int | None = ...,
+        read: Callable[[RawResponse], T],
+    ) -> T: ...
+
     async def send(
         self,
         path: str,
@@ -313,11 +341,16 @@ class BedrockTransport:
         stream: bool,
         on_retry: Callable[[BedrockError, int], None] | None = None,
         max_retries: int | None = None,
-    ) -> RawResponse:
+        read: Callable[[RawResponse], T] | None = None,
+    ) -> RawResponse | T:
         """Send with retries; returns a 200 (body read unless ``stream``), raises the typed error otherwise.
 
         ``max_retries`` overrides the policy's (a stream re-sent after a failure spends what is left of
-        its one budget); the answer's ``attempts`` says how many attempts it took.
+        its one budget); the answer's ``attempts`` says how many attempts it took. ``read`` interprets
+        the 200 (parses it, checks its content type) and its result is returned: every error built
+        from a response then leaves through :func:`~bedrock_chat._errors.from_the_server` here, the 200's
+        with the non-200's, scrubbed with the attempt's secrets and without the parsers' frames; a
+        stream whose ``read`` fails is closed.
         """
         if self._closed:
             raise ConfigurationError("the client is closed")
@@ -336,9 +369,11 @@ class BedrockTransport:
             if isinstance(outcome, RawResponse):
                 outcome.attempts = retries + 1 + refreshed
                 outcome.scrubber = scrubber
-                return outcome
+                if read is None:
+                    return outcome
+                return await self._read_answer(outcome, read)
             error, retry_after = outcome
-            scrub_error(error, scrubber)
+            from_the_server(error, scrubber)
             if isinstance(error, ExpiredTokenError):
                 if refreshed or self.credentials is None or credentials is None:
                     raise error  # still expired after re-resolving (or an API key): retrying cannot help
@@ -358,6 +393,21 @@ class BedrockTransport:
             if on_retry is not None:
                 on_retry(error, retries)
             await self._sleep(delay)
+
+    @staticmethod
+    async def _read_answer(answer: RawResponse, read: Callable[[RawResponse], T]) -> T:
+        """``read(answer)``; what it raises passes :func:`from_the_server`, and an open stream is closed."""
+        try:
+            return read(answer)
+        except BedrockError as error:
+            failure = from_the_server(error, answer.scrubber)
+        except BaseException:
+            if answer.response is not None:
+                await close_response(answer.response)
+            raise
+        if answer.response is not None:
+            await close_response(answer.response)
+        raise failure  # outside the except block: no context holds the parser's frames
 
     async def _attempt(
         self,

@@ -25,8 +25,9 @@ from urllib.parse import quote
 import anyio
 import anyio.abc
 import pytest
+from e2e_helpers import child_environment
 
-from bedrock_chat import AnthropicBedrock, APIError, BedrockError, CredentialsError, RetryPolicy
+from bedrock_chat import AnthropicBedrock, APIError, BedrockError, CredentialsError, EventStreamError, RetryPolicy
 from bedrock_chat._credentials import BotocoreCredentialSource
 from bedrock_chat._eventstream import encode_chunk_event, encode_exception_event
 from bedrock_chat._sse import encode_event
@@ -429,3 +430,155 @@ def test_the_scrubber_finds_a_secret_in_every_documented_spelling(sent: str, sho
     scrubber = Scrubber(lambda: [CANARY_TOKEN, None, ""])
     assert scrubber(sent) == shown
     assert CANARY_TOKEN not in repr(scrubber)
+
+
+# ---------------------------------------------------------------------------------------------- 200 answers
+
+#: A 200 answer's body the client cannot use, and what the error must be; the request-id header echoes.
+BAD_200_BODIES: dict[str, Callable[[list[str]], bytes]] = {
+    "json-not-an-object": lambda echoed: b"[1]",
+    "not-json-echoing": lambda echoed: f"oops {_joined(echoed, lambda text: text)}".encode(),
+    "nested-too-deep": lambda echoed: b"[" * 100_000,
+}
+
+#: The operations that read a non-streaming 200: create on each surface, invoke_model and count_tokens.
+OPERATIONS = ["create-invoke", "create-messages", "invoke_model", "count_tokens"]
+
+
+async def _operation_failure(client: AnthropicBedrock, operation: str) -> BedrockError:
+    """The error one call of ``operation`` raises, against a server answering 200."""
+    with anyio.fail_after(10):
+        try:
+            async with client:
+                if operation == "create-invoke":
+                    await client.ChatCompletion.create(model=MODEL, messages=HI)
+                elif operation == "create-messages":
+                    await client.ChatCompletion.create(model=MESSAGES_MODEL, messages=HI)
+                elif operation == "invoke_model":
+                    await client.invoke_model(model=MODEL, body={"anthropic_version": "bedrock-2023-05-31"})
+                else:
+                    await client.count_tokens(model=MODEL, messages=HI)
+        except BedrockError as exc:
+            return exc
+    raise AssertionError("no error was raised")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("operation", OPERATIONS)
+@pytest.mark.parametrize("answer", list(BAD_200_BODIES))
+@pytest.mark.asyncio
+async def test_a_malformed_200_echoing_credentials_is_scrubbed_and_keeps_no_frame_of_its_bytes(
+    backend: str, operation: str, answer: str
+) -> None:
+    """A 200 whose body is unusable and whose request id echoes: a scrubbed MalformedResponse, its bytes in no frame."""
+    seen: list[list[str]] = []
+
+    def respond(echoed: list[str]) -> bytes:
+        seen.append(echoed)
+        headers = {"Content-Type": "application/json", "x-amzn-RequestId": _joined(echoed, lambda text: text)}
+        return _response("200 OK", headers, BAD_200_BODIES[answer](echoed))
+
+    async with EchoServer(respond) as server:
+        error = await _operation_failure(_client(server.url, backend), operation)
+    assert isinstance(error, APIError), error
+    assert error.code == "MalformedResponse"
+    assert "<redacted>" in (error.request_id or "")
+    shown = _everything_shown(error)
+    assert "self = <bedrock_chat." in shown, "the traceback shows the locals of our frames"
+    _assert_no_credential(shown, SIGNATURE.findall(seen[0][0]))
+    assert "oops" not in shown, "no frame holds the body"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("model", [MODEL, MESSAGES_MODEL], ids=["invoke", "messages"])
+@pytest.mark.parametrize("where", ["request-id", "content-type"])
+@pytest.mark.asyncio
+async def test_a_stream_of_the_wrong_content_type_echoing_credentials_is_scrubbed(
+    backend: str, model: str, where: str
+) -> None:
+    """A 200 stream that is an HTML page (its request id echoing) or ``text/<secret>``: a scrubbed EventStreamError."""
+    seen: list[list[str]] = []
+
+    def respond(echoed: list[str]) -> bytes:
+        seen.append(echoed)
+        headers = {"Content-Type": "text/html", "x-amzn-RequestId": _joined(echoed, lambda text: text)}
+        if where == "content-type":
+            headers = {"Content-Type": f"text/{echoed[-1]}"}
+        return _response("200 OK", headers, b"<html>" + echoed[-1].encode() + b"</html>")
+
+    async with EchoServer(respond) as server:
+        error = await _failure(_client(server.url, backend), stream=True, model=model)
+    assert type(error) is EventStreamError, error
+    assert "<redacted>" in str(error)
+    assert server.requests == 1, "a page of the wrong type is not retried"
+    shown = _everything_shown(error)
+    assert "self = <bedrock_chat." in shown
+    _assert_no_credential(shown, SIGNATURE.findall(seen[0][0]))
+
+
+@pytest.mark.asyncio
+async def test_a_batch_output_error_message_is_scrubbed(tmp_path: Path) -> None:
+    """``bedrock-chat batch`` writes a malformed 200's error into OUTPUT's ``errorMessage``: scrubbed there too."""
+    seen: list[list[str]] = []
+
+    def respond(echoed: list[str]) -> bytes:
+        seen.append(echoed)
+        headers = {"Content-Type": "application/json", "x-amzn-RequestId": _joined(echoed, _json_slash)}
+        return _response("200 OK", headers, b"[1]")
+
+    source = tmp_path / "in.jsonl"
+    model_input = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 8, "messages": HI}
+    source.write_text(json.dumps({"recordId": "r0", "modelInput": model_input}) + "\n")
+    env = child_environment(
+        tmp_path, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=CANARY_SECRET, AWS_SESSION_TOKEN=CANARY_TOKEN
+    )
+    async with EchoServer(respond) as server:
+        command = [sys.executable, "-m", "bedrock_chat", "batch", str(source), "-o", str(tmp_path / "out.jsonl")]
+        command += ["--model", MODEL, "--endpoint-url", server.url, "--region", "us-east-1", "--max-retries", "0"]
+        with anyio.fail_after(60):
+            done = await anyio.run_process(command, env=env, cwd=tmp_path, check=False)
+    output = (tmp_path / "out.jsonl").read_text()
+    line = json.loads(output)
+    assert "MalformedResponse" in line["error"]["errorMessage"]
+    assert "<redacted>" in line["error"]["errorMessage"]
+    everything = output + done.stdout.decode() + done.stderr.decode()
+    _assert_no_credential(everything, SIGNATURE.findall(seen[0][0]))
+
+
+@pytest.mark.asyncio
+async def test_a_control_plane_error_echoing_credentials_is_scrubbed(tmp_path: Path) -> None:
+    """``client.batch_jobs`` (boto3), the control plane's error echoing the credentials: scrubbed, in no frame."""
+    pytest.importorskip("boto3")
+    seen: list[list[str]] = []
+
+    def respond(echoed: list[str]) -> bytes:
+        seen.append(echoed)
+        body = json.dumps({"message": "you sent " + _joined(echoed, lambda text: text)}).encode()
+        return _response("400 Bad Request", {"x-amzn-ErrorType": "ValidationException"}, body)
+
+    async with EchoServer(respond) as server:
+        error = await _control_plane_failure(server.url)
+    assert "ValidationException" in str(error)
+    assert "<redacted>" in str(error)
+    assert seen, "the control plane was called"
+    shown = _everything_shown(error)
+    assert "self = <bedrock_chat." in shown
+    _assert_no_credential(shown, SIGNATURE.findall(seen[0][0]))
+
+
+async def _control_plane_failure(url: str) -> BedrockError:
+    """The error of one GetModelInvocationJob (caught here: the test's frame holds the canaries)."""
+    client = AnthropicBedrock(
+        access_key=ACCESS_KEY,
+        secret_key=CANARY_SECRET,
+        session_token=CANARY_TOKEN,
+        region="us-east-1",
+        control_plane_endpoint_url=url,
+    )
+    with anyio.fail_after(30):
+        try:
+            async with client:
+                await client.batch_jobs.status("arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/x")
+        except BedrockError as exc:
+            return exc
+    raise AssertionError("no error was raised")
