@@ -12,10 +12,16 @@ from typing import Any
 
 import pytest
 from e2e_helpers import moto_s3_server
+from hypothesis import HealthCheck, settings
 
 from bedrock_chat.cli import main
 from bedrock_chat.emulator import BedrockEmulator, EmulatorOptions, run_emulator_in_thread
 from bedrock_chat.emulator._job_options import JobOptions
+
+# Property tests check correctness, never speed (benchmarks do that): on a loaded machine a slow example or a
+# slow input draw must not fail a test, so Hypothesis's timing checks are off for the whole suite.
+settings.register_profile("bedrock_chat", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("bedrock_chat")
 
 
 @pytest.fixture(autouse=True)
