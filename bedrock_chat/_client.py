@@ -1,7 +1,7 @@
 """The async client: ``AnthropicBedrock`` and its ``ChatCompletion.create``.
 
-This module only wires the layers together: configuration is checked in ``_config``, arguments in
-``_prompt``/``_protocol`` (before any I/O), bytes move in ``_transport`` and streams in ``_streaming``.
+This module only wires the layers together: configuration is checked in ``_core.config``, arguments in
+``_core.prompt``/``_core.protocol`` (before any I/O), bytes move in ``_http.transport`` and streams in ``_streaming``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import anyio
 import httpx
 import sniffio
 
-from ._config import (
+from ._core.config import (
     Endpoint,
     RetryPolicy,
     check_resolves_to_loopback,
@@ -32,12 +32,9 @@ from ._config import (
     validate_seconds,
     validate_timeout,
 )
-from ._credentials import BotocoreCredentialSource, CredentialSource, StaticCredentialSource
-from ._errors import BedrockError, ConfigurationError, InvalidRequestError, make_api_error
-from ._loops import PerLoop, current_loop, loop_is_closed, on_loop_end
-from ._models import ResolvedModel, Surface, resolve_model
-from ._prompt import normalize_conversation
-from ._protocol import (
+from ._core.models import ResolvedModel, Surface, resolve_model
+from ._core.prompt import normalize_conversation
+from ._core.protocol import (
     DEFAULT_MAX_TOKENS,
     Invocation,
     InvokeModelResponse,
@@ -51,16 +48,19 @@ from ._protocol import (
     validate_sampling,
     validate_tools,
 )
-from ._proxy import parse_proxy, proxy_for
-from ._request_options import RequestOptions, request_option_headers
-from ._sigv4 import percent_encode_path_segment
+from ._core.proxy import parse_proxy, proxy_for
+from ._core.request_options import RequestOptions, request_option_headers
+from ._core.sigv4 import percent_encode_path_segment
+from ._errors import BedrockError, ConfigurationError, InvalidRequestError, make_api_error
+from ._http.credentials import BotocoreCredentialSource, CredentialSource, StaticCredentialSource
+from ._http.loops import PerLoop, current_loop, loop_is_closed, on_loop_end
+from ._http.transport import DEFAULT_MAX_RESPONSE_BYTES, BedrockTransport, RawResponse
 from ._streaming import ChatCompletionStream, check_stream_content_type, deadline_expired
-from ._transport import DEFAULT_MAX_RESPONSE_BYTES, BedrockTransport, RawResponse
 from ._types import AwsCredentials, ChatCompletion
 
 if TYPE_CHECKING:
-    from ._batch import BatchResult, BatchRun, Requests
-    from ._batch_jobs import BatchJobs
+    from ._batch.jobs import BatchJobs
+    from ._batch.scheduler import BatchResult, BatchRun, Requests
 
 __all__ = ["DEFAULT_TIMEOUT", "AnthropicBedrock", "ChatCompletions", "RetryHook"]
 
@@ -309,7 +309,7 @@ class ChatCompletions:
         Each input yields one :class:`BatchResult` (its index, and the completion or the typed error),
         in completion order. Leaving the block early cancels the requests still running.
         """
-        from ._batch import chat_batch  # imported on use: most programs never batch
+        from ._batch.scheduler import chat_batch  # imported on use: most programs never batch
 
         return chat_batch(
             self._client,
@@ -328,7 +328,7 @@ class ChatCompletions:
         tokens_per_minute: float | None = None,
     ) -> list[BatchResult]:
         """:meth:`batch`, collected: every result, in input order (all held in memory)."""
-        from ._batch import collect_in_order
+        from ._batch.scheduler import collect_in_order
 
         return await collect_in_order(
             self.batch(
@@ -596,7 +596,7 @@ class AnthropicBedrock:
         quotas, make one: ``BatchJobs(client, s3_endpoint_url=..., limits=...)``.
         """
         if self._batch_jobs is None:
-            from ._batch_jobs import BatchJobs
+            from ._batch.jobs import BatchJobs
 
             self._batch_jobs = BatchJobs(self)
         return self._batch_jobs
@@ -637,11 +637,11 @@ class AnthropicBedrock:
                 raise ConfigurationError(
                     "http_backend: 'aiohttp' runs only under asyncio; under trio use 'auto' or 'httpcore2'"
                 )
-            from ._aiohttp_transport import AiohttpTransport
+            from ._http.aiohttp_transport import AiohttpTransport
 
             return AiohttpTransport(max_connections=self._max_connections, proxy=proxy)
         if backend == "httpcore2":
-            from ._httpcore_transport import HttpcoreTransport
+            from ._http.httpcore_transport import HttpcoreTransport
 
             return HttpcoreTransport(max_connections=self._max_connections, proxy=proxy)
         limits = httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=self._max_connections)

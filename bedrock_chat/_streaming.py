@@ -22,6 +22,10 @@ from typing import Any, cast
 import anyio
 import httpx
 
+from ._core.eventstream import EventStreamDecoder, EventStreamMessage, decode_chunk_payload
+from ._core.models import Surface
+from ._core.protocol import Invocation, StreamAssembler, parse_stream_error_event, request_id_from, usage_from_headers
+from ._core.sse import SSEDecoder
 from ._errors import (
     BedrockError,
     EventStreamError,
@@ -31,11 +35,7 @@ from ._errors import (
     from_the_server,
     make_api_error,
 )
-from ._eventstream import EventStreamDecoder, EventStreamMessage, decode_chunk_payload
-from ._models import Surface
-from ._protocol import Invocation, StreamAssembler, parse_stream_error_event, request_id_from, usage_from_headers
-from ._sse import SSEDecoder
-from ._transport import RawResponse, close_response, translate_httpx_error
+from ._http.transport import RawResponse, close_response, translate_httpx_error
 from ._types import ChatCompletion, StreamChunk
 
 __all__ = ["ChatCompletionStream", "check_stream_content_type", "deadline_expired"]

@@ -1,6 +1,6 @@
 """Frozen value types shared by every layer: credentials, usage, results and stream chunks.
 
-attrs classes only hold values; turning JSON into them lives in ``_protocol``.
+attrs classes only hold values; turning JSON into them lives in ``_core.protocol``.
 """
 
 from __future__ import annotations

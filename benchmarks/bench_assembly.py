@@ -17,8 +17,8 @@ import anyio
 import httpx
 
 from bedrock_chat import AnthropicBedrock
-from bedrock_chat._eventstream import encode_chunk_event
-from bedrock_chat._sse import encode_event
+from bedrock_chat._core.eventstream import encode_chunk_event
+from bedrock_chat._core.sse import encode_event
 
 MESSAGES_MODEL = "anthropic.claude-haiku-4-5-20251001-v1:0"
 TEXT_MODEL = "anthropic.claude-v2"

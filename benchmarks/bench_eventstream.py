@@ -18,7 +18,7 @@ from typing import Any
 from _stream_timing import measure, split
 from botocore.eventstream import EventStreamBuffer
 
-from bedrock_chat._eventstream import EventStreamDecoder, decode_chunk_payload, encode_chunk_event
+from bedrock_chat._core.eventstream import EventStreamDecoder, decode_chunk_payload, encode_chunk_event
 
 _WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "on", "bedrock")
 

@@ -16,7 +16,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from bedrock_chat._sigv4 import SigV4Signer, percent_encode_path_segment
+from bedrock_chat._core.sigv4 import SigV4Signer, percent_encode_path_segment
 from bedrock_chat._types import AwsCredentials
 
 REGION = "us-east-1"

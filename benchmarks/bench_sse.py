@@ -16,7 +16,7 @@ from typing import Any
 from _stream_timing import measure, split
 from anthropic._streaming import SSEDecoder as SDKDecoder
 
-from bedrock_chat._sse import SSEDecoder, encode_event
+from bedrock_chat._core.sse import SSEDecoder, encode_event
 
 _WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "on", "bedrock", "caf\u00e9")
 

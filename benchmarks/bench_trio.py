@@ -3,7 +3,7 @@
 Run: ``python benchmarks/bench_trio.py [--quick] [--rounds N] [--requests N] [--streams N]``.
 
 Why: under trio the client's default transport changed from httpx's own ``AsyncHTTPTransport`` (over
-httpcore 1.0.9) to ``bedrock_chat._httpcore_transport.HttpcoreTransport`` (over httpcore2, with a
+httpcore 1.0.9) to ``bedrock_chat._http.httpcore_transport.HttpcoreTransport`` (over httpcore2, with a
 whole-body ``post_and_read`` fast path), for correctness under cancellation. This measures what the
 switch costs or saves, all under trio:
 
@@ -128,7 +128,7 @@ def _check_transport(client: Any, backend: str) -> None:
     """Fail the measurement unless the client really sent through the transport its row names."""
     import httpx
 
-    from bedrock_chat._httpcore_transport import HttpcoreTransport
+    from bedrock_chat._http.httpcore_transport import HttpcoreTransport
 
     expected = HttpcoreTransport if backend == "httpcore2" else httpx.AsyncHTTPTransport
     used = client._transport.transport

@@ -14,7 +14,7 @@ import pytest
 from e2e_helpers import moto_s3_server
 from hypothesis import HealthCheck, settings
 
-from bedrock_chat.cli import main
+from bedrock_chat._cli.main import main
 from bedrock_chat.emulator import BedrockEmulator, EmulatorOptions, run_emulator_in_thread
 from bedrock_chat.emulator._job_options import JobOptions
 

@@ -13,8 +13,8 @@ import httpcore2
 import httpx
 
 from bedrock_chat import AnthropicBedrock, RetryPolicy
-from bedrock_chat._aiohttp_transport import AiohttpTransport
-from bedrock_chat._httpcore_transport import HttpcoreTransport
+from bedrock_chat._http.aiohttp_transport import AiohttpTransport
+from bedrock_chat._http.httpcore_transport import HttpcoreTransport
 from bedrock_chat.emulator import BedrockEmulator
 
 #: No waiting between retries in tests: the retry *count* is what they check.

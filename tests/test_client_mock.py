@@ -42,9 +42,9 @@ from bedrock_chat import (
     ServiceUnavailableError,
     ThrottlingError,
     ValidationError,
-    _credentials,
 )
-from bedrock_chat._transport import BedrockTransport
+from bedrock_chat._http import credentials as _credentials
+from bedrock_chat._http.transport import BedrockTransport
 
 ACCESS_KEY = "AKIDEXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from strategies import error_codes, error_type_headers
 
 from bedrock_chat import _errors
+from bedrock_chat._core.protocol import parse_error_response
 from bedrock_chat._errors import (
     ERROR_CLASSES,
     AccessDeniedError,
@@ -45,7 +46,6 @@ from bedrock_chat._errors import (
     error_class_for_code,
     make_api_error,
 )
-from bedrock_chat._protocol import parse_error_response
 
 ALL_ERRORS: list[type[BedrockError]] = [
     obj for obj in vars(_errors).values() if inspect.isclass(obj) and issubclass(obj, BedrockError)

@@ -20,8 +20,8 @@ from bedrock_chat import (
     ValidationError,
     resolve_model,
 )
-from bedrock_chat._protocol import MESSAGES_API_VERSION, MESSAGES_ENDPOINT_PATH, choose_surface
-from bedrock_chat._sse import encode_event
+from bedrock_chat._core.protocol import MESSAGES_API_VERSION, MESSAGES_ENDPOINT_PATH, choose_surface
+from bedrock_chat._core.sse import encode_event
 from bedrock_chat.emulator import BedrockEmulator, count_tokens
 
 HI = [{"role": "user", "content": "Hi"}]

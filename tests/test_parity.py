@@ -18,7 +18,7 @@ from botocore.loaders import Loader
 from e2e_helpers import emulator_client
 
 from bedrock_chat import AnthropicBedrock, AnthropicBedrockSync, ConfigurationError, InvalidRequestError
-from bedrock_chat._config import default_endpoint_url
+from bedrock_chat._core.config import default_endpoint_url
 from bedrock_chat.emulator import BedrockEmulator
 
 HI = [{"role": "user", "content": "Hi"}]

@@ -16,8 +16,8 @@ from botocore.config import Config
 from e2e_helpers import emulator_client
 
 from bedrock_chat import AnthropicBedrock, ConfigurationError, InvalidRequestError, ModelStreamError
-from bedrock_chat._config import check_resolves_to_loopback, default_endpoint_url
-from bedrock_chat._transport import BedrockTransport
+from bedrock_chat._core.config import check_resolves_to_loopback, default_endpoint_url
+from bedrock_chat._http.transport import BedrockTransport
 from bedrock_chat.emulator import BedrockEmulator
 
 HI = [{"role": "user", "content": "Hi"}]

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from bedrock_chat._models import resolve_model
-from bedrock_chat._prompt import normalize_conversation
-from bedrock_chat._protocol import Invocation, StreamAssembler, prepare_invocation, validate_sampling
+from bedrock_chat._core.models import resolve_model
+from bedrock_chat._core.prompt import normalize_conversation
+from bedrock_chat._core.protocol import Invocation, StreamAssembler, prepare_invocation, validate_sampling
 
 MESSAGES_MODEL = "anthropic.claude-haiku-4-5-20251001-v1:0"
 TEXT_MODEL = "anthropic.claude-v2:1"

@@ -23,7 +23,7 @@ from bedrock_chat import (
     SyncChatCompletionStream,
     ThrottlingError,
 )
-from bedrock_chat._eventstream import encode_chunk_event
+from bedrock_chat._core.eventstream import encode_chunk_event
 from bedrock_chat.emulator import BedrockEmulator
 
 KEYS: dict[str, Any] = {"access_key": "AKIDEXAMPLE", "secret_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}

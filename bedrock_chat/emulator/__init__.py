@@ -15,7 +15,7 @@ and the ``bedrock_emulator`` pytest fixture. It serves InvokeModel and InvokeMod
 ``POST /anthropic/v1/messages`` (JSON or SSE; its choices are in ``_messages_endpoint``) over real
 HTTP/1.1, checks SigV4 with botocore as the reference (API keys too, as ``Authorization: Bearer``,
 when ``EmulatorOptions.api_key`` is set), checks Bedrock's request-option headers (guardrail, trace,
-latency, service tier, metadata: ``_request_options``) and Messages content blocks, tools and
+latency, service tier, metadata: ``_core.request_options``) and Messages content blocks, tools and
 ``tool_choice`` (``_content``), answers with a deterministic fake model (rules in ``_fake_model``: see
 :func:`count_tokens` and :func:`fake_reply`; tool calls by the rules in ``_tools``), and injects
 faults by rate (:class:`Faults`) or by script (:meth:`BedrockEmulator.enqueue_faults`, names in
@@ -23,8 +23,8 @@ faults by rate (:class:`Faults`) or by script (:meth:`BedrockEmulator.enqueue_fa
 idle time, connections and the request log's memory, and it outlives running out of descriptors.
 
 The emulator checks the client, so it never imports the client's modules (``_client``,
-``_transport``, ``_sigv4``, ``_prompt``, ``_protocol``, ``_credentials``, ``_streaming``); a test
-enforces this.
+``_http.transport``, ``_core.sigv4``, ``_core.prompt``, ``_core.protocol``, ``_http.credentials``, ``_streaming``); a
+test enforces this.
 """
 
 from __future__ import annotations

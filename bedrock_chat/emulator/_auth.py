@@ -1,6 +1,6 @@
 """SigV4 verification of received requests, with botocore's signer as the reference.
 
-The emulator exists partly to check the project's own signer (``bedrock_chat._sigv4``), so it must not
+The emulator exists partly to check the project's own signer (``bedrock_chat._core.sigv4``), so it must not
 use it: the expected signature is computed by botocore's ``SigV4Auth`` on an ``AWSRequest`` rebuilt
 from what arrived -- the raw request target (botocore URI-encodes it once more, so a wire ``%3A``
 becomes ``%253A`` as on the real service), exactly the headers the request lists in ``SignedHeaders``

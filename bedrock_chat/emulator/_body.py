@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from .._models import ModelApi
+from .._core.models import ModelApi
 
 __all__ = ["BodyError", "ParsedRequest", "Tool", "ToolChoice"]
 

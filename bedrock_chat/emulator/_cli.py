@@ -17,7 +17,7 @@ from typing import TextIO
 
 import anyio
 
-from .._argtypes import bounded
+from .._core.argtypes import bounded
 from .._errors import ConfigurationError
 from ._faults import FAULT_NAMES, STREAM_EXCEPTIONS, Faults, parse_fault
 from ._limits import ServerLimits

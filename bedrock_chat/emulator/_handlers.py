@@ -14,7 +14,7 @@ Every request goes through the same steps, each of which may answer early:
 4. **Fault**: the scripted queue's head, else the seeded rates (``_faults``). An HTTP-error fault
    answers now; the others change the reply built in step 6.
 5. **Headers, model and body**: on InvokeModel routes, the request-option headers first
-   (``_request_options``: guardrail, trace, latency, service tier, metadata) -> 400; the model id is
+   (``_core.request_options``: guardrail, trace, latency, service tier, metadata) -> 400; the model id is
    percent-decoded once and resolved with the registry; unknown -> 404 ResourceNotFoundException, a
    model served only on ``/anthropic/v1/messages`` -> 400 ValidationException (UNVERIFIED); then JSON
    and the API's rules (``_validation``, ``_content``) -> 400. On the Messages endpoint, first the
@@ -39,8 +39,8 @@ from typing import Any, NamedTuple
 
 import attrs
 
+from .._core.models import ModelApi, ResolvedModel, Surface, resolve_model
 from .._errors import InvalidRequestError
-from .._models import ModelApi, ResolvedModel, Surface, resolve_model
 from . import _count_tokens as count_tokens_op
 from . import _messages_endpoint as messages_endpoint
 from ._auth import INVOKE_SIGNING_NAMES, verify_request

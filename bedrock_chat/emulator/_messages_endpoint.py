@@ -64,8 +64,8 @@ from typing import Any
 
 import attrs
 
-from .._models import ResolvedModel
-from .._sse import encode_event
+from .._core.models import ResolvedModel
+from .._core.sse import encode_event
 from ._fake_model import FakeReply
 from ._faults import STREAM_EXCEPTIONS, Fault, FaultKind, ServiceError
 from ._responses import Reply, messages_body

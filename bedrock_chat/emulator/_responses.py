@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
-from .._eventstream import encode_chunk_event, encode_exception_event
+from .._core.eventstream import encode_chunk_event, encode_exception_event
 from ._fake_model import FakeReply
 from ._faults import STREAM_EXCEPTIONS, Fault, FaultKind, ServiceError
 from ._tools import ToolCall, content_blocks, tool_events

@@ -35,7 +35,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._models import ModelApi, ResolvedModel, Surface
+from .._core.models import ModelApi, ResolvedModel, Surface
 from ._body import AUTO, BodyError, ParsedRequest
 from ._content import check_content, check_tool_turns, parse_tool_choice, parse_tools
 

@@ -21,7 +21,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
-from bedrock_chat._eventstream import EventStreamDecoder, decode_chunk_payload
+from bedrock_chat._core.eventstream import EventStreamDecoder, decode_chunk_payload
 from bedrock_chat.emulator import BedrockEmulator
 
 __all__ = ["MESSAGES_BODY", "MESSAGES_BYTES", "Answer", "Signer", "chunk_events", "post_signed", "sign_with_botocore"]

@@ -13,9 +13,17 @@ import bedrock_chat.emulator as emulator_package
 EMULATOR_DIR = pathlib.Path(emulator_package.__file__).parent
 PACKAGE_DIR = EMULATOR_DIR.parent
 #: The client modules the emulator verifies; importing any would make it check itself.
-CLIENT_MODULES = ("_client", "_transport", "_sigv4", "_prompt", "_protocol", "_credentials", "_streaming")
+CLIENT_MODULES = (
+    "_client",
+    "_http.transport",
+    "_core.sigv4",
+    "_core.prompt",
+    "_core.protocol",
+    "_http.credentials",
+    "_streaming",
+)
 #: Pure codecs and data the emulator may share: both sides must speak them byte for byte anyway.
-ALLOWED_PROJECT_MODULES = {"_argtypes", "_eventstream", "_models", "_errors", "_types", "_sse"}
+ALLOWED_PROJECT_MODULES = {"_core.argtypes", "_core.eventstream", "_core.models", "_errors", "_types", "_core.sse"}
 
 # The package's own __init__ may import the client for its users; the emulator must not depend on that,
 # so the check stands the package up as a bare namespace before importing every emulator module.

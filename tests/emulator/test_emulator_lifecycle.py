@@ -13,8 +13,8 @@ import pytest
 import trio
 from emulator_testing import Signer, sign_with_botocore
 
+from bedrock_chat._core.eventstream import EventStreamDecoder, decode_chunk_payload
 from bedrock_chat._errors import EventStreamError, IncompleteStreamError
-from bedrock_chat._eventstream import EventStreamDecoder, decode_chunk_payload
 from bedrock_chat.emulator import BedrockEmulator, EmulatorOptions, Faults, run_emulator_in_thread
 
 QUOTED = "anthropic.claude-3-5-haiku-20241022-v1%3A0"

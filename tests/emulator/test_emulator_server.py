@@ -18,7 +18,7 @@ import attrs
 import pytest
 from emulator_testing import MESSAGES_BODY, MESSAGES_BYTES, Signer, sign_with_botocore
 
-from bedrock_chat._eventstream import EventStreamDecoder, decode_chunk_payload
+from bedrock_chat._core.eventstream import EventStreamDecoder, decode_chunk_payload
 from bedrock_chat.emulator import MAX_BODY_BYTES, BedrockEmulator, count_tokens, fake_reply
 
 HAIKU_35 = "anthropic.claude-3-5-haiku-20241022-v1:0"

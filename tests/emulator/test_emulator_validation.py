@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bedrock_chat._models import ModelApi, resolve_model
+from bedrock_chat._core.models import ModelApi, resolve_model
 from bedrock_chat.emulator._validation import BodyError, anthropic_model_name, parse_body
 
 V2 = "anthropic.claude-v2"

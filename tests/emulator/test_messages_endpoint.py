@@ -19,7 +19,7 @@ import httpx
 import pytest
 from emulator_testing import sign_with_botocore
 
-from bedrock_chat._sse import SSEDecoder, SSEEvent
+from bedrock_chat._core.sse import SSEDecoder, SSEEvent
 from bedrock_chat.emulator import (
     BedrockEmulator,
     EmulatorOptions,

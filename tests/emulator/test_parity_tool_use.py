@@ -12,8 +12,8 @@ import pytest
 from anthropic.types import MessageParam, TextBlock, ToolParam, ToolUseBlock
 from emulator_testing import boto3_runtime_client, chunk_events, post_signed
 
-from bedrock_chat._models import resolve_model
-from bedrock_chat._sse import SSEDecoder
+from bedrock_chat._core.models import resolve_model
+from bedrock_chat._core.sse import SSEDecoder
 from bedrock_chat.emulator import BedrockEmulator, count_tokens, fake_reply
 from bedrock_chat.emulator._tools import JSON_PIECE_CHARS, MAX_DEPTH, choose_tool, tool_input
 from bedrock_chat.emulator._validation import parse_body

@@ -29,8 +29,8 @@ import httpx
 from hypothesis import HealthCheck, settings
 
 from bedrock_chat import AnthropicBedrock, AwsCredentials, RetryPolicy
-from bedrock_chat._aiohttp_transport import AiohttpTransport
-from bedrock_chat._httpcore_transport import HttpcoreTransport
+from bedrock_chat._http.aiohttp_transport import AiohttpTransport
+from bedrock_chat._http.httpcore_transport import HttpcoreTransport
 from bedrock_chat.emulator import BedrockEmulator
 
 __all__ = [

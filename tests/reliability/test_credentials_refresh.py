@@ -20,7 +20,7 @@ import pytest
 from e2e_helpers import checked_out_connections
 
 from bedrock_chat import AnthropicBedrock, ExpiredTokenError
-from bedrock_chat._credentials import BotocoreCredentialSource
+from bedrock_chat._http.credentials import BotocoreCredentialSource
 from bedrock_chat.emulator import BedrockEmulator
 from reliability.reliability_helpers import LoopMonitor, TracingTransport, client_for, record_figure
 

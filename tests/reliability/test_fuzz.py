@@ -32,16 +32,16 @@ from hypothesis import strategies as st
 from strategies import json_values, response_like_objects
 
 from bedrock_chat import APIError, BedrockError, EventStreamError, InvalidRequestError, resolve_model
-from bedrock_chat._eventstream import (
+from bedrock_chat._core.eventstream import (
     MAX_MESSAGE_LENGTH,
     EventStreamDecoder,
     encode_chunk_event,
     encode_exception_event,
     encode_message,
 )
-from bedrock_chat._models import Surface
-from bedrock_chat._prompt import messages_payload, normalize_conversation, text_prompt
-from bedrock_chat._protocol import (
+from bedrock_chat._core.models import Surface
+from bedrock_chat._core.prompt import messages_payload, normalize_conversation, text_prompt
+from bedrock_chat._core.protocol import (
     Invocation,
     SamplingParams,
     StreamAssembler,
@@ -50,7 +50,7 @@ from bedrock_chat._protocol import (
     parse_raw_invoke_response,
     prepare_invocation,
 )
-from bedrock_chat._sse import SSEDecoder
+from bedrock_chat._core.sse import SSEDecoder
 from bedrock_chat._streaming import _EventStreamSource, _SSESource
 from reliability.reliability_helpers import FUZZ_CI, FUZZ_SOAK, counted, record_figure, tracemalloc_peak
 

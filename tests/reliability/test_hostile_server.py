@@ -34,7 +34,7 @@ from bedrock_chat import (
     ResponseTooLargeError,
     RetryPolicy,
 )
-from bedrock_chat.cli import main as cli_main
+from bedrock_chat._cli.main import main as cli_main
 from bedrock_chat.emulator import BedrockEmulator
 from reliability.reliability_helpers import LoopbackServer, client_for, read_request, record_figure
 

@@ -28,10 +28,10 @@ import pytest
 from e2e_helpers import child_environment
 
 from bedrock_chat import AnthropicBedrock, APIError, BedrockError, CredentialsError, EventStreamError, RetryPolicy
-from bedrock_chat._credentials import BotocoreCredentialSource
-from bedrock_chat._eventstream import encode_chunk_event, encode_exception_event
-from bedrock_chat._sse import encode_event
-from bedrock_chat._transport import _HEADER_LOGGERS
+from bedrock_chat._core.eventstream import encode_chunk_event, encode_exception_event
+from bedrock_chat._core.sse import encode_event
+from bedrock_chat._http.credentials import BotocoreCredentialSource
+from bedrock_chat._http.transport import _HEADER_LOGGERS
 from reliability.reliability_helpers import LoopbackServer, read_request
 
 MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -392,7 +392,7 @@ async def test_a_credential_chain_failure_shows_no_credential_in_its_traceback(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     shown = _everything_shown(await _chain_failure("canary"))
-    assert "self = <bedrock_chat._credentials.BotocoreCredentialSource" in shown
+    assert "self = <bedrock_chat._http.credentials.BotocoreCredentialSource" in shown
     _assert_no_credential(shown)
 
 

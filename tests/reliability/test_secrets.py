@@ -34,8 +34,8 @@ from bedrock_chat import (
     InvalidRequestError,
     RetryPolicy,
 )
-from bedrock_chat._aiohttp_transport import AiohttpTransport
-from bedrock_chat._httpcore_transport import HttpcoreTransport
+from bedrock_chat._http.aiohttp_transport import AiohttpTransport
+from bedrock_chat._http.httpcore_transport import HttpcoreTransport
 from bedrock_chat.emulator import BedrockEmulator
 from bedrock_chat.emulator._faults import HTTP_ERRORS, STREAM_EXCEPTIONS
 from reliability.reliability_helpers import SilentServer, TracingTransport, client_for, record_figure
@@ -454,7 +454,7 @@ def test_a_bedrock_api_key_from_the_environment_is_checked_without_being_shown(m
 
 def test_an_invalid_header_is_a_typed_error_that_quotes_nothing() -> None:
     """h11's LocalProtocolError quotes the header value it refused; ours says which kind of problem, not what."""
-    from bedrock_chat._transport import _failure
+    from bedrock_chat._http.transport import _failure
 
     error, _ = _failure(httpx.LocalProtocolError("Illegal header value b'Bearer canary-bedrock-api-key\\n'"))
     assert isinstance(error, InvalidRequestError)

@@ -1,0 +1,1 @@
+"""Batches above the client: the scheduler, the Bedrock batch-record format and batch-inference jobs."""

@@ -1,0 +1,253 @@
+"""Conversations -> the Claude text prompt and the Messages list: vectors, properties and validation."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import functools
+import itertools
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given
+from strategies import conversations
+
+from bedrock_chat import InvalidRequestError
+from bedrock_chat._core.prompt import AI_PROMPT, HUMAN_PROMPT, messages_payload, normalize_conversation, text_prompt
+
+
+def _user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+def _assistant(text: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": text}
+
+
+def _prompt(messages: list[dict[str, Any]], system: str | None = None) -> str:
+    return text_prompt(normalize_conversation(messages, system=system), model="anthropic.claude-v2:1")
+
+
+# ----------------------------------------------------------------------------------- text prompt vectors
+
+TEXT_PROMPTS: list[tuple[list[dict[str, Any]], str | None, str]] = [
+    ([_user("Hi")], None, "\n\nHuman: Hi\n\nAssistant:"),
+    (
+        [{"role": "system", "content": "You are a pirate."}, _user("Hi")],
+        None,
+        "You are a pirate.\n\nHuman: Hi\n\nAssistant:",
+    ),
+    ([_user("Hi")], "You are a pirate.", "You are a pirate.\n\nHuman: Hi\n\nAssistant:"),
+    (
+        [{"role": "system", "content": "B"}, _user("Hi")],
+        "A",
+        "A\n\nB\n\nHuman: Hi\n\nAssistant:",
+    ),
+    (
+        [_user("Hi"), _assistant("Hello!"), _user("How are you?")],
+        None,
+        "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: How are you?\n\nAssistant:",
+    ),
+    ([_user("a"), _user("b")], None, "\n\nHuman: a\n\nb\n\nAssistant:"),
+    ([_user("Hi"), _assistant("Well,")], None, "\n\nHuman: Hi\n\nAssistant: Well,"),
+    ([_user("Hi"), _assistant("Well,"), _assistant("um")], None, "\n\nHuman: Hi\n\nAssistant: Well,\n\num"),
+]
+
+
+@pytest.mark.parametrize(("messages", "system", "expected"), TEXT_PROMPTS)
+def test_text_prompt_vectors(messages: list[dict[str, Any]], system: str | None, expected: str) -> None:
+    """System text leads, turns alternate, runs of one role merge, and a trailing assistant turn is a prefill."""
+    assert _prompt(messages, system) == expected
+
+
+def test_prefill_is_reported() -> None:
+    """A trailing assistant message is the prefill; a trailing user message means none."""
+    assert normalize_conversation([_user("Hi"), _assistant("Well")]).prefill == "Well"
+    assert normalize_conversation([_user("Hi")]).prefill is None
+
+
+def _parse_prompt(prompt: str) -> tuple[str | None, list[tuple[str, str]], bool]:
+    """Split a text prompt back into (system, [(role, text)], ends with an open Assistant turn)."""
+    pieces = re.split(r"(\n\nHuman: |\n\nAssistant: )", prompt)
+    system = pieces[0] or None
+    open_end = False
+    turns: list[tuple[str, str]] = []
+    for marker, text in zip(pieces[1::2], pieces[2::2], strict=True):
+        role = "user" if marker == HUMAN_PROMPT + " " else "assistant"
+        if text.endswith(AI_PROMPT):
+            text, open_end = text[: -len(AI_PROMPT)], True
+        turns.append((role, text))
+    return system, turns, open_end
+
+
+def _blocks(content: Any) -> list[Any]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
+def _merge(a: Any, b: Any) -> Any:
+    """Anthropic's rule, applied left to right: two strings join with a blank line, otherwise blocks concatenate."""
+    return f"{a}\n\n{b}" if isinstance(a, str) and isinstance(b, str) else _blocks(a) + _blocks(b)
+
+
+def _expected_turns(messages: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    turns = [m for m in messages if m["role"] != "system"]
+    return [
+        (role, functools.reduce(_merge, [m["content"] for m in group]))
+        for role, group in itertools.groupby(turns, key=lambda m: m["role"])
+    ]
+
+
+@given(messages=conversations())
+def test_text_prompt_round_trips(messages: list[dict[str, Any]]) -> None:
+    """Parsing the prompt back gives the system text and the merged turns; only a user ending leaves it open."""
+    prompt = _prompt(messages)
+    system, turns, open_end = _parse_prompt(prompt)
+    systems = [m["content"] for m in messages if m["role"] == "system"]
+    assert system == ("\n\n".join(systems) or None)
+    assert turns == _expected_turns(messages)
+    assert open_end is (messages[-1]["role"] == "user")
+    assert prompt.endswith(AI_PROMPT) or messages[-1]["role"] == "assistant"
+    assert prompt[len(system or "") :].startswith(HUMAN_PROMPT + " ")
+
+
+# ----------------------------------------------------------------------------------------- Messages list
+
+
+@given(messages=conversations(blocks=True))
+def test_messages_payload_alternates_and_merges(messages: list[dict[str, Any]]) -> None:
+    """The Messages list starts with the user, alternates roles, and merges runs (blocks kept in order)."""
+    conversation = normalize_conversation(messages)
+    payload = messages_payload(conversation)
+    assert [(m["role"], m["content"]) for m in payload] == _expected_turns(messages)
+    assert payload[0]["role"] == "user"
+    assert all(a["role"] != b["role"] for a, b in itertools.pairwise(payload))
+    systems = [m["content"] for m in messages if m["role"] == "system"]
+    assert conversation.system == ("\n\n".join(systems) or None)
+
+
+@given(messages=conversations(blocks=True))
+def test_normalizing_does_not_touch_the_input(messages: list[dict[str, Any]]) -> None:
+    """The caller's list is neither mutated nor aliased into the result."""
+    before = copy.deepcopy(messages)
+    conversation = normalize_conversation(messages)
+    assert messages == before
+    assert list(conversation.original) == before
+    for original, given_message in zip(conversation.original, messages, strict=True):
+        if isinstance(given_message["content"], list):
+            assert original["content"] is not given_message["content"]
+
+
+def test_content_blocks_allowed_for_messages_models() -> None:
+    """Text, image, tool-use and tool-result blocks pass through to the Messages list."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw=="}},
+    ]
+    messages = [
+        {"role": "user", "content": blocks},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "42"}]},
+    ]
+    assert messages_payload(normalize_conversation(messages)) == messages
+
+
+def test_image_bytes_become_base64() -> None:
+    """Raw image bytes are accepted for convenience and sent as base64 text."""
+    source = {"type": "base64", "media_type": "image/jpeg", "data": b"\xff\xd8\xff"}
+    conversation = normalize_conversation([{"role": "user", "content": [{"type": "image", "source": source}]}])
+    content = messages_payload(conversation)[0]["content"]
+    assert content[0]["source"]["data"] == base64.b64encode(b"\xff\xd8\xff").decode()
+    assert conversation.original[0]["content"][0]["source"]["data"] == base64.b64encode(b"\xff\xd8\xff").decode()
+
+
+def test_unknown_block_types_pass_through() -> None:
+    """A block type newer than this library is left for the service to judge."""
+    block = {"type": "search_result", "source": "s", "title": "t", "content": []}
+    assert messages_payload(normalize_conversation([{"role": "user", "content": [block]}]))[0]["content"] == [block]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        [{"type": "text", "text": "Hi"}],
+        [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw=="}}],
+    ],
+)
+def test_content_blocks_rejected_for_text_completion_models(content: list[dict[str, Any]]) -> None:
+    """A text-completion model cannot take content blocks: a clear InvalidRequestError says so."""
+    conversation = normalize_conversation([{"role": "user", "content": content}])
+    with pytest.raises(InvalidRequestError, match="text-completion model") as info:
+        text_prompt(conversation, model="anthropic.claude-v2:1")
+    assert info.value.field.startswith("messages")
+
+
+# -------------------------------------------------------------------------------------------- validation
+
+BAD_CONVERSATIONS: list[tuple[object, str]] = [
+    ([], "messages"),
+    ("Hi", "messages"),
+    (b"Hi", "messages"),
+    (None, "messages"),
+    ({"role": "user", "content": "Hi"}, "messages"),
+    (["Hi"], "messages[0]"),
+    ([_user("Hi"), 3], "messages[1]"),
+    ([{"role": "bot", "content": "Hi"}], "messages[0].role"),
+    ([{"role": None, "content": "Hi"}], "messages[0].role"),
+    ([{"role": ["user"], "content": "Hi"}], "messages[0].role"),
+    ([{"role": {"user": 1}, "content": "Hi"}], "messages[0].role"),
+    ([{"content": "Hi"}], "messages[0].role"),
+    ([{"role": "user"}], "messages[0].content"),
+    ([_user("")], "messages[0].content"),
+    ([{"role": "user", "content": None}], "messages[0].content"),
+    ([{"role": "user", "content": 42}], "messages[0].content"),
+    ([{"role": "user", "content": b"Hi"}], "messages[0].content"),
+    ([{"role": "user", "content": []}], "messages[0].content"),
+    ([{"role": "user", "content": ["Hi"]}], "messages[0].content[0]"),
+    ([{"role": "user", "content": [{"text": "Hi"}]}], "messages[0].content[0].type"),
+    ([{"role": "user", "content": [{"type": "text", "text": ""}]}], "messages[0].content[0].text"),
+    ([{"role": "user", "content": [{"type": "text", "text": 3}]}], "messages[0].content[0].text"),
+    ([{"role": "user", "content": [{"type": "text"}]}], "messages[0].content[0].text"),
+    ([{"role": "user", "content": [{"type": "image"}]}], "messages[0].content[0].source"),
+    (
+        [{"role": "user", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/bmp"}}]}],
+        "messages[0].content[0].source.media_type",
+    ),
+    (
+        [{"role": "user", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png"}}]}],
+        "messages[0].content[0].source.data",
+    ),
+    (
+        [
+            {
+                "role": "user",
+                "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": b""}}],
+            }
+        ],
+        "messages[0].content[0].source.data",
+    ),
+    ([{"role": "user", "content": [{"type": "tool_use", "id": "t"}]}], "messages[0].content[0].name"),
+    ([{"role": "user", "content": "Hi", "name": "bob"}], "messages[0]"),
+    ([_assistant("Hi")], "messages[0]"),
+    ([_user("Hi"), {"role": "system", "content": "late"}], "messages[1]"),
+    ([{"role": "system", "content": [{"type": "text", "text": "s"}]}, _user("Hi")], "messages[0].content"),
+    ([{"role": "system", "content": "only a system prompt"}], "messages"),
+]
+
+
+@pytest.mark.parametrize(("messages", "field"), BAD_CONVERSATIONS)
+def test_bad_conversations_name_the_field(messages: object, field: str) -> None:
+    """Every malformed conversation raises InvalidRequestError (a ValueError) naming the offending element."""
+    with pytest.raises(InvalidRequestError) as info:
+        normalize_conversation(messages)
+    assert info.value.field == field
+    assert isinstance(info.value, ValueError)
+    assert str(info.value).startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize("system", ["", 3, ["a"]])
+def test_bad_system_argument(system: object) -> None:
+    """The ``system`` argument must be a non-empty string."""
+    with pytest.raises(InvalidRequestError) as info:
+        normalize_conversation([_user("Hi")], system=system)  # type: ignore[arg-type]
+    assert info.value.field == "system"
