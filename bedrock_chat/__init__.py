@@ -12,7 +12,7 @@ import typing as _typing
 from ._client import AnthropicBedrock, ChatCompletions
 from ._core.config import RetryPolicy
 from ._core.models import MODELS, ModelApi, ModelInfo, ResolvedModel, Surface, resolve_model
-from ._core.protocol import InvokeModelResponse
+from ._core.responses import InvokeModelResponse
 from ._errors import (
     AccessDeniedError,
     APIConnectionError,
@@ -45,7 +45,7 @@ from ._streaming import ChatCompletionStream
 from ._types import AwsCredentials, ChatCompletion, StreamChunk, Usage
 
 if _typing.TYPE_CHECKING:
-    from ._batch.scheduler import BatchResult, BatchRun
+    from ._batch.chat import BatchResult, BatchRun
     from ._sync import AnthropicBedrockSync, SyncBatchRun, SyncChatCompletionStream
 
 # Imported on first use, so that `import bedrock_chat` stays cheap for the common async case.
@@ -53,8 +53,8 @@ _LAZY = {
     "AnthropicBedrockSync": "._sync",
     "SyncBatchRun": "._sync",
     "SyncChatCompletionStream": "._sync",
-    "BatchResult": "._batch.scheduler",
-    "BatchRun": "._batch.scheduler",
+    "BatchResult": "._batch.chat",
+    "BatchRun": "._batch.chat",
 }
 
 

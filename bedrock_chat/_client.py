@@ -21,27 +21,21 @@ import httpx
 import sniffio
 
 from ._core.config import (
-    Endpoint,
     RetryPolicy,
     check_resolves_to_loopback,
     default_endpoint_url,
-    parse_endpoint,
     region_from_env,
     validate_deadline,
     validate_region,
     validate_seconds,
-    validate_timeout,
 )
 from ._core.models import ResolvedModel, Surface, resolve_model
 from ._core.prompt import normalize_conversation
 from ._core.protocol import (
     DEFAULT_MAX_TOKENS,
     Invocation,
-    InvokeModelResponse,
     choose_surface,
     invoke_path,
-    parse_invoke_response,
-    parse_raw_invoke_response,
     prepare_invocation,
     too_deep_error,
     validate_model_rules,
@@ -50,17 +44,20 @@ from ._core.protocol import (
 )
 from ._core.proxy import parse_proxy, proxy_for
 from ._core.request_options import RequestOptions, request_option_headers
+from ._core.responses import InvokeModelResponse, parse_invoke_response, parse_raw_invoke_response
 from ._core.sigv4 import percent_encode_path_segment
 from ._errors import BedrockError, ConfigurationError, InvalidRequestError, make_api_error
 from ._http.credentials import BotocoreCredentialSource, CredentialSource, StaticCredentialSource
+from ._http.endpoint import Endpoint, parse_endpoint
 from ._http.loops import PerLoop, current_loop, loop_is_closed, on_loop_end
+from ._http.timeouts import validate_timeout
 from ._http.transport import DEFAULT_MAX_RESPONSE_BYTES, BedrockTransport, RawResponse
 from ._streaming import ChatCompletionStream, check_stream_content_type, deadline_expired
 from ._types import AwsCredentials, ChatCompletion
 
 if TYPE_CHECKING:
+    from ._batch.chat import BatchResult, BatchRun, Requests
     from ._batch.jobs import BatchJobs
-    from ._batch.scheduler import BatchResult, BatchRun, Requests
 
 __all__ = ["DEFAULT_TIMEOUT", "AnthropicBedrock", "ChatCompletions", "RetryHook"]
 
@@ -309,7 +306,7 @@ class ChatCompletions:
         Each input yields one :class:`BatchResult` (its index, and the completion or the typed error),
         in completion order. Leaving the block early cancels the requests still running.
         """
-        from ._batch.scheduler import chat_batch  # imported on use: most programs never batch
+        from ._batch.chat import chat_batch  # imported on use: most programs never batch
 
         return chat_batch(
             self._client,
@@ -328,7 +325,8 @@ class ChatCompletions:
         tokens_per_minute: float | None = None,
     ) -> list[BatchResult]:
         """:meth:`batch`, collected: every result, in input order (all held in memory)."""
-        from ._batch.scheduler import collect_in_order
+        # imported on use: most programs never batch (start-up time)
+        from ._batch.chat import collect_in_order
 
         return await collect_in_order(
             self.batch(
@@ -596,6 +594,7 @@ class AnthropicBedrock:
         quotas, make one: ``BatchJobs(client, s3_endpoint_url=..., limits=...)``.
         """
         if self._batch_jobs is None:
+            # imported on use: most programs never batch (start-up time)
             from ._batch.jobs import BatchJobs
 
             self._batch_jobs = BatchJobs(self)
@@ -637,10 +636,12 @@ class AnthropicBedrock:
                 raise ConfigurationError(
                     "http_backend: 'aiohttp' runs only under asyncio; under trio use 'auto' or 'httpcore2'"
                 )
+            # aiohttp loads only with its backend (start-up time)
             from ._http.aiohttp_transport import AiohttpTransport
 
             return AiohttpTransport(max_connections=self._max_connections, proxy=proxy)
         if backend == "httpcore2":
+            # httpcore2 loads only with its backend (start-up time)
             from ._http.httpcore_transport import HttpcoreTransport
 
             return HttpcoreTransport(max_connections=self._max_connections, proxy=proxy)

@@ -24,7 +24,8 @@ import httpx
 
 from ._core.eventstream import EventStreamDecoder, EventStreamMessage, decode_chunk_payload
 from ._core.models import Surface
-from ._core.protocol import Invocation, StreamAssembler, parse_stream_error_event, request_id_from, usage_from_headers
+from ._core.protocol import Invocation
+from ._core.responses import StreamAssembler, parse_stream_error_event, request_id_from, usage_from_headers
 from ._core.sse import SSEDecoder
 from ._errors import (
     BedrockError,

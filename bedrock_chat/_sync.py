@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ._client import AnthropicBedrock
-from ._core.protocol import InvokeModelResponse
+from ._core.responses import InvokeModelResponse
 from ._errors import ConfigurationError
 from ._streaming import ChatCompletionStream
 from ._types import ChatCompletion, StreamChunk
 
 if TYPE_CHECKING:  # _batch is imported on use, as the async client does: most programs never batch
-    from ._batch.scheduler import BatchResult, BatchRun
+    from ._batch.chat import BatchResult, BatchRun
 
 __all__ = ["AnthropicBedrockSync", "SyncBatchRun", "SyncChatCompletionStream"]
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from strategies import error_codes, error_type_headers
 
 from bedrock_chat import _errors
-from bedrock_chat._core.protocol import parse_error_response
+from bedrock_chat._core.responses import parse_error_response
 from bedrock_chat._errors import (
     ERROR_CLASSES,
     AccessDeniedError,

@@ -15,7 +15,8 @@ import pytest
 
 from bedrock_chat._core.models import resolve_model
 from bedrock_chat._core.prompt import normalize_conversation
-from bedrock_chat._core.protocol import Invocation, StreamAssembler, prepare_invocation, validate_sampling
+from bedrock_chat._core.protocol import Invocation, prepare_invocation, validate_sampling
+from bedrock_chat._core.responses import StreamAssembler
 
 MESSAGES_MODEL = "anthropic.claude-haiku-4-5-20251001-v1:0"
 TEXT_MODEL = "anthropic.claude-v2:1"

@@ -40,11 +40,13 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from .._core.config import check_resolves_to_loopback, default_endpoint_url, parse_endpoint
+from .._core.config import check_resolves_to_loopback, default_endpoint_url
 from .._core.models import resolve_model
 from .._errors import BedrockError, ConfigurationError, Scrubber, from_the_server
 from .._http.credentials import StaticCredentialSource
+from .._http.endpoint import parse_endpoint
 from .._http.loops import PerLoop
+from .records import Malformed, bedrock_record, input_lines, line_fields, our_record
 
 if TYPE_CHECKING:
     from .._client import AnthropicBedrock
@@ -180,7 +182,6 @@ def prepare_input(
     Raises:
         BatchInputError: malformed lines, duplicate ids, invalid inputs, another model, wrong record count.
     """
-    from .._cli.batch import _bedrock_record, _input_lines, _line_fields, _Malformed, _our_record
 
     resolved = resolve_model(model)
     client._check_model_region(resolved)
@@ -188,10 +189,10 @@ def prepare_input(
     problems: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
     lines: list[bytes] = []
-    for number, raw in _input_lines(path):
+    for number, raw in input_lines(path):
         try:
-            record_id, data = _line_fields(raw, number)
-        except _Malformed as exc:
+            record_id, data = line_fields(raw, number)
+        except Malformed as exc:
             problems.append((number, f"malformed: {exc}"))
             continue
         if record_id in seen:
@@ -210,9 +211,9 @@ def prepare_input(
                 problems.append((number, f"model {line_model!r} is not the job's model {model!r}"))
                 continue
         if "modelInput" in data:
-            record = _bedrock_record(client, record_id, data, model)
+            record = bedrock_record(client, record_id, data, model)
         elif "messages" in data:
-            record = _our_record(client, record_id, data, model)
+            record = our_record(client, record_id, data, model)
         else:
             problems.append((number, "needs modelInput (Bedrock's form) or messages (create()'s)"))
             continue
@@ -358,6 +359,7 @@ class BatchJobs:
                     raise ConfigurationError(f"control_plane_endpoint_url: cannot resolve {host!r}: {exc}") from exc
                 check_resolves_to_loopback("control_plane_endpoint_url", host, (str(info[4][0]) for info in found))
         try:
+            # boto3 is optional and slow to import: loaded on first use (start-up time)
             import boto3
         except ImportError:
             raise ConfigurationError("batch jobs need boto3: pip install boto3") from None
@@ -385,6 +387,7 @@ class BatchJobs:
         :func:`from_the_server` with the call's secrets; botocore's exception is not chained, since its
         text is unscrubbed and its frames hold the signed request.
         """
+        # botocore is slow to import: loaded on first use (start-up time)
         import botocore.exceptions
 
         _last_authorization.value = None

@@ -31,15 +31,22 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
+import attrs
 
-from .._batch.files import OutputPlan
-from .._batch.jobs import BatchJobs, BatchLimits, JobStatus
+from .._batch.files import OutputError, OutputPlan, UsageError, open_input, prepare_output
+from .._batch.jobs import BatchInputError, BatchJobs, BatchLimits, JobStatus
+from .._batch.records import scan_input
+from .._client import AnthropicBedrock
 from .._errors import BedrockError
-from .batch import Progress, check_conflicts, report_failed_before, settle
+from ..emulator import run_emulator_in_thread
+from ..emulator._cli import emulator_options_from_args
+from ..emulator._job_options import JobOptions
+from .output import ConflictError, check_conflicts, report_failed_before, settle
+from .progress import Progress
+from .shared import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, client_settings, positive_int
 
 __all__ = ["add_bedrock_batch_arguments", "run_bedrock_batch"]
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _MISSING_SHOWN = 20
 _WRITE_BATCH = 1000
 
@@ -56,7 +63,6 @@ def _interval(text: str) -> float:
 
 def add_bedrock_batch_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``--via bedrock-batch``."""
-    from .main import _positive_int
 
     group = parser.add_argument_group("Bedrock batch inference (--via bedrock-batch)")
     group.add_argument(
@@ -76,7 +82,7 @@ def add_bedrock_batch_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--min-records",
-        type=_positive_int,
+        type=positive_int,
         default=BatchLimits().min_records_per_job,
         metavar="N",
         help="fewest records a job may have (quota; default %(default)s, UNVERIFIED)",
@@ -90,17 +96,11 @@ def add_bedrock_batch_arguments(parser: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def _settings(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     """Client settings; with --emulator, an emulator whose jobs use ``--s3-endpoint-url``."""
-    from .main import _client_settings
 
     if not args.emulator:
-        with _client_settings(args) as settings:
+        with client_settings(args) as settings:
             yield settings
         return
-    import attrs
-
-    from ..emulator import run_emulator_in_thread
-    from ..emulator._cli import emulator_options_from_args
-    from ..emulator._job_options import JobOptions
 
     options = emulator_options_from_args(args)
     options = attrs.evolve(options, jobs=JobOptions(s3_endpoint_url=args.s3_endpoint_url))
@@ -224,7 +224,6 @@ async def _main(
     run: _Run,
     err: TextIO,
 ) -> None:
-    from .._client import AnthropicBedrock
 
     async with AnthropicBedrock(**settings) as client:
         # Before OUTPUT or the service is touched: OUTPUT must not hold another input's results.
@@ -302,9 +301,6 @@ def _command(args: argparse.Namespace, *extra: str) -> str:
 
 def run_bedrock_batch(args: argparse.Namespace) -> int:
     """Run ``bedrock-chat batch --via bedrock-batch``; 0 when every record came back with a modelOutput."""
-    from .._batch.files import OutputError, UsageError, open_input, prepare_output
-    from .._batch.jobs import BatchInputError
-    from .batch import ConflictError, _scan
 
     err = sys.stderr
     if not args.attach and not args.stop and (not args.s3 or not args.role_arn):
@@ -319,7 +315,7 @@ def run_bedrock_batch(args: argparse.Namespace) -> int:
     try:
         with open_input(args.input) as source:
             try:
-                _, ids = _scan(source)
+                _, ids = scan_input(source)
             except OSError as exc:
                 err.write(f"bedrock-chat batch: {exc}\n")
                 return EXIT_ERROR

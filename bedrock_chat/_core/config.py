@@ -1,5 +1,6 @@
-"""Client configuration that can be checked without I/O: region, endpoint URL, timeouts, retry policy.
+"""Client configuration that can be checked without I/O: region, endpoint rules, durations, retry policy.
 
+The endpoint URL itself is parsed in ``_http.endpoint`` (it is an ``httpx.URL``) by the rules here.
 Regions and endpoint URLs end up in the Host header and the signing scope, so they are validated
 strictly: ``us-east-1.evil.com/x`` is not a region, and plain ``http://`` is refused for anything but
 loopback unless the caller opts in, because SigV4 headers sent in clear text can be replayed.
@@ -17,21 +18,19 @@ import re
 from collections.abc import Iterable, Mapping
 
 import attrs
-import httpx
 
 from .._errors import ConfigurationError, InvalidRequestError
 
 __all__ = [
-    "Endpoint",
     "RetryPolicy",
     "check_resolves_to_loopback",
     "default_endpoint_url",
-    "parse_endpoint",
+    "is_loopback",
+    "is_loopback_address",
     "region_from_env",
     "validate_deadline",
     "validate_region",
     "validate_seconds",
-    "validate_timeout",
 ]
 
 # Two to four letters first: ``eusc-de-east-1`` (the European Sovereign Cloud) is a region too.
@@ -93,22 +92,22 @@ def default_endpoint_url(
 LOCALHOST = "localhost"
 
 
-def _is_loopback_address(host: str) -> bool:
+def is_loopback_address(host: str) -> bool:
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     """A name-based guess, for proxy bypass only (guessing wrong there costs a direct connection, not secrets)."""
-    return host == LOCALHOST or host.endswith(".localhost") or _is_loopback_address(host)
+    return host == LOCALHOST or host.endswith(".localhost") or is_loopback_address(host)
 
 
 def check_resolves_to_loopback(field: str, host: str, addresses: Iterable[str]) -> None:
     """Plain http to ``host`` was allowed as loopback: every address it resolved to must be loopback."""
     found = sorted(set(addresses))
-    strays = [address for address in found if not _is_loopback_address(address.partition("%")[0])]
+    strays = [address for address in found if not is_loopback_address(address.partition("%")[0])]
     if not found or strays:
         raise ConfigurationError(
             f"{field}: plain http is allowed only for loopback hosts, and {host!r} resolves to "
@@ -116,64 +115,11 @@ def check_resolves_to_loopback(field: str, host: str, addresses: Iterable[str]) 
         )
 
 
-@attrs.frozen
-class Endpoint:
-    """Where requests go: the base URL and the Host header value that gets signed.
-
-    ``verify_loopback`` is set for plain http to ``localhost``: the name must be resolved (off the event
-    loop) and checked with :func:`check_resolves_to_loopback` before anything is sent.
-    """
-
-    url: httpx.URL
-    host: str  # netloc as sent in Host: default ports omitted
-    verify_loopback: bool = False
-
-    @property
-    def base_path(self) -> str:
-        """The endpoint's own path prefix ("" for a bare host), prepended to every operation path."""
-        return self.url.raw_path.decode("ascii").rstrip("/")
-
-    def url_for(self, path: str) -> httpx.URL:
-        """Absolute URL for an already-encoded operation path (kept raw, so %3A stays %3A on the wire)."""
-        return self.url.copy_with(raw_path=(self.base_path + path).encode("ascii"))
-
-
-def parse_endpoint(url: str, *, allow_insecure_http: bool = False, field: str = "endpoint_url") -> Endpoint:
-    """Validate an endpoint URL (scheme, host, no query) and derive the signed Host value."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise ConfigurationError(f"{field}: {url!r} is not a valid URL") from exc
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ConfigurationError(f"{field}: {url!r} must be an http(s) URL with a host")
-    if parsed.query or parsed.fragment or parsed.userinfo:
-        raise ConfigurationError(f"{field}: must not contain credentials, a query or a fragment")
-    insecure = parsed.scheme == "http" and not allow_insecure_http
-    if insecure and parsed.host != LOCALHOST and not _is_loopback_address(parsed.host):
-        raise ConfigurationError(
-            f"{field}: plain http is allowed only for loopback hosts, not {parsed.host!r}; "
-            "use https, or pass allow_insecure_http=True if you really mean it"
-        )
-    return Endpoint(parsed, parsed.netloc.decode("ascii"), verify_loopback=insecure and parsed.host == LOCALHOST)
-
-
 def validate_seconds(value: object, field: str) -> float:
     """A duration in seconds: a finite number above zero (NaN would make every later wait fail at once)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise ConfigurationError(f"{field}: must be a finite number of seconds above 0, got {value!r}")
     return float(value)
-
-
-def validate_timeout(value: object, field: str = "timeout") -> httpx.Timeout:
-    """Seconds or an ``httpx.Timeout``, each of its bounds checked (None in a Timeout means unbounded)."""
-    if isinstance(value, httpx.Timeout):
-        for name, seconds in value.as_dict().items():
-            if seconds is not None:
-                validate_seconds(seconds, f"{field}.{name}")
-        return value
-    if value is None:  # httpx's spelling of "no timeout", accepted as it always was
-        return httpx.Timeout(None)
-    return httpx.Timeout(validate_seconds(value, field))
 
 
 def validate_deadline(value: object, *, per_call: bool = False) -> float | None:

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 import attrs
 
 from .._errors import ConfigurationError
-from .config import _is_loopback
+from .config import is_loopback
 
 __all__ = ["Proxy", "parse_proxy", "proxy_for"]
 
@@ -129,7 +129,7 @@ def proxy_for(
         return None
     parts = urlsplit(endpoint_url)
     host = parts.hostname or ""
-    if _is_loopback(host):
+    if is_loopback(host):
         return None
     found = _environment_proxies(environ)
     chosen = found.get(parts.scheme)

@@ -30,11 +30,11 @@ The hot path is one body hash, one request hash and one HMAC: the signing key is
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import math
 import re
-import time
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -440,7 +440,7 @@ class SigV4Signer:
 
     def _amz_date(self, second: int) -> str:
         """``X-Amz-Date`` for a POSIX second, memoised as the last one (requests come in bursts)."""
-        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+        amz_date = datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
         self._date = (second, amz_date)
         return amz_date
 

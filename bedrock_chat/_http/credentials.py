@@ -186,6 +186,7 @@ def _from_frozen(frozen: Any, credentials: Any) -> AwsCredentials | None:
 
 
 def _botocore_session(profile: str | None) -> Any:
+    # botocore is slow to import: loaded on first use (start-up time)
     import botocore.exceptions
     import botocore.session
 

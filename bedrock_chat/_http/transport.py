@@ -33,8 +33,8 @@ from typing import Any, TypeVar, cast, overload
 import anyio
 import httpx
 
-from .._core.config import Endpoint, RetryPolicy
-from .._core.protocol import parse_error_response
+from .._core.config import RetryPolicy
+from .._core.responses import parse_error_response
 from .._core.sigv4 import SigV4Signer
 from .._errors import (
     APIConnectionError,
@@ -54,6 +54,7 @@ from .._errors import (
 from .._types import AwsCredentials
 from .cache import BoundedCache
 from .credentials import CredentialSource
+from .endpoint import Endpoint
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -557,6 +558,7 @@ def _install_header_log_filter() -> None:
 
 def _botocore_signer(endpoint: Endpoint, region: str, service: str) -> Signer:
     """Sign with botocore's own SigV4Auth (for users who want the reference implementation)."""
+    # botocore is slow to import: loaded on first use (start-up time)
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials

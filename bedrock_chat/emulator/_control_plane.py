@@ -36,19 +36,18 @@ from typing import Any
 
 import anyio
 import anyio.abc
-import attrs
 
 from ._auth import INVOKE_SIGNING_NAMES
 from ._faults import ServiceError
 from ._handlers import Dispatched, authenticate
+from ._job import Job
 from ._options import EmulatorOptions
 from ._responses import Reply, error_reply, new_request_id, ok_json_reply
 
-__all__ = ["ACCOUNT_ID", "TERMINAL_STATUSES", "ControlPlane", "Job"]
+__all__ = ["ACCOUNT_ID", "ControlPlane"]
 
 #: The account id in the ARNs the emulator makes (AWS's documentation example).
 ACCOUNT_ID = "123456789012"
-TERMINAL_STATUSES = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"})
 _STOPPABLE = frozenset({"Submitted", "Validating", "Scheduled", "InProgress"})
 _JOB_NAME = re.compile(r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}")
 _TOKEN = re.compile(r"[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}")
@@ -56,73 +55,6 @@ _ID_ALPHABET = string.ascii_lowercase + string.digits
 _JOB_PATH = "/model-invocation-job"
 _LIST_PATH = "/model-invocation-jobs"
 _INVOCATION_TYPES = frozenset({"InvokeModel"})  # Converse records are not emulated
-
-
-@attrs.define(kw_only=True)
-class Job:
-    """One model invocation job: what was asked, where it stands, and its counts (mutated by the runner)."""
-
-    job_id: str
-    arn: str
-    name: str
-    model_id: str
-    role_arn: str
-    token: str | None
-    input_uri: str
-    output_uri: str
-    input_config: dict[str, Any]
-    output_config: dict[str, Any]
-    timeout_hours: int
-    invocation_type: str
-    options: EmulatorOptions
-    submit_time: float
-    status: str = "Submitted"
-    message: str | None = None
-    last_modified: float = 0.0
-    end_time: float | None = None
-    total: int | None = None
-    processed: int = 0
-    success: int = 0
-    errors: int = 0
-
-    def set_status(self, status: str, *, message: str | None = None) -> None:
-        """Move to ``status`` (stamping the times); a finished job never moves again."""
-        if self.status in TERMINAL_STATUSES:
-            return
-        now = self.options.clock()
-        self.status, self.last_modified = status, now
-        if message is not None:
-            self.message = message
-        if status in TERMINAL_STATUSES:
-            self.end_time = now
-
-    def summary(self) -> dict[str, Any]:
-        """The job as GetModelInvocationJob (and a ListModelInvocationJobs summary) describes it."""
-        described: dict[str, Any] = {
-            "jobArn": self.arn,
-            "jobName": self.name,
-            "modelId": self.model_id,
-            "roleArn": self.role_arn,
-            "status": self.status,
-            "submitTime": self.submit_time,
-            "lastModifiedTime": self.last_modified or self.submit_time,
-            "inputDataConfig": self.input_config,
-            "outputDataConfig": self.output_config,
-            "timeoutDurationInHours": self.timeout_hours,
-            "jobExpirationTime": self.submit_time + self.timeout_hours * 3600,
-            "modelInvocationType": self.invocation_type,
-            "processedRecordCount": self.processed,
-            "successRecordCount": self.success,
-            "errorRecordCount": self.errors,
-        }
-        optional = {
-            "clientRequestToken": self.token,
-            "message": self.message,
-            "endTime": self.end_time,
-            "totalRecordCount": self.total,
-        }
-        described.update({key: value for key, value in optional.items() if value is not None})
-        return described
 
 
 def _validation(message: str) -> ServiceError:

@@ -30,8 +30,8 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from ._control_plane import Job
 from ._handlers import MODEL_ROUTES, Call
+from ._job import Job
 from ._responses import new_request_id
 
 __all__ = ["parse_s3_uri", "run_job"]

@@ -29,6 +29,7 @@ __all__ = ["bedrock_emulator", "bedrock_emulator_options", "bedrock_emulator_ser
 @pytest.fixture(scope="session")
 def bedrock_emulator_options() -> EmulatorOptions:
     """Options of the session's emulator (override in a conftest.py to change them)."""
+    # the plugin loads in every pytest run, the emulator only for a test that asks (start-up time)
     from ._options import EmulatorOptions
 
     return EmulatorOptions()
@@ -37,6 +38,7 @@ def bedrock_emulator_options() -> EmulatorOptions:
 @pytest.fixture(scope="session")
 def bedrock_emulator_server(bedrock_emulator_options: EmulatorOptions) -> Iterator[BedrockEmulator]:
     """One emulator for the whole session, served from a daemon thread."""
+    # the plugin loads in every pytest run, the emulator only for a test that asks (start-up time)
     from ._thread import run_emulator_in_thread
 
     with run_emulator_in_thread(bedrock_emulator_options) as emulator:

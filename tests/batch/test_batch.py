@@ -25,6 +25,7 @@ from bedrock_chat import (
     ThrottlingError,
     ValidationError,
 )
+from bedrock_chat._batch.chat import chat_batch
 from bedrock_chat._batch.scheduler import (
     AimdController,
     Operation,
@@ -32,7 +33,6 @@ from bedrock_chat._batch.scheduler import (
     RetryHook,
     Scheduler,
     SlidingWindowLimiter,
-    chat_batch,
     estimate_tokens,
 )
 from bedrock_chat.emulator import BedrockEmulator, Faults

@@ -24,9 +24,10 @@ import pytest
 from e2e_helpers import child_environment
 
 from bedrock_chat import APIConnectionError, InvalidRequestError, ModelError, RequestTimeoutError, ValidationError
-from bedrock_chat._cli.batch import Progress, _Record, result_line
+from bedrock_chat._batch.records import Record, result_line
 from bedrock_chat._cli.main import main
-from bedrock_chat._core.protocol import InvokeModelResponse
+from bedrock_chat._cli.progress import Progress
+from bedrock_chat._core.responses import InvokeModelResponse
 from bedrock_chat._types import Usage
 from bedrock_chat.emulator import BedrockEmulator, Faults
 
@@ -356,14 +357,14 @@ def test_error_lines_carry_a_status_as_error_code(error: Exception, code: int) -
     assert isinstance(
         error, (InvalidRequestError, ValidationError, ModelError, RequestTimeoutError, APIConnectionError)
     )
-    line = json.loads(result_line(_Record("x", {"a": 1}), None, error))
+    line = json.loads(result_line(Record("x", {"a": 1}), None, error))
     assert line == {"recordId": "x", "modelInput": {"a": 1}, "error": {"errorCode": code, "errorMessage": str(error)}}
 
 
 def test_success_lines_keep_the_model_body_as_sent() -> None:
     """modelOutput is the response body verbatim (non-ASCII kept), one line ending in a newline."""
     body = {"content": [{"type": "text", "text": "héllo\nworld"}], "usage": {"input_tokens": 1}}
-    data = result_line(_Record("é", {"m": 1}), InvokeModelResponse(body, "rid", Usage(), 0.1), None)
+    data = result_line(Record("é", {"m": 1}), InvokeModelResponse(body, "rid", Usage(), 0.1), None)
     assert data.endswith(b"\n")
     assert data.count(b"\n") == 1
     assert json.loads(data) == {"recordId": "é", "modelInput": {"m": 1}, "modelOutput": body}

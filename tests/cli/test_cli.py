@@ -27,7 +27,7 @@ import pytest
 from e2e_helpers import child_environment
 
 from bedrock_chat import MODELS, AnthropicBedrockSync
-from bedrock_chat._cli.main import EMULATOR_NOTE
+from bedrock_chat._cli.chat import EMULATOR_NOTE
 from bedrock_chat._core.models import SamplingRule
 from bedrock_chat.emulator import count_tokens, fake_reply
 from bedrock_chat.emulator._cli import add_fault_arguments

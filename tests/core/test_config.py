@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from strategies import region_names
 
 from bedrock_chat import ConfigurationError, RetryPolicy
-from bedrock_chat._core.config import default_endpoint_url, parse_endpoint, region_from_env, validate_region
+from bedrock_chat._core.config import default_endpoint_url, region_from_env, validate_region
+from bedrock_chat._http.endpoint import parse_endpoint
 
 # ------------------------------------------------------------------------------------------------ regions
 

@@ -32,14 +32,16 @@ from bedrock_chat._core.prompt import normalize_conversation
 from bedrock_chat._core.protocol import (
     ANTHROPIC_VERSION,
     Invocation,
-    StreamAssembler,
     build_body,
     invoke_path,
+    prepare_invocation,
+    validate_sampling,
+)
+from bedrock_chat._core.responses import (
+    StreamAssembler,
     parse_error_response,
     parse_invoke_response,
-    prepare_invocation,
     usage_from_headers,
-    validate_sampling,
 )
 
 TEXT_MODEL = "anthropic.claude-v2:1"

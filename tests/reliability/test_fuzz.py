@@ -41,14 +41,12 @@ from bedrock_chat._core.eventstream import (
 )
 from bedrock_chat._core.models import Surface
 from bedrock_chat._core.prompt import messages_payload, normalize_conversation, text_prompt
-from bedrock_chat._core.protocol import (
-    Invocation,
-    SamplingParams,
+from bedrock_chat._core.protocol import Invocation, SamplingParams, prepare_invocation
+from bedrock_chat._core.responses import (
     StreamAssembler,
     parse_error_response,
     parse_invoke_response,
     parse_raw_invoke_response,
-    prepare_invocation,
 )
 from bedrock_chat._core.sse import SSEDecoder
 from bedrock_chat._streaming import _EventStreamSource, _SSESource
