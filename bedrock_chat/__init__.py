@@ -41,12 +41,15 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
+from ._log import configure_from_environment as _configure_logging
 from ._streaming import ChatCompletionStream
 from ._types import AwsCredentials, ChatCompletion, StreamChunk, Usage
 
 if _typing.TYPE_CHECKING:
     from ._batch.chat import BatchResult, BatchRun
     from ._sync import AnthropicBedrockSync, SyncBatchRun, SyncChatCompletionStream
+
+_configure_logging()  # BEDROCK_CHAT_LOG
 
 # Imported on first use, so that `import bedrock_chat` stays cheap for the common async case.
 _LAZY = {

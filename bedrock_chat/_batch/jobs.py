@@ -27,8 +27,10 @@ parameters.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import re
 import socket
 import tempfile
 import threading
@@ -268,6 +270,34 @@ def default_job_name(prepared: PreparedInput) -> str:
 def result_line(line: dict[str, Any]) -> dict[str, Any]:
     """A service output line in the local run's shape: its keys in the local order, nothing else."""
     return {key: line[key] for key in _RESULT_KEYS if key in line}
+
+
+#: A ``"recordId": "..."`` pair, found in a line that does not parse (to tell which record it was about).
+_RECORD_ID = re.compile(rb'"recordId"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def service_line(raw: bytes, key: str, number: int) -> dict[str, Any]:
+    """One line of a job's ``.jsonl.out`` in the local run's shape; a line that is not a JSON object becomes an error.
+
+    A job's output is the service's (or a hand-edited copy's): one bad line must neither stop the
+    download of the others nor vanish. It becomes an error result for its record when its record id can
+    still be read, so it is counted as failed and ``--retry-errors`` redoes it; without an id, it has no
+    ``recordId`` and its record is reported as not returned by the job.
+    """
+    try:
+        line = json.loads(raw)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested past the decoder's depth
+        line = None
+    if isinstance(line, dict):
+        return result_line(line)
+    error: dict[str, Any] = {
+        "error": {"errorCode": 500, "errorMessage": f"line {number} of the job's output {key} is not a JSON object"}
+    }
+    found = _RECORD_ID.search(raw)
+    if found is not None:
+        with contextlib.suppress(ValueError):
+            return {"recordId": json.loads(found[1]), **error}
+    return error
 
 
 #: The Authorization header of the worker thread's last boto3 attempt (each call runs in one thread).
@@ -524,7 +554,10 @@ class BatchJobs:
         return None
 
     async def results(self, job_arn: str) -> AsyncIterator[dict[str, Any]]:
-        """Every output line of the job, in the local run's shape (one ``.jsonl.out`` file downloaded at a time)."""
+        """Every output line of the job, in the local run's shape (one ``.jsonl.out`` file downloaded at a time).
+
+        A line that is not a JSON object comes as an error result (see :func:`service_line`), never as an exception.
+        """
         job = await self.status(job_arn)
         bucket, keys = await self._output_keys(job)
         _, s3 = await self._clients()
@@ -535,6 +568,6 @@ class BatchJobs:
                     continue
                 await self._call(s3.download_file, Bucket=bucket, Key=key, Filename=str(local))
                 with local.open("rb") as lines:
-                    for raw in lines:
+                    for number, raw in enumerate(lines, 1):
                         if raw.strip():
-                            yield result_line(json.loads(raw))
+                            yield service_line(raw, key, number)

@@ -16,7 +16,7 @@ from .._errors import BedrockError, InvalidRequestError
 from .._types import ChatCompletion
 from .shared import EXIT_OK, EXIT_USAGE, UsageError, client_settings, report_error
 
-__all__ = ["EMULATOR_NOTE", "run_chat"]
+__all__ = ["EMULATOR_NOTE", "describe_reply", "run_chat"]
 
 
 #: Said once per run, on a terminal: without it the fake model's replies read as "it is broken".
@@ -24,6 +24,20 @@ EMULATOR_NOTE = (
     "bedrock-chat: --emulator: replies come from the emulator's fake model "
     "(the prompt echoed, then filler words), not from Claude"
 )
+
+
+def describe_reply(chat: ChatCompletion) -> str:
+    """``--verbose``'s line after a reply: request id, tokens (cache reads and writes if reported), stop reason."""
+    usage = chat.usage
+    tokens = f"{usage.input_tokens} in, {usage.output_tokens} out"
+    if usage.cache_read_input_tokens is not None or usage.cache_creation_input_tokens is not None:
+        tokens += (
+            f" (cache: {usage.cache_read_input_tokens or 0} read, {usage.cache_creation_input_tokens or 0} written)"
+        )
+    return (
+        f"bedrock-chat: request id {chat.request_id or '(none)'}; tokens {tokens}; "
+        f"stop {chat.stop_reason}; {chat.latency * 1000:.0f} ms"
+    )
 
 
 def _create_kwargs(args: argparse.Namespace, messages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -151,6 +165,8 @@ def _interactive(
         except BedrockError as error:
             report_error(error, err, emulator=args.emulator)
             continue
+        if args.verbose:
+            err.write(describe_reply(chat) + "\n")
         history = chat["messages"]
 
 
@@ -174,5 +190,7 @@ def run_chat(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
             err.flush()
         if prompt is None:
             return _interactive(settings, args, out, err, input)
-        anyio.run(_one_turn, settings, args, [{"role": "user", "content": prompt}], out)
+        chat = anyio.run(_one_turn, settings, args, [{"role": "user", "content": prompt}], out)
+        if args.verbose:
+            err.write(describe_reply(chat) + "\n")
     return EXIT_OK

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -20,6 +21,7 @@ from .._core.argtypes import bounded
 from .._core.config import RetryPolicy
 from .._core.models import Surface
 from .._errors import BedrockError
+from .._log import log_to_stderr
 from ..emulator._cli import add_emulator_arguments, add_fault_arguments, run_emulator_command
 from .batch import add_batch_parser, run_batch_command
 from .chat import run_chat
@@ -81,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--no-stream", action="store_true", help="wait for the whole reply instead of streaming it")
     chat.add_argument("--json", action="store_true", help="print the whole result (usage, stop reason, ...) as JSON")
     chat.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="on stderr: each reply's request id and tokens, and each retry (-vv: each request too)",
+    )
+    chat.add_argument(
         "--max-retries",
         type=_non_negative_int,
         default=RetryPolicy().max_retries,
@@ -119,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_batch_command(args)
         if args.command == "emulator":
             return run_emulator_command(args)
+        if args.verbose:
+            log_to_stderr(logging.INFO if args.verbose == 1 else logging.DEBUG)
         return run_chat(args, sys.stdin, sys.stdout, sys.stderr)
     except UsageError as error:
         sys.stderr.write(f"bedrock-chat {args.command}: error: argument {error.field}: {error.reason}\n")

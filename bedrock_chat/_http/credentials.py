@@ -12,6 +12,7 @@ stays cheap.
 from __future__ import annotations
 
 import datetime
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -24,6 +25,9 @@ from .._types import AwsCredentials
 from .loops import PerLoop
 
 __all__ = ["BotocoreCredentialSource", "CredentialSource", "StaticCredentialSource"]
+
+#: Resolutions at DEBUG: the method botocore names (``env``, ``sso``, ``assume-role``...), never a key.
+_log = logging.getLogger(__name__)
 
 #: Refresh temporary credentials this many seconds before they expire (botocore's mandatory window).
 REFRESH_MARGIN = 10 * 60.0
@@ -170,6 +174,11 @@ class BotocoreCredentialSource:
             ) from drop_tracebacks(exc)  # botocore's frames hold what it resolved or refreshed
         if resolved is None:
             raise CredentialsError("the AWS credential chain returned incomplete credentials")
+        _log.debug(
+            "credentials resolved by botocore's chain (%s)%s",
+            getattr(credentials, "method", None) or "unknown method",
+            "" if resolved.expiry is None else f", expiring in {resolved.expiry - self._clock():.0f} s",
+        )
         return resolved
 
 

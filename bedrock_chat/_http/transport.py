@@ -34,7 +34,7 @@ import anyio
 import httpx
 
 from .._core.config import RetryPolicy
-from .._core.responses import parse_error_response
+from .._core.responses import parse_error_response, request_id_from
 from .._core.sigv4 import SigV4Signer
 from .._errors import (
     APIConnectionError,
@@ -121,6 +121,27 @@ def _retryable(error: BedrockError) -> bool:
     if getattr(error, "retryable", False):
         return True
     return isinstance(error, APIError) and error.status in _TRANSIENT_STATUSES
+
+
+#: Requests (DEBUG) and retries (INFO): see ``bedrock_chat._log`` for what is logged and what never is.
+_log = logging.getLogger(__name__)
+
+
+def _status_of(error: BedrockError) -> str:
+    """What an attempt's log line says it ended with: the HTTP status, or the error's class when none came."""
+    status = getattr(error, "status", None)
+    return str(status) if status is not None else type(error).__name__
+
+
+def _log_attempt(path: str, status: int | str, started: float, request_id: str | None) -> None:
+    """One DEBUG line per attempt: no header, body or query, only what identifies the request."""
+    _log.debug(
+        "POST %s -> %s in %.1f ms%s",
+        path,
+        status,
+        (time.monotonic() - started) * 1000,
+        f" [request id {request_id}]" if request_id else "",
+    )
 
 
 class RequestHeaders:
@@ -363,6 +384,7 @@ class BedrockTransport:
             all_headers = RequestHeaders(self.signed_headers(path, body, headers, credentials))
             scrubber = Scrubber(functools.partial(self._secrets, credentials, all_headers))
             token = _ATTEMPT_SCRUBBER.set(scrubber)  # for httpcore's DEBUG records of this attempt
+            started = time.monotonic() if _log.isEnabledFor(logging.DEBUG) else None  # a clock read only when logged
             try:
                 outcome = await self._attempt(path, body, all_headers, scrubber, stream=stream)
             finally:
@@ -370,11 +392,15 @@ class BedrockTransport:
             if isinstance(outcome, RawResponse):
                 outcome.attempts = retries + 1 + refreshed
                 outcome.scrubber = scrubber
+                if started is not None:
+                    _log_attempt(path, 200, started, request_id_from(outcome.headers))
                 if read is None:
                     return outcome
                 return await self._read_answer(outcome, read)
             error, retry_after = outcome
             from_the_server(error, scrubber)
+            if started is not None:
+                _log_attempt(path, _status_of(error), started, getattr(error, "request_id", None))
             if isinstance(error, ExpiredTokenError):
                 if refreshed or self.credentials is None or credentials is None:
                     raise error  # still expired after re-resolving (or an API key): retrying cannot help
@@ -391,6 +417,15 @@ class BedrockTransport:
                 retry_after=retry_after,
             )
             retries += 1
+            request_id = getattr(error, "request_id", None)
+            _log.info(
+                "retry %d of %d in %.2f s after %s%s",
+                retries,
+                allowed,
+                delay,
+                type(error).__name__,
+                f" [request id {request_id}]" if request_id else "",
+            )
             if on_retry is not None:
                 on_retry(error, retries)
             await self._sleep(delay)

@@ -531,3 +531,48 @@ def test_a_job_line_that_is_no_result_is_a_failed_record(
     assert "neither modelOutput nor error" in output[odd]["error"]["errorMessage"]
     assert cli("in.jsonl", "-o", "out.jsonl", "--model", MODEL, "--retry-errors") == 0  # OUTPUT is still results
     assert all("modelOutput" in line for line in _comparable(tmp_path / "out.jsonl").values())
+
+
+def test_job_lines_that_are_not_json_are_failed_records_not_a_crash(
+    cli: Any, emu: BedrockEmulator, bucket: str, s3_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A job output line that is not JSON fails its record (found by its id) and the rest of the output is kept."""
+
+    async def submit_and_wait() -> str:
+        async with AnthropicBedrock(
+            access_key=emu.access_key,
+            secret_key=emu.secret_key,
+            region=emu.region,
+            endpoint_url=emu.endpoint_url,
+            control_plane_endpoint_url=emu.endpoint_url,
+        ) as client:
+            jobs = BatchJobs(client, s3_endpoint_url=s3_endpoint)
+            submitted = await jobs.submit(
+                _write(tmp_path / "in.jsonl", 100), s3_uri=f"s3://{bucket}/broken", role_arn=ROLE, model=MODEL
+            )
+            with anyio.fail_after(DEADLINE):
+                await jobs.wait(submitted.arn, poll_interval=0.02)
+            return submitted.arn
+
+    arn = anyio.run(submit_and_wait)
+    s3 = boto3.session.Session(
+        aws_access_key_id=emu.access_key, aws_secret_access_key=emu.secret_key, region_name=emu.region
+    ).client("s3", endpoint_url=s3_endpoint)
+    [key] = [
+        item["Key"]
+        for item in s3.list_objects_v2(Bucket=bucket, Prefix="broken")["Contents"]
+        if item["Key"].endswith(".jsonl.out")
+    ]
+    raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read().splitlines()
+    cut_id = json.loads(raw[0])["recordId"]
+    lost_id = json.loads(raw[1])["recordId"]
+    raw[0] = raw[0][: len(raw[0]) // 2]  # cut mid-line: not JSON, but its recordId is still readable
+    raw[1] = b"\xff not json at all"  # nothing left of the record
+    s3.put_object(Bucket=bucket, Key=key, Body=b"\n".join(raw) + b"\n")
+    assert cli("in.jsonl", "-o", "out.jsonl", "--via", "bedrock-batch", "--attach", arn) == 1
+    err = capsys.readouterr().err
+    assert "98 ok, 1 failed, 1 not reported" in err
+    output = _comparable(tmp_path / "out.jsonl")
+    assert "is not a JSON object" in output[cut_id]["error"]["errorMessage"]
+    assert lost_id not in output
+    assert sum("modelOutput" in line for line in output.values()) == 98

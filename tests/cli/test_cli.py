@@ -661,3 +661,21 @@ def test_interactive_ctrl_c_cancels_the_reply_and_ctrl_d_exits(cli_env: dict[str
         os.write(reader.fd, b"\x04")
         reader.read_to_eof()
         assert proc.wait(TIMEOUT) == 0
+
+
+@pytest.mark.parametrize(("flag", "requests_shown"), [("-v", False), ("-vv", True)])
+def test_verbose_shows_retries_request_id_and_tokens(cli_env: dict[str, str], flag: str, requests_shown: bool) -> None:
+    """-v: each retry, then the reply's request id and tokens, on stderr (stdout: the reply); -vv: requests too."""
+    result = run_cli(cli_env, "chat", "--emulator", "--faults", "throttle", "--max-retries", "1", flag, "Hello!")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected_reply("Hello!") + "\n"
+    lines = result.stderr.splitlines()
+    assert any(
+        "INFO bedrock_chat._http.transport: retry 1 of 1" in line and "ThrottlingError" in line for line in lines
+    )
+    assert any("POST /model/" in line for line in lines) is requests_shown
+    summary = lines[-1]
+    assert summary.startswith("bedrock-chat: request id ")
+    assert f"tokens 1 in, {len(expected_reply('Hello!').split())} out" in summary
+    assert "Authorization" not in result.stderr
+    assert "Signature" not in result.stderr
