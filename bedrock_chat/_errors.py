@@ -333,6 +333,7 @@ ERROR_CLASSES: Mapping[str, type[APIError]] = {
     "InternalFailure": InternalServerError,
     "ServiceUnavailableException": ServiceUnavailableError,
     "ServiceUnavailable": ServiceUnavailableError,
+    "SerializationException": ValidationError,  # the front end could not parse the body: the caller's 400
     # Anthropic-style error types (the /anthropic/v1/messages surface and its SSE `error` event).
     "invalid_request_error": ValidationError,
     "request_too_large": ValidationError,

@@ -186,7 +186,6 @@ MODELS: tuple[ModelInfo, ...] = (
         "Claude Opus 4.6",
         128_000,
         1_000_000,
-        aliases=("anthropic.claude-opus-4-6",),
         sampling=_EXCLUSIVE,
         thinking=_BUDGETED_OR_ADAPTIVE,
     ),

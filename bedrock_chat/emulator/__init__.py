@@ -22,9 +22,10 @@ faults by rate (:class:`Faults`) or by script (:meth:`BedrockEmulator.enqueue_fa
 :data:`FAULT_NAMES`). Hostile clients cannot knock it over: :class:`ServerLimits` bounds header and
 idle time, connections and the request log's memory, and it outlives running out of descriptors.
 
-The emulator checks the client, so it never imports the client's modules (``_client``,
-``_http.transport``, ``_core.sigv4``, ``_core.prompt``, ``_core.protocol``, ``_http.credentials``, ``_streaming``); a
-test enforces this.
+The emulator checks the client, so it shares only the pure wire codecs (``_core.eventstream``,
+``_core.sse``) and the command-line argument types with it (the import-linter contract ``emulator-peer``).
+Its table of what Bedrock serves (``_models``) and its error wire format (``_wire_errors``) are its own,
+written from the spec and compared with the client's by ``tests/emulator/test_tables_agree.py``.
 """
 
 from __future__ import annotations

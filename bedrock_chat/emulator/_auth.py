@@ -39,14 +39,13 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 
-from ._faults import ServiceError
+from ._wire_errors import ServiceError
 
 __all__ = ["INVOKE_SIGNING_NAMES", "MAX_CLOCK_SKEW", "verify_request"]
 
 #: Allowed difference between X-Amz-Date and the emulator's clock, in seconds.
 MAX_CLOCK_SKEW = 300
 
-_CORAL_NS = "http://internal.amazon.com/coral/com.amazon.coral.service/"
 _ALGORITHM = "AWS4-HMAC-SHA256"
 #: bedrock-runtime's SigV4 signing name (botocore's ``signingName``).
 INVOKE_SIGNING_NAMES = frozenset({"bedrock"})
@@ -59,7 +58,7 @@ _BAD_SIGNATURE = (
 
 
 def _error(code: str, message: str) -> ServiceError:
-    return ServiceError(code, 403, message, namespace=_CORAL_NS)
+    return ServiceError(code, message)  # the front end's 403s (``_wire_errors``)
 
 
 class _ReceivedRequestSigner(SigV4Auth):  # type: ignore[misc]  # botocore is untyped

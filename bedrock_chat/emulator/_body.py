@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from .._core.models import ModelApi
+from ._models import Api
 
 __all__ = ["BodyError", "ParsedRequest", "Tool", "ToolChoice"]
 
@@ -52,7 +52,7 @@ class ParsedRequest:
     user turn; ``answers_tool_result`` whether that turn carries ``tool_result`` blocks.
     """
 
-    api: ModelApi
+    api: Api
     input_text: str
     last_user_text: str
     max_tokens: int

@@ -38,11 +38,11 @@ import anyio
 import anyio.abc
 
 from ._auth import INVOKE_SIGNING_NAMES
-from ._faults import ServiceError
 from ._handlers import Dispatched, authenticate
 from ._job import Job
 from ._options import EmulatorOptions
 from ._responses import Reply, error_reply, new_request_id, ok_json_reply
+from ._wire_errors import ServiceError
 
 __all__ = ["ACCOUNT_ID", "ControlPlane"]
 
@@ -58,7 +58,7 @@ _INVOCATION_TYPES = frozenset({"InvokeModel"})  # Converse records are not emula
 
 
 def _validation(message: str) -> ServiceError:
-    return ServiceError("ValidationException", 400, message)
+    return ServiceError("ValidationException", message)
 
 
 def _s3_uri(config: object, outer: str, inner: str) -> str | ServiceError:
@@ -111,7 +111,7 @@ class ControlPlane:
             return None
         request_id = new_request_id()
         if operation is None:
-            error = ServiceError("UnknownOperationException", 404, f"Unknown operation: {method} {path}")
+            error = ServiceError("UnknownOperationException", f"Unknown operation: {method} {path}")
             return Dispatched(error_reply(error, request_id))
         if options.verify_signatures:
             failure = authenticate(
@@ -145,9 +145,9 @@ class ControlPlane:
         try:
             request = json.loads(body)
         except ValueError as exc:
-            return ServiceError("SerializationException", 400, f"Malformed request body: {exc}")
+            return ServiceError("SerializationException", f"Malformed request body: {exc}")
         if not isinstance(request, dict):
-            return ServiceError("SerializationException", 400, "The request body must be a JSON object")
+            return ServiceError("SerializationException", "The request body must be a JSON object")
         name, role, model = request.get("jobName"), request.get("roleArn"), request.get("modelId")
         for field, value in (("jobName", name), ("roleArn", role), ("modelId", model)):
             if not isinstance(value, str) or not value:
@@ -181,12 +181,12 @@ class ControlPlane:
         if token is not None and token in self._by_token:
             existing = self._jobs[self._by_token[token]]
             if existing.name != name:
-                return ServiceError("ConflictException", 409, "The clientRequestToken was used by another job")
+                return ServiceError("ConflictException", "The clientRequestToken was used by another job")
             return {"jobArn": existing.arn}
         if any(job.name == name for job in self._jobs.values()):
-            return ServiceError("ConflictException", 409, f"A job named {name} already exists")
+            return ServiceError("ConflictException", f"A job named {name} already exists")
         if self._task_group is None:  # pragma: no cover - the server starts run() before it serves
-            return ServiceError("InternalServerException", 500, "The job runner is not running")
+            return ServiceError("InternalServerException", "The job runner is not running")
         job_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
         job = Job(
             job_id=job_id,
@@ -215,7 +215,7 @@ class ControlPlane:
     def _find(self, identifier: str) -> Job | ServiceError:
         job = self._jobs.get(identifier.rsplit("/", 1)[-1])
         if job is None or (identifier.startswith("arn:") and identifier != job.arn):
-            return ServiceError("ResourceNotFoundException", 404, f"Could not find job {identifier}")
+            return ServiceError("ResourceNotFoundException", f"Could not find job {identifier}")
         return job
 
     def _list(self, query: Mapping[str, list[str]]) -> dict[str, Any] | ServiceError:

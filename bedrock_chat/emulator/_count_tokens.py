@@ -35,8 +35,8 @@ from typing import Any
 
 import attrs
 
-from ._faults import ServiceError
 from ._responses import Reply, ok_json_reply
+from ._wire_errors import ServiceError
 
 __all__ = ["OPERATION", "ConverseInput", "InvokeModelInput", "count_reply", "parse_count_tokens_request"]
 
@@ -59,7 +59,7 @@ class ConverseInput:
 
 
 def _validation(message: str) -> ServiceError:
-    return ServiceError("ValidationException", 400, message)
+    return ServiceError("ValidationException", message)
 
 
 def _texts(blocks: Sequence[Any]) -> list[str]:

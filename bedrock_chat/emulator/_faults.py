@@ -47,6 +47,8 @@ from collections.abc import Mapping
 
 import attrs
 
+from ._wire_errors import ServiceError
+
 __all__ = [
     "DEFAULT_STREAM_EXCEPTION",
     "FAULT_NAMES",
@@ -56,70 +58,37 @@ __all__ = [
     "FaultInjector",
     "FaultKind",
     "Faults",
-    "ServiceError",
     "parse_fault",
 ]
-
-_BEDROCK_NS = "http://internal.amazon.com/coral/com.amazon.bedrock/"
-# Auth failures come from the shared AWS front end, whose errors carry the coral service namespace
-# (as other AWS JSON services show). UNVERIFIED for Bedrock specifically.
-_CORAL_NS = "http://internal.amazon.com/coral/com.amazon.coral.service/"
-
-
-@attrs.frozen
-class ServiceError:
-    """One error response: the code (``x-amzn-ErrorType``), HTTP status, message and extra body members."""
-
-    code: str
-    status: int
-    message: str
-    extra: Mapping[str, object] = attrs.field(factory=dict)
-    namespace: str = _BEDROCK_NS
-
-    @property
-    def error_type_header(self) -> str:
-        """The ``x-amzn-ErrorType`` value: botocore keeps the part before the first ``:``."""
-        return f"{self.code}:{self.namespace}"
-
-    def body(self) -> dict[str, object]:
-        """The JSON error body: ``message`` and any modeled extra members."""
-        return {"message": self.message, **self.extra}
-
 
 _THROTTLE_MESSAGE = "Too many requests, please wait before trying again."
 _INTERNAL_MESSAGE = "The system encountered an unexpected error during processing. Try your request again."
 
 #: Scripted/rated HTTP error faults by name. Messages other than the throttle's are UNVERIFIED.
 HTTP_ERRORS: Mapping[str, ServiceError] = {
-    "throttle": ServiceError("ThrottlingException", 429, _THROTTLE_MESSAGE),
+    "throttle": ServiceError("ThrottlingException", _THROTTLE_MESSAGE),
     "model_not_ready": ServiceError(
         "ModelNotReadyException",
-        429,
         "Model is not ready to serve inference requests. The model is being loaded; please retry.",
     ),
-    "internal_error": ServiceError("InternalServerException", 500, _INTERNAL_MESSAGE),
-    "service_unavailable": ServiceError(
-        "ServiceUnavailableException", 503, "Bedrock is unable to process your request."
-    ),
+    "internal_error": ServiceError("InternalServerException", _INTERNAL_MESSAGE),
+    "service_unavailable": ServiceError("ServiceUnavailableException", "Bedrock is unable to process your request."),
     "model_timeout": ServiceError(
-        "ModelTimeoutException", 408, "Model has timed out in processing the request. Try your request again."
+        "ModelTimeoutException", "Model has timed out in processing the request. Try your request again."
     ),
     "model_error": ServiceError(
         "ModelErrorException",
-        424,
         "Received error from the model: the model returned an unexpected error.",
         {"originalStatusCode": 500, "resourceName": "emulator-model"},
     ),
-    "validation": ServiceError("ValidationException", 400, "Injected validation failure (emulator fault)."),
+    "validation": ServiceError("ValidationException", "Injected validation failure (emulator fault)."),
     "service_quota_exceeded": ServiceError(
-        "ServiceQuotaExceededException", 400, "Your request exceeds the service quota for your account."
+        "ServiceQuotaExceededException", "Your request exceeds the service quota for your account."
     ),
     "access_denied": ServiceError(
-        "AccessDeniedException", 403, "You don't have access to the model with the specified model ID."
+        "AccessDeniedException", "You don't have access to the model with the specified model ID."
     ),
-    "expired_token": ServiceError(
-        "ExpiredTokenException", 403, "The security token included in the request is expired", namespace=_CORAL_NS
-    ),
+    "expired_token": ServiceError("ExpiredTokenException", "The security token included in the request is expired"),
 }
 
 #: Mid-stream exception frames (ResponseStream members): body, and the HTTP error used on InvokeModel.

@@ -15,7 +15,8 @@ Every request goes through the same steps, each of which may answer early:
    answers now; the others change the reply built in step 6.
 5. **Headers, model and body**: on InvokeModel routes, the request-option headers first
    (``_core.request_options``: guardrail, trace, latency, service tier, metadata) -> 400; the model id is
-   percent-decoded once and resolved with the registry; unknown -> 404 ResourceNotFoundException, a
+   percent-decoded once and resolved with the emulator's own table (``_models``); malformed or an
+   unknown profile prefix -> 400 ValidationException, unknown -> 404 ResourceNotFoundException, a
    model served only on ``/anthropic/v1/messages`` -> 400 ValidationException (UNVERIFIED); then JSON
    and the API's rules (``_validation``, ``_content``) -> 400. On the Messages endpoint, first the
    ``anthropic-version`` header, and the surfaces are the other way round.
@@ -39,13 +40,12 @@ from typing import Any, NamedTuple
 
 import attrs
 
-from .._core.models import ModelApi, ResolvedModel, Surface, resolve_model
-from .._errors import InvalidRequestError
 from . import _count_tokens as count_tokens_op
 from . import _messages_endpoint as messages_endpoint
 from ._auth import INVOKE_SIGNING_NAMES, verify_request
 from ._fake_model import FakeReply, count_tokens, fake_reply, split_chunks
-from ._faults import Fault, FaultInjector, FaultKind, ServiceError
+from ._faults import Fault, FaultInjector, FaultKind
+from ._models import Api, ModelIdError, ModelRef, Surface, parse_model_id
 from ._options import EmulatorOptions
 from ._request_options import body_fields, parse_request_options, response_headers
 from ._responses import (
@@ -69,16 +69,15 @@ from ._validation import (
     parse_body,
     parse_messages_endpoint_body,
 )
+from ._wire_errors import ServiceError
 
 __all__ = ["CONVERSE_UNSUPPORTED", "MODEL_ROUTES", "PATH_ROUTES", "Call", "Dispatched", "Dispatcher", "Route"]
 
 _MODEL_PREFIX = "/model/"
-#: ARN kinds the registry cannot resolve to a base model but the emulator serves (as Messages models).
-_OPAQUE_ARN_KINDS = frozenset({"application-inference-profile", "provisioned-model"})
 
 
 def _validation(message: str) -> ServiceError:
-    return ServiceError("ValidationException", 400, message)
+    return ServiceError("ValidationException", message)
 
 
 @attrs.frozen(kw_only=True)
@@ -118,7 +117,7 @@ class Route:
     apply_fault: Callable[[Reply, Fault], Reply] = apply_fault
 
 
-#: Where a model the registry serves elsewhere is told to go (UNVERIFIED wording).
+#: Where a model the table serves elsewhere is told to go (UNVERIFIED wording).
 _WRONG_SURFACE: Mapping[Surface, str] = {
     Surface.INVOKE: "The model {} is served on the Messages API endpoint (/anthropic/v1/messages), not on InvokeModel.",
     Surface.MESSAGES_ENDPOINT: (
@@ -128,27 +127,24 @@ _WRONG_SURFACE: Mapping[Surface, str] = {
 }
 
 
-def _resolve(model_id: str, surface: Surface) -> ResolvedModel | ServiceError:
-    try:
-        model = resolve_model(model_id)
-    except InvalidRequestError:
+def _resolve(model_id: str, surface: Surface) -> ModelRef | ServiceError:
+    model = parse_model_id(model_id)
+    if model is ModelIdError.INVALID:
         field = "modelId" if surface is Surface.INVOKE else "model"
         return _validation(
             f"1 validation error detected: Value '{model_id}' at '{field}' failed to satisfy constraint: Member "
             "must satisfy the model identifier pattern (1 to 2048 characters)"
         )
-    if model.info is None and model.arn_kind not in _OPAQUE_ARN_KINDS:
+    if model is ModelIdError.UNKNOWN:
         return ServiceError(
-            "ResourceNotFoundException",
-            404,
-            "Could not resolve the foundation model from the provided model identifier.",
+            "ResourceNotFoundException", "Could not resolve the foundation model from the provided model identifier."
         )
-    if model.info is not None and surface not in model.info.surfaces:
+    if surface not in model.surfaces:
         return _validation(_WRONG_SURFACE[surface].format(model_id))
     return model
 
 
-def _parse(body: bytes, model: ResolvedModel) -> ParsedRequest | ServiceError:
+def _parse(body: bytes, model: ModelRef) -> ParsedRequest | ServiceError:
     try:
         document: Any = json.loads(body)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
@@ -178,7 +174,7 @@ def _generate(parsed: ParsedRequest, options: EmulatorOptions, request_id: str) 
         stop_sequences=parsed.stop_sequences,
         seed=options.seed,
         reply_tokens=options.reply_tokens,
-        text_completion=parsed.api is ModelApi.TEXT_COMPLETIONS,
+        text_completion=parsed.api is Api.TEXT_COMPLETIONS,
     )
     return generation, None
 
@@ -196,7 +192,7 @@ def _invoke(call: Call) -> Reply:
     if isinstance(parsed, ServiceError):
         return error_reply(parsed, call.request_id)
     options = call.options
-    text_completion = parsed.api is ModelApi.TEXT_COMPLETIONS
+    text_completion = parsed.api is Api.TEXT_COMPLETIONS
     generation, tool_call = _generate(parsed, options, call.request_id)
     input_tokens = count_tokens(parsed.input_text)
     faults = options.faults
@@ -415,7 +411,7 @@ class Dispatcher:
             route = MODEL_ROUTES.get(tail) if segment else None
         if route is None or route.method != method:
             message = f"Unknown operation: {method} {path}"
-            return Dispatched(error_reply(ServiceError("UnknownOperationException", 404, message), request_id))
+            return Dispatched(error_reply(ServiceError("UnknownOperationException", message), request_id))
         model_id = urllib.parse.unquote(segment) if segment is not None else None
         streaming, document = route.streaming, None
         if route.peek is not None:

@@ -14,7 +14,7 @@ from data to a :class:`~._responses.Reply`:
   chunking rules), ``content_block_stop``, ``message_delta``, ``message_stop``. When the fake model
   calls a tool (``_tools``), the tool block (``input_json_delta`` deltas) follows the text block, or
   replaces it when there is no text.
-- :func:`error_reply` renders a :class:`~._faults.ServiceError` in this surface's style.
+- :func:`error_reply` renders a :class:`~._wire_errors.ServiceError` in this surface's style.
 - :func:`apply_fault` puts a mid-body fault into a 200 reply.
 
 Every reply carries the request id twice, as ``x-amzn-RequestId`` (AWS) and ``request-id`` (what the
@@ -30,7 +30,7 @@ Choices where BEDROCK_MESSAGES_ENDPOINT.md says UNVERIFIED (the most likely read
   ``YYYY-MM-DD`` is accepted (the SDK sends ``2026-10-21``); ``anthropic-beta`` passes through
   unchecked; a body ``anthropic_version`` is ignored.
 - **Models.** Every form is accepted (base id, undated alias, inference profile, ARN; application
-  profile and provisioned-model ARNs are served as unknown Messages models). A model the registry
+  profile and provisioned-model ARNs are served as unknown Messages models). A model the table (``_models``)
   serves only on InvokeModel is a 400 ``invalid_request_error``; an unknown one a 404
   ``not_found_error``.
 - **Echoed model.** ``model`` in the response is the requested id without its ARN wrapper and
@@ -48,7 +48,7 @@ Choices where BEDROCK_MESSAGES_ENDPOINT.md says UNVERIFIED (the most likely read
   424 as ``api_error``, ``service_quota_exceeded`` 400 as ``invalid_request_error``).
 - **Mid-stream errors.** ``stream_exception[:TYPE]`` sends ``event: error`` with Anthropic's error
   body in place of the event at ``max(1, n // 2)``, then ends the body cleanly. Types map by
-  :data:`STREAM_ERROR_TYPES`; ``modelTimeoutException`` -> ``timeout_error`` is itself UNVERIFIED.
+  ``_wire_errors``' table; ``modelTimeoutException`` -> ``timeout_error`` is itself UNVERIFIED.
 - **bad_crc.** SSE has no checksum, so the nearest corruption is used: the event at
   ``max(1, n // 2)`` keeps its ``event:`` line but its ``data:`` JSON is cut in half (not valid JSON).
   On a JSON answer it does nothing, as on InvokeModel.
@@ -64,20 +64,19 @@ from typing import Any
 
 import attrs
 
-from .._core.models import ResolvedModel
 from .._core.sse import encode_event
 from ._fake_model import FakeReply
-from ._faults import STREAM_EXCEPTIONS, Fault, FaultKind, ServiceError
+from ._faults import STREAM_EXCEPTIONS, Fault, FaultKind
+from ._models import ModelRef
 from ._responses import Reply, messages_body
 from ._responses import apply_fault as apply_body_fault
 from ._responses import error_reply as aws_error_reply
 from ._tools import ToolCall, tool_events
+from ._wire_errors import ERROR_SHAPES, FRONT_END_NAMESPACE, STREAM_EXCEPTION_CODES, ServiceError
 
 __all__ = [
-    "ERROR_TYPES",
     "OPERATION",
     "PATH",
-    "STREAM_ERROR_TYPES",
     "Peeked",
     "apply_fault",
     "error_reply",
@@ -96,33 +95,6 @@ OPERATION = "messages"
 
 _JSON = (b"content-type", b"application/json")
 _SSE = (b"content-type", b"text/event-stream")
-#: The AWS front end's namespace: errors in it keep the AWS shape (see the module docstring).
-_FRONT_END_NS = "http://internal.amazon.com/coral/com.amazon.coral.service/"
-
-#: AWS error code -> Anthropic error type, for errors answered in Anthropic's shape.
-ERROR_TYPES: Mapping[str, str] = {
-    "ValidationException": "invalid_request_error",
-    "ServiceQuotaExceededException": "invalid_request_error",
-    "ResourceNotFoundException": "not_found_error",
-    "AccessDeniedException": "permission_error",
-    "ThrottlingException": "rate_limit_error",
-    "ModelNotReadyException": "rate_limit_error",
-    "ModelTimeoutException": "timeout_error",
-    "ModelErrorException": "api_error",
-    "InternalServerException": "api_error",
-    "ServiceUnavailableException": "overloaded_error",
-}
-#: AWS error code -> the HTTP status Anthropic's shape carries, where it differs from AWS's.
-_STATUS_OVERRIDES: Mapping[str, int] = {"ServiceUnavailableException": 529}
-#: Mid-stream exception (``stream_exception:TYPE``) -> the ``error.type`` of the SSE ``error`` event.
-STREAM_ERROR_TYPES: Mapping[str, str] = {
-    "throttlingException": "rate_limit_error",
-    "modelStreamErrorException": "api_error",
-    "internalServerException": "api_error",
-    "serviceUnavailableException": "overloaded_error",
-    "validationException": "invalid_request_error",
-    "modelTimeoutException": "timeout_error",
-}
 
 
 def _dumps(value: object) -> str:
@@ -151,12 +123,11 @@ def peek_body(body: bytes) -> Peeked:
     try:
         document: Any = json.loads(body)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        error = ServiceError("ValidationException", 400, f"Malformed input request: {exc}, please reformat your input.")
+        error = ServiceError("ValidationException", f"Malformed input request: {exc}, please reformat your input.")
         return Peeked(False, None, error)
     if not isinstance(document, dict):
         error = ServiceError(
             "ValidationException",
-            400,
             f"Malformed input request: expected a JSON object, found {type(document).__name__}.",
         )
         return Peeked(False, None, error)
@@ -166,17 +137,17 @@ def peek_body(body: bytes) -> Peeked:
 
 def error_type(error: ServiceError) -> str:
     """The Anthropic ``error.type`` for an AWS error code (``api_error`` for codes without an equivalent)."""
-    return ERROR_TYPES.get(error.code, "api_error")
+    return error.shape.anthropic_type
 
 
 def error_reply(error: ServiceError, request_id: str) -> Reply:
     """``error`` in this surface's style: AWS's for front-end errors, else Anthropic's plus ``x-amzn-ErrorType``."""
-    if error.namespace == _FRONT_END_NS:
+    if error.namespace == FRONT_END_NAMESPACE:
         reply = aws_error_reply(error, request_id)
         return attrs.evolve(reply, headers=(*reply.headers, _ids(request_id)[1]))
     body = _dumps({"type": "error", "error": {"type": error_type(error), "message": error.message}}).encode()
     return Reply(
-        status=_STATUS_OVERRIDES.get(error.code, error.status),
+        status=error.shape.anthropic_status,
         headers=(
             _JSON,
             (b"content-length", str(len(body)).encode()),
@@ -187,14 +158,9 @@ def error_reply(error: ServiceError, request_id: str) -> Reply:
     )
 
 
-def response_model_name(model: ResolvedModel) -> str:
+def response_model_name(model: ModelRef) -> str:
     """The ``model`` a response echoes: the id as given, minus ARN wrapper and profile prefix (UNVERIFIED)."""
-    name = model.model_id
-    if model.arn_kind in ("foundation-model", "inference-profile"):
-        name = name.split("/", 1)[1]
-    if model.profile_prefix is not None:
-        name = name.removeprefix(f"{model.profile_prefix}.")
-    return name
+    return model.unprefixed_id
 
 
 def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
@@ -290,5 +256,6 @@ def apply_fault(reply: Reply, fault: Fault) -> Reply:
         return attrs.evolve(reply, parts=(*parts[:at], _garble(parts[at]), *parts[at + 1 :]), fault=fault.name)
     exception_type = fault.exception_type or "modelStreamErrorException"
     message = str(STREAM_EXCEPTIONS[exception_type][0]["message"])
-    error = {"type": "error", "error": {"type": STREAM_ERROR_TYPES[exception_type], "message": message}}
+    kind = ERROR_SHAPES[STREAM_EXCEPTION_CODES[exception_type]].anthropic_type
+    error = {"type": "error", "error": {"type": kind, "message": message}}
     return attrs.evolve(reply, parts=(*parts[:at], encode_event("error", _dumps(error))), fault=fault.name)

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
-from ._faults import ServiceError
+from ._wire_errors import ServiceError
 
 __all__ = ["HEADER_RULES", "HeaderRule", "RequestOptions", "body_fields", "parse_request_options", "response_headers"]
 
@@ -114,7 +114,7 @@ class RequestOptions:
 
 
 def _validation(message: str) -> ServiceError:
-    return ServiceError("ValidationException", 400, message)
+    return ServiceError("ValidationException", message)
 
 
 def parse_request_options(headers: Sequence[tuple[bytes, bytes]]) -> RequestOptions | ServiceError:

@@ -16,8 +16,9 @@ import attrs
 
 from .._core.eventstream import encode_chunk_event, encode_exception_event
 from ._fake_model import FakeReply
-from ._faults import STREAM_EXCEPTIONS, Fault, FaultKind, ServiceError
+from ._faults import STREAM_EXCEPTIONS, Fault, FaultKind
 from ._tools import ToolCall, content_blocks, tool_events
+from ._wire_errors import ServiceError
 
 __all__ = [
     "Ending",

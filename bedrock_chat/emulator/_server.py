@@ -56,11 +56,12 @@ import h11
 from anyio.streams.stapled import MultiListener
 
 from ._control_plane import ControlPlane
-from ._faults import FaultInjector, ServiceError
+from ._faults import FaultInjector
 from ._handlers import Dispatched, Dispatcher
 from ._limits import ServerLimits
 from ._options import EmulatorOptions
 from ._responses import Ending, Reply, error_reply, new_request_id
+from ._wire_errors import ServiceError
 
 __all__ = ["MAX_BODY_BYTES", "BedrockEmulator", "RecordedRequest"]
 
@@ -329,10 +330,10 @@ class BedrockEmulator:
         except _DISCONNECTS:
             pass
         except h11.RemoteProtocolError as exc:
-            await self._try_send_error(conn, client, ServiceError("ValidationException", 400, f"Bad request: {exc}"))
+            await self._try_send_error(conn, client, ServiceError("ValidationException", f"Bad request: {exc}"))
         except Exception as exc:  # the emulator's own bug: answer 500, keep it for the tests, keep serving
             self.errors.append(exc)
-            await self._try_send_error(conn, client, ServiceError("InternalServerException", 500, "Emulator error."))
+            await self._try_send_error(conn, client, ServiceError("InternalServerException", "Emulator error."))
         finally:
             await anyio.aclose_forcefully(stream)
 
@@ -430,9 +431,7 @@ class BedrockEmulator:
                 declared = int(value)
         body = await self._read_body(conn, client) if declared <= MAX_BODY_BYTES else declared
         if isinstance(body, int):
-            error = ServiceError(
-                "ValidationException", 400, f"Request body exceeds the maximum of {MAX_BODY_BYTES} bytes."
-            )
+            error = ServiceError("ValidationException", f"Request body exceeds the maximum of {MAX_BODY_BYTES} bytes.")
             reply = error_reply(error, new_request_id())
             self._record(method, target, headers, b"", Dispatched(reply), body_size=body)
             await self._play(conn, client, reply, head=False, close=True)

@@ -12,10 +12,9 @@ UNVERIFIED, written in the same style.
 
 The ``anthropic_version`` rule (from CLAUDE_MODELS.md, UNVERIFIED upstream): ``bedrock-2023-05-31`` is
 always accepted; the dated (legacy) models reject anything else with 400, while the models the
-registry lists on the Messages endpoint (surfaces include ``MESSAGES_ENDPOINT``: the 2026 generation,
-also Haiku 4.5) accept any Anthropic API version of the form ``YYYY-MM-DD`` (anthropic SDK 2.14 sends
-``2026-10-21``). Models the registry does not know (application-profile and provisioned-model ARNs)
-follow the legacy rule.
+emulator's table (``_models``) serves on the Messages endpoint (the 2026 generation, also Haiku 4.5)
+accept any Anthropic API version of the form ``YYYY-MM-DD`` (anthropic SDK 2.14 sends ``2026-10-21``).
+Models the table cannot know (application-profile and provisioned-model ARNs) follow the legacy rule.
 
 The ``/anthropic/v1/messages`` surface (:func:`parse_messages_endpoint_body`) takes the same Messages
 body with ``model`` (and optionally ``stream``) in it and the API version in the ``anthropic-version``
@@ -35,9 +34,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._core.models import ModelApi, ResolvedModel, Surface
 from ._body import AUTO, BodyError, ParsedRequest
 from ._content import check_content, check_tool_turns, parse_tool_choice, parse_tools
+from ._models import Api, ModelRef, Surface
 
 __all__ = [
     "BEDROCK_VERSION",
@@ -51,7 +50,6 @@ __all__ = [
 
 BEDROCK_VERSION = "bedrock-2023-05-31"
 _API_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_VERSION_SUFFIX = re.compile(r"-v\d+(?::\d+)?$")
 _HUMAN = "\n\nHuman:"
 _ASSISTANT = "\n\nAssistant:"
 #: List fields whose items must be strings (checked in the schema pass).
@@ -152,18 +150,15 @@ def _check_schema(body: Mapping[str, Any], schema: Mapping[str, tuple[type, ...]
         raise _malformed(problems)
 
 
-def anthropic_model_name(model: ResolvedModel) -> str:
+def anthropic_model_name(model: ModelRef) -> str:
     """The name Anthropic's API uses (``claude-3-5-haiku-20241022``): what Messages bodies report as ``model``."""
-    if model.info is None:
-        return model.model_id
-    name = model.info.id.removeprefix("anthropic.")
-    return _VERSION_SUFFIX.sub("", name) if model.info.api is ModelApi.MESSAGES else name
+    return model.anthropic_name
 
 
-def _check_version(version: object, model: ResolvedModel) -> None:
+def _check_version(version: object, model: ModelRef) -> None:
     if version is None or version == BEDROCK_VERSION:
         return
-    on_messages_endpoint = model.info is not None and Surface.MESSAGES_ENDPOINT in model.info.surfaces
+    on_messages_endpoint = model.model is not None and Surface.MESSAGES_ENDPOINT in model.model.surfaces
     if on_messages_endpoint and isinstance(version, str) and _API_DATE.match(version):
         return
     raise BodyError(f'anthropic_version: "{version}" is not supported for this model; use "{BEDROCK_VERSION}"')
@@ -180,15 +175,19 @@ def check_api_version_header(value: str | None) -> None:
         raise BodyError(f"anthropic-version: {value!r} is not a valid version (expected a date such as 2023-06-01)")
 
 
-def parse_messages_endpoint_body(body: Mapping[str, Any], model: ResolvedModel) -> ParsedRequest:
+def parse_messages_endpoint_body(body: Mapping[str, Any], model: ModelRef) -> ParsedRequest:
     """Validate an ``/anthropic/v1/messages`` body; raises :class:`BodyError` (see the module docstring)."""
     fields = {key: value for key, value in body.items() if key != "anthropic_version"}
     return _parse_messages(fields, model, _ENDPOINT_SCHEMA, _ENDPOINT_REQUIRED)
 
 
-def parse_body(body: Mapping[str, Any], model: ResolvedModel) -> ParsedRequest:
-    """Validate a decoded JSON body for ``model``'s API; raises :class:`BodyError` with Bedrock's message."""
-    if model.api is ModelApi.TEXT_COMPLETIONS:
+def parse_body(body: Mapping[str, Any], model: ModelRef) -> ParsedRequest:
+    """Validate a decoded JSON body for ``model``'s API; raises :class:`BodyError` with Bedrock's message.
+
+    A model that takes both bodies (Claude Instant and 2.x) reads a body with ``messages`` as Messages.
+    """
+    apis = model.apis
+    if Api.TEXT_COMPLETIONS in apis and (Api.MESSAGES not in apis or "messages" not in body):
         return _parse_text(body, model)
     if "prompt" in body and "messages" not in body:
         raise BodyError(
@@ -197,7 +196,7 @@ def parse_body(body: Mapping[str, Any], model: ResolvedModel) -> ParsedRequest:
     return _parse_messages(body, model, _MESSAGES_SCHEMA, _MESSAGES_REQUIRED)
 
 
-def _parse_text(body: Mapping[str, Any], model: ResolvedModel) -> ParsedRequest:
+def _parse_text(body: Mapping[str, Any], model: ModelRef) -> ParsedRequest:
     _check_schema(body, _TEXT_SCHEMA, _TEXT_REQUIRED)
     _check_version(body.get("anthropic_version"), model)
     prompt: str = body["prompt"]
@@ -210,7 +209,7 @@ def _parse_text(body: Mapping[str, Any], model: ResolvedModel) -> ParsedRequest:
     if problems:
         raise BodyError("Invalid prompt: " + ", ".join(problems))
     max_tokens: int = body["max_tokens_to_sample"]
-    limit = model.max_output_tokens
+    limit = model.max_tokens_for(Api.TEXT_COMPLETIONS)
     if max_tokens < 0:
         raise _malformed([f"#/max_tokens_to_sample: {max_tokens} is not greater or equal to 0"])
     if limit is not None and max_tokens > limit:
@@ -218,9 +217,7 @@ def _parse_text(body: Mapping[str, Any], model: ResolvedModel) -> ParsedRequest:
     # The text after the last Human turn, up to the Assistant turn that follows it, is what the user said last.
     last_turn = prompt[prompt.rfind(_HUMAN) + len(_HUMAN) :]
     last_user = last_turn.split(_ASSISTANT, 1)[0]
-    return ParsedRequest(
-        ModelApi.TEXT_COMPLETIONS, prompt, last_user, max_tokens, tuple(body.get("stop_sequences") or ())
-    )
+    return ParsedRequest(Api.TEXT_COMPLETIONS, prompt, last_user, max_tokens, tuple(body.get("stop_sequences") or ()))
 
 
 def _block_text(block: Mapping[str, Any]) -> str:
@@ -243,7 +240,7 @@ def _content_text(content: object) -> str:
 
 def _parse_messages(
     body: Mapping[str, Any],
-    model: ResolvedModel,
+    model: ModelRef,
     schema: Mapping[str, tuple[type, ...]],
     required: Sequence[str],
 ) -> ParsedRequest:
@@ -251,7 +248,7 @@ def _parse_messages(
     if "anthropic_version" in required:
         _check_version(body["anthropic_version"], model)
     max_tokens: int = body["max_tokens"]
-    limit = model.max_output_tokens
+    limit = model.max_tokens_for(Api.MESSAGES)
     if max_tokens < 1:
         raise BodyError("max_tokens: Input should be greater than or equal to 1")
     if limit is not None and max_tokens > limit:
@@ -301,7 +298,7 @@ def _parse_messages(
     tools = parse_tools(body.get("tools") or ())
     tool_choice = parse_tool_choice(body["tool_choice"], tools) if "tool_choice" in body else AUTO
     return ParsedRequest(
-        ModelApi.MESSAGES,
+        Api.MESSAGES,
         "\n".join(texts),
         last_user,
         max_tokens,

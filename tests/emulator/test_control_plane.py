@@ -151,6 +151,8 @@ def test_client_request_token_makes_create_idempotent(bedrock: Any, s3: Any, buc
     with pytest.raises(botocore.exceptions.ClientError) as caught:
         _create(bedrock, bucket, "job-other", clientRequestToken="tok123")
     assert caught.value.response["Error"]["Code"] == "ConflictException"
+    # The bedrock service model gives ConflictException HTTP 400 (botocore's service-2.json), not 409.
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert len(bedrock.list_model_invocation_jobs()["invocationJobSummaries"]) == 1
 
 

@@ -14,7 +14,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from bedrock_chat.emulator._auth import verify_request
-from bedrock_chat.emulator._faults import ServiceError
+from bedrock_chat.emulator._wire_errors import ServiceError
 
 # BEDROCK_PROTOCOL.md section 1.2: botocore 1.44.8, frozen at 2024-01-01T00:00:00Z.
 VECTOR_KEY = "AKIDEXAMPLE"

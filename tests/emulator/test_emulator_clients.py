@@ -100,6 +100,21 @@ def test_boto3_stream(bedrock_emulator: BedrockEmulator, boto3_client_for: Clien
         assert events[-1]["type"] == "message_stop"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_boto3_messages_body_on_claude_2(
+    bedrock_emulator: BedrockEmulator, boto3_client_for: ClientFor, stream: bool
+) -> None:
+    """Claude 2 takes the Messages body too (AWS-MSG lists it): a Message comes back, not a 400."""
+    client = boto3_client_for(bedrock_emulator)
+    if stream:
+        events = stream_events(client.invoke_model_with_response_stream(modelId=TEXT_MODEL, body=MESSAGES_BODY))
+        assert [events[0]["type"], events[-1]["type"]] == ["message_start", "message_stop"]
+        assert events[0]["message"]["model"] == "claude-v2"
+    else:
+        result = json.loads(client.invoke_model(modelId=TEXT_MODEL, body=MESSAGES_BODY)["body"].read())
+        assert (result["type"], result["model"], result["content"][0]["type"]) == ("message", "claude-v2", "text")
+
+
 @pytest.mark.parametrize(
     ("fault", "error"),
     [

@@ -19,11 +19,13 @@ CLIENT_MODULES = (
     "_core.sigv4",
     "_core.prompt",
     "_core.protocol",
+    "_core.models",  # the emulator's table of models is its own (emulator/_models.py)
     "_http.credentials",
     "_streaming",
 )
-#: Pure codecs and data the emulator may share: both sides must speak them byte for byte anyway.
-ALLOWED_PROJECT_MODULES = {"_core.argtypes", "_core.eventstream", "_core.models", "_errors", "_types", "_core.sse"}
+#: Pure codecs the emulator may share (both sides must speak them byte for byte anyway), the argument types
+#: of its command line, and the public error its options raise (ConfigurationError).
+ALLOWED_PROJECT_MODULES = {"_core.argtypes", "_core.eventstream", "_errors", "_types", "_core.sse"}
 
 # The package's own __init__ may import the client for its users; the emulator must not depend on that,
 # so the check stands the package up as a bare namespace before importing every emulator module.

@@ -257,6 +257,14 @@ def test_model_id_forms(
         ("anthropic.claude-opus-4-8", 400, "ValidationException"),  # served on /anthropic/v1/messages only
         ("has%20space", 400, "ValidationException"),
         ("arn%3Aaws%3As3%3A%3A%3Abucket", 400, "ValidationException"),
+        # The emulator's own table (emulator/_models.py), not the client's registry, decides these.
+        ("ca.anthropic.claude-sonnet-4-6", 400, "ValidationException"),  # no such profile prefix
+        (
+            "arn%3Aaws%3Abedrock%3Aus-east-1%3A%3Afoundation-model%2Fus.anthropic.claude-sonnet-4-6",
+            400,
+            "ValidationException",
+        ),
+        ("anthropic.claude-opus-4-6", 404, "ResourceNotFoundException"),  # no source gives this alias
     ],
 )
 def test_bad_model_ids(

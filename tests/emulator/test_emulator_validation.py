@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from bedrock_chat._core.models import ModelApi, resolve_model
+from bedrock_chat.emulator._models import Api, ModelRef, parse_model_id
 from bedrock_chat.emulator._validation import BodyError, anthropic_model_name, parse_body
 
+V1 = "anthropic.claude-v1"
 V2 = "anthropic.claude-v2"
 HAIKU_3 = "anthropic.claude-3-haiku-20240307-v1:0"
 SONNET_3 = "anthropic.claude-3-sonnet-20240229-v1:0"
@@ -16,6 +17,13 @@ HAIKU_45 = "anthropic.claude-haiku-4-5-20251001-v1:0"
 APP_PROFILE = "arn:aws:bedrock:us-east-1:111122223333:application-inference-profile/a1b2c3d4e5f6"
 PROMPT = "\n\nHuman: Hi there\n\nAssistant:"
 USER = [{"role": "user", "content": "Hi there"}]
+
+
+def served(model_id: str) -> ModelRef:
+    """The emulator's reading of a model id it serves."""
+    model = parse_model_id(model_id)
+    assert isinstance(model, ModelRef), model
+    return model
 
 
 def messages(**fields: Any) -> dict[str, Any]:
@@ -50,8 +58,9 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
     (V2, text(stop_sequences=[1]), "#/stop_sequences/0: expected type: String, found: Integer"),
     (V2, text(temperature=1.5), "#/temperature: 1.5 is not less or equal to 1.0"),
     (V2, text(anthropic_version="2026-10-21"), 'anthropic_version: "2026-10-21" is not supported for this model'),
-    (V2, messages(), "#: required key [prompt] not found#: required key [max_tokens_to_sample] not found"),
-    (V2, messages(), "#: extraneous key [messages] is not permitted"),
+    # Claude 1 takes text completions only (CLAUDE_MODELS.md: TC, UNVERIFIED); 2.x takes both (below).
+    (V1, messages(), "#: required key [prompt] not found#: required key [max_tokens_to_sample] not found"),
+    (V1, messages(), "#: extraneous key [messages] is not permitted"),
     # A text body sent to a Messages model (aws/fmeval#286).
     (SONNET_3, text(), '"claude-3-sonnet-20240229" is not supported on this API. Please use the Messages API instead.'),
     # Messages (section 4).
@@ -105,14 +114,14 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
 def test_bad_bodies_get_bedrocks_message(model_id: str, body: dict[str, Any], message: str) -> None:
     """Each bad body is refused with (a message containing) the expected text."""
     with pytest.raises(BodyError) as caught:
-        parse_body(body, resolve_model(model_id))
+        parse_body(body, served(model_id))
     assert message in caught.value.message
 
 
 def test_schema_problems_are_reported_together() -> None:
     """The schema pass lists every problem in one 'Malformed input request' message."""
     with pytest.raises(BodyError) as caught:
-        parse_body({"messages": USER, "top_p": "x"}, resolve_model(HAIKU_3))
+        parse_body({"messages": USER, "top_p": "x"}, served(HAIKU_3))
     assert caught.value.message == (
         "Malformed input request: #: required key [anthropic_version] not found#: required key [max_tokens] not "
         "found#/top_p: expected type: Number, found: String, please reformat your input and try again."
@@ -131,17 +140,15 @@ def test_schema_problems_are_reported_together() -> None:
 )
 def test_accepted_versions(model_id: str, version: str) -> None:
     """bedrock-2023-05-31 always; dated API versions only for models on the Messages endpoint."""
-    parsed = parse_body(messages(anthropic_version=version), resolve_model(model_id))
-    assert parsed.api is ModelApi.MESSAGES
+    parsed = parse_body(messages(anthropic_version=version), served(model_id))
+    assert parsed.api is Api.MESSAGES
 
 
 def test_valid_text_body_is_parsed() -> None:
     """A text body with a system prompt and prefill: the last Human turn is what the user said."""
     prompt = "Be brief.\n\nHuman: first\n\nAssistant: ok\n\nHuman: second words\n\nAssistant: Sure,"
-    parsed = parse_body(
-        text(prompt=prompt, stop_sequences=["X"], anthropic_version="bedrock-2023-05-31"), resolve_model(V2)
-    )
-    assert parsed.api is ModelApi.TEXT_COMPLETIONS
+    parsed = parse_body(text(prompt=prompt, stop_sequences=["X"], anthropic_version="bedrock-2023-05-31"), served(V2))
+    assert parsed.api is Api.TEXT_COMPLETIONS
     assert parsed.last_user_text.strip() == "second words"
     assert (parsed.input_text, parsed.max_tokens, parsed.stop_sequences) == (prompt, 10, ("X",))
 
@@ -165,7 +172,7 @@ def test_valid_messages_body_is_parsed() -> None:
         stop_sequences=["END"],
         temperature=0.5,
     )
-    parsed = parse_body(body, resolve_model(HAIKU_3))
+    parsed = parse_body(body, served(HAIKU_3))
     assert parsed.last_user_text == "sunny day"
     assert parsed.input_text.split() == ["Be", "kind", "look", "sunny", "day"]
     assert parsed.stop_sequences == ("END",)
@@ -184,4 +191,12 @@ def test_valid_messages_body_is_parsed() -> None:
 )
 def test_anthropic_model_names(model_id: str, name: str) -> None:
     """Response bodies name the model as Anthropic's API does."""
-    assert anthropic_model_name(resolve_model(model_id)) == name
+    assert anthropic_model_name(served(model_id)) == name
+
+
+@pytest.mark.parametrize("model_id", ["anthropic.claude-instant-v1", V2, "anthropic.claude-v2:1"])
+def test_claude_2_takes_messages_bodies_too(model_id: str) -> None:
+    """Instant 1.2 and 2.x take the Messages body as well (AWS-MSG lists them), capped by the model, not by TC."""
+    parsed = parse_body(messages(max_tokens=4096), served(model_id))
+    assert parsed.api is Api.MESSAGES
+    assert parse_body(text(), served(model_id)).api is Api.TEXT_COMPLETIONS

@@ -123,7 +123,7 @@ def test_converse_input_counts_like_its_messages_equivalent(client: Any) -> None
         ("anthropic.claude-9-unknown-v1:0", MESSAGES_BODY, "ResourceNotFoundException"),
         ("anthropic.claude-opus-5", MESSAGES_BODY, "ValidationException"),  # served on /anthropic/v1/messages only
         (HAIKU_35, TEXT_BODY, "ValidationException"),
-        (TEXT_MODEL, MESSAGES_BODY, "ValidationException"),
+        ("anthropic.claude-v1", MESSAGES_BODY, "ValidationException"),  # text completions only (2.x takes both)
         (HAIKU_35, {**MESSAGES_BODY, "max_tokens": 0}, "ValidationException"),
     ],
 )

@@ -12,9 +12,9 @@ import pytest
 from anthropic.types import MessageParam, TextBlock, ToolParam, ToolUseBlock
 from emulator_testing import boto3_runtime_client, chunk_events, post_signed
 
-from bedrock_chat._core.models import resolve_model
 from bedrock_chat._core.sse import SSEDecoder
 from bedrock_chat.emulator import BedrockEmulator, count_tokens, fake_reply
+from bedrock_chat.emulator._models import ModelRef, parse_model_id
 from bedrock_chat.emulator._tools import JSON_PIECE_CHARS, MAX_DEPTH, choose_tool, tool_input
 from bedrock_chat.emulator._validation import parse_body
 
@@ -147,7 +147,9 @@ ANSWERED = [
 )
 def test_which_tool_is_called(body: dict[str, Any], chosen: str | None) -> None:
     """tool_choice and the last user text decide the tool, by the rules in ``_tools``."""
-    tool = choose_tool(parse_body(body, resolve_model(HAIKU_35)))
+    model = parse_model_id(HAIKU_35)
+    assert isinstance(model, ModelRef)
+    tool = choose_tool(parse_body(body, model))
     assert (tool.name if tool is not None else None) == chosen
 
 
