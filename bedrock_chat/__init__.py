@@ -19,6 +19,7 @@ from ._errors import (
     APIError,
     AuthenticationError,
     BedrockError,
+    CacheBreakpointWarning,
     ConfigurationError,
     ConflictError,
     CredentialsError,
@@ -42,7 +43,7 @@ from ._errors import (
     ValidationError,
 )
 from ._streaming import ChatCompletionStream
-from ._types import AwsCredentials, ChatCompletion, StreamChunk, Usage
+from ._types import AwsCredentials, CacheCreation, ChatCompletion, StreamChunk, Usage
 
 if _typing.TYPE_CHECKING:
     from ._batch.chat import BatchResult, BatchRun
@@ -80,6 +81,8 @@ __all__ = [
     "BatchResult",
     "BatchRun",
     "BedrockError",
+    "CacheBreakpointWarning",
+    "CacheCreation",
     "ChatCompletion",
     "ChatCompletionStream",
     "ChatCompletions",
