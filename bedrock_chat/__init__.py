@@ -19,6 +19,7 @@ from ._errors import (
     APIError,
     AuthenticationError,
     BedrockError,
+    CacheBreakpointWarning,
     ConfigurationError,
     ConflictError,
     CredentialsError,
@@ -43,7 +44,7 @@ from ._errors import (
 )
 from ._log import configure_from_environment as _configure_logging
 from ._streaming import ChatCompletionStream
-from ._types import AwsCredentials, ChatCompletion, StreamChunk, Usage
+from ._types import AwsCredentials, CacheCreation, ChatCompletion, StreamChunk, Usage
 
 if _typing.TYPE_CHECKING:
     from ._batch.chat import BatchResult, BatchRun
@@ -83,6 +84,8 @@ __all__ = [
     "BatchResult",
     "BatchRun",
     "BedrockError",
+    "CacheBreakpointWarning",
+    "CacheCreation",
     "ChatCompletion",
     "ChatCompletionStream",
     "ChatCompletions",

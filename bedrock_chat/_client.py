@@ -20,6 +20,7 @@ import anyio
 import httpx
 import sniffio
 
+from ._core.caching import warn_if_uncached
 from ._core.config import (
     RetryPolicy,
     check_resolves_to_loopback,
@@ -126,7 +127,7 @@ class ChatCompletions:
         temperature: float | None = ...,
         top_p: float | None = ...,
         top_k: int | None = ...,
-        system: str | None = ...,
+        system: str | Sequence[Mapping[str, Any]] | None = ...,
         max_tokens: int | None = ...,
         thinking: Mapping[str, Any] | None = ...,
         tools: Sequence[Mapping[str, Any]] | None = ...,
@@ -154,7 +155,7 @@ class ChatCompletions:
         temperature: float | None = ...,
         top_p: float | None = ...,
         top_k: int | None = ...,
-        system: str | None = ...,
+        system: str | Sequence[Mapping[str, Any]] | None = ...,
         max_tokens: int | None = ...,
         thinking: Mapping[str, Any] | None = ...,
         tools: Sequence[Mapping[str, Any]] | None = ...,
@@ -182,7 +183,7 @@ class ChatCompletions:
         temperature: float | None = ...,
         top_p: float | None = ...,
         top_k: int | None = ...,
-        system: str | None = ...,
+        system: str | Sequence[Mapping[str, Any]] | None = ...,
         max_tokens: int | None = ...,
         thinking: Mapping[str, Any] | None = ...,
         tools: Sequence[Mapping[str, Any]] | None = ...,
@@ -209,7 +210,7 @@ class ChatCompletions:
         temperature: float | None = None,
         top_p: float | None = None,
         top_k: int | None = None,
-        system: str | None = None,
+        system: str | Sequence[Mapping[str, Any]] | None = None,
         max_tokens: int | None = None,
         thinking: Mapping[str, Any] | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
@@ -236,7 +237,8 @@ class ChatCompletions:
             stop_sequences: strings that end generation.
             temperature, top_p: 0 to 1; top_k: 0 to 500. Unset means the model's default
                 (1, 1 and 250 for the Claude models that document them).
-            system: system prompt (alternatively, leading ``system`` messages).
+            system: system prompt, a string or (Messages models) text blocks that may carry ``cache_control``
+                (alternatively, leading ``system`` messages).
             thinking: extended thinking, passed through (``{"type": "adaptive"}``, or
                 ``{"type": "enabled", "budget_tokens": N}``), checked against what the model accepts.
             tools, tool_choice: tool definitions and the choice rule (Messages models); the reply's
@@ -283,7 +285,10 @@ class ChatCompletions:
         )
         if stream:
             return await self._client._open_stream(invocation, deadline=seconds)
-        return await self._client._invoke(invocation, deadline=seconds)
+        chat = await self._client._invoke(invocation, deadline=seconds)
+        if invocation.cache is not None:
+            warn_if_uncached(invocation.cache, chat.usage, invocation.model.display_name, stacklevel=2)
+        return chat
 
     def batch(
         self,
@@ -543,7 +548,7 @@ class AnthropicBedrock:
         *,
         model: str,
         messages: Sequence[dict[str, Any]],
-        system: str | None = None,
+        system: str | Sequence[Mapping[str, Any]] | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         tool_choice: Mapping[str, Any] | None = None,
         thinking: Mapping[str, Any] | None = None,
@@ -728,7 +733,7 @@ class AnthropicBedrock:
         temperature: object,
         top_p: object,
         top_k: object,
-        system: str | None,
+        system: object,
         thinking: object,
         surface: object,
         stream: bool,

@@ -29,6 +29,9 @@ Every error this library raises is a :class:`BedrockError`::
         ├── InternalServerError                 500 InternalServerException
         └── ServiceUnavailableError             503 ServiceUnavailableException
 
+One warning category (not an error): :class:`CacheBreakpointWarning`, when prompt-cache breakpoints
+cached nothing because their prefix is under the model's minimum.
+
 Codes arrive in three spellings: ``ThrottlingException`` (the ``x-amzn-ErrorType`` header of an HTTP
 error), ``throttlingException`` (the ``:exception-type`` of a mid-stream exception frame) and
 ``rate_limit_error`` (the Anthropic-style body of the ``/anthropic/v1/messages`` surface). All three
@@ -51,6 +54,7 @@ from urllib.parse import unquote
 
 __all__ = [
     "APIConnectionError",
+    "CacheBreakpointWarning",
     "APIError",
     "AccessDeniedError",
     "AuthenticationError",
@@ -113,6 +117,14 @@ def _rebuild(cls: type[BedrockError], args: tuple[Any, ...], state: dict[str, An
     error.args = args
     error.__dict__.update(state)
     return error
+
+
+class CacheBreakpointWarning(UserWarning):
+    """Cache breakpoints were set but nothing was cached: their prefix is under the model's minimum.
+
+    A warning, never an error: the call succeeded, Bedrock just cached nothing (and says nothing).
+    Silence it with ``warnings.filterwarnings("ignore", category=CacheBreakpointWarning)``.
+    """
 
 
 class InvalidRequestError(BedrockError, ValueError):

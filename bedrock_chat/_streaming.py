@@ -22,6 +22,7 @@ from typing import Any, cast
 import anyio
 import httpx
 
+from ._core.caching import warn_if_uncached
 from ._core.eventstream import EventStreamDecoder, EventStreamMessage, decode_chunk_payload
 from ._core.models import Surface
 from ._core.protocol import Invocation
@@ -318,6 +319,9 @@ class ChatCompletionStream:
             latency=time.monotonic() - self._started,
             header_usage=usage_from_headers(self.headers),
         )
+        plan = self._assembler.invocation.cache
+        if plan is not None:
+            warn_if_uncached(plan, self._completion.usage, self._assembler.invocation.model.display_name, stacklevel=4)
 
     async def _recover_or_raise(self, error: BedrockError) -> None:
         """Retry a stream that failed before any text was handed out; otherwise propagate, keeping the text.

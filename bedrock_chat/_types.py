@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["AwsCredentials", "ChatCompletion", "StreamChunk", "Usage"]
+__all__ = ["AwsCredentials", "CacheCreation", "ChatCompletion", "StreamChunk", "Usage"]
 
 
 @attrs.frozen(repr=False)
@@ -35,12 +35,21 @@ class AwsCredentials:
 
 
 @attrs.frozen(kw_only=True)
+class CacheCreation:
+    """Cache-write tokens split by TTL, as the Messages API's ``usage.cache_creation`` reports them."""
+
+    ephemeral_5m_input_tokens: int | None = None
+    ephemeral_1h_input_tokens: int | None = None
+
+
+@attrs.frozen(kw_only=True)
 class Usage:
     """Token counts and latencies of one invocation.
 
     Filled from whatever the service reports: the body's ``usage``, the ``X-Amzn-Bedrock-*``
     headers, or a stream's ``amazon-bedrock-invocationMetrics``. Counts the service did not report
-    stay None rather than a made-up zero.
+    stay None rather than a made-up zero. ``cache_creation`` is the 5-minute/1-hour split of
+    ``cache_creation_input_tokens``, where the service reports one.
     """
 
     input_tokens: int | None = None
@@ -49,6 +58,7 @@ class Usage:
     cache_creation_input_tokens: int | None = None
     invocation_latency_ms: int | None = None
     first_byte_latency_ms: int | None = None
+    cache_creation: CacheCreation | None = None
 
     def merge(self, other: Usage) -> Usage:
         """A Usage with ``other``'s reported values taking precedence over this one's."""
@@ -61,8 +71,8 @@ class Usage:
             }
         )
 
-    def to_dict(self) -> dict[str, int | None]:
-        """Plain-dict form, for JSON."""
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form, for JSON (``cache_creation`` a nested dict, as the Messages API has it)."""
         return attrs.asdict(self)
 
 

@@ -243,11 +243,15 @@ def estimate_tokens(fields: Mapping[str, Any]) -> int:
 
 
 def used_tokens(usage: Usage) -> int | None:
-    """Tokens a reply actually used (input, output and cache), or None when the service reported none."""
+    """Tokens a reply counts against the TPM quota (input, output, cache writes), or None when none were reported.
+
+    Cache reads are not charged: they do not count toward Bedrock's tokens-per-minute quota (AWS
+    guidance, ``CLAUDE_REQUEST_FEATURES_2026.md``), so charging them would throttle a cached workload
+    below what the service allows.
+    """
     counts = [
         usage.input_tokens,
         usage.output_tokens,
-        usage.cache_read_input_tokens,
         usage.cache_creation_input_tokens,
     ]
     known = [count for count in counts if count is not None]

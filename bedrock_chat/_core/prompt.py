@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from .._errors import InvalidRequestError
+from .caching import check_cache_control
 
 __all__ = ["Conversation", "Turn", "messages_payload", "normalize_conversation", "text_prompt"]
 
@@ -58,9 +59,13 @@ class Conversation:
     last element of ``turns`` (the Messages API sends it as a turn, the text prompt appends it).
     """
 
-    system: str | None
+    system: str | list[dict[str, Any]] | None
     turns: tuple[Turn, ...]
     original: tuple[dict[str, Any], ...]
+    #: The ``cache_control`` markers found, ``(where, ttl)`` in prompt order (system, then messages).
+    breakpoints: tuple[tuple[str, str], ...] = ()
+    #: Where a system prompt given as blocks came from (text-completion models refuse it, naming this).
+    system_blocks_from: str | None = None
 
     @property
     def prefill(self) -> Content | None:
@@ -69,12 +74,21 @@ class Conversation:
         return last.content if last.role == "assistant" else None
 
 
-def _check_block(block: object, where: str) -> dict[str, Any]:
+def _check_block(block: object, where: str, breakpoints: list[tuple[str, str]]) -> dict[str, Any]:
     if not isinstance(block, Mapping):
         raise InvalidRequestError(where, f"a content block must be a dict, got {type(block).__name__}")
     block_type = block.get("type")
     if not isinstance(block_type, str):
         raise InvalidRequestError(f"{where}.type", "a content block needs a string 'type'")
+    if block_type == "tool_result" and isinstance(block.get("content"), list):
+        for j, inner in enumerate(block["content"]):
+            if isinstance(inner, Mapping) and "cache_control" in inner:
+                at = f"{where}.content[{j}].cache_control"
+                breakpoints.append((at, check_cache_control(inner["cache_control"], at)))
+    if "cache_control" in block:
+        breakpoints.append(
+            (f"{where}.cache_control", check_cache_control(block["cache_control"], f"{where}.cache_control"))
+        )
     required = _BLOCK_REQUIRED_KEYS.get(block_type)
     if required is None:
         # Newer block types are passed through unchanged: the service is the judge of those.
@@ -111,7 +125,7 @@ def _check_image_source(source: object, where: str) -> dict[str, Any]:
     return dict(source)
 
 
-def _check_content(content: object, where: str) -> Content:
+def _check_content(content: object, where: str, breakpoints: list[tuple[str, str]]) -> Content:
     if isinstance(content, str):
         if not content:
             raise InvalidRequestError(where, "must not be empty")
@@ -119,8 +133,20 @@ def _check_content(content: object, where: str) -> Content:
     if isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray)):
         if not content:
             raise InvalidRequestError(where, "must not be an empty list of content blocks")
-        return [_check_block(block, f"{where}[{i}]") for i, block in enumerate(content)]
+        return [_check_block(block, f"{where}[{i}]", breakpoints) for i, block in enumerate(content)]
     raise InvalidRequestError(where, f"must be a string or a list of content blocks, got {type(content).__name__}")
+
+
+def _check_system(content: object, where: str, breakpoints: list[tuple[str, str]]) -> Content:
+    """A system prompt: a string, or text blocks (which may carry ``cache_control``)."""
+    if isinstance(content, str) and not content:
+        raise InvalidRequestError(where, "must be a non-empty string or a list of text blocks")
+    checked = _check_content(content, where, breakpoints)
+    if isinstance(checked, list):
+        for i, block in enumerate(checked):
+            if block["type"] != "text":
+                raise InvalidRequestError(f"{where}[{i}].type", f"system blocks are text blocks, got {block['type']!r}")
+    return checked
 
 
 def _merge(a: Content, b: Content) -> Content:
@@ -132,15 +158,31 @@ def _merge(a: Content, b: Content) -> Content:
     return [*as_blocks, *bs_blocks]
 
 
-def normalize_conversation(messages: object, *, system: str | None = None) -> Conversation:
+def _join_system(parts: list[Content]) -> str | list[dict[str, Any]] | None:
+    """System parts as one string, or as one list of text blocks when any part was given as blocks."""
+    if not parts:
+        return None
+    if all(isinstance(part, str) for part in parts):
+        return "\n\n".join(part for part in parts if isinstance(part, str))
+    blocks: list[dict[str, Any]] = []
+    for part in parts:
+        blocks.extend([{"type": "text", "text": part}] if isinstance(part, str) else part)
+    return blocks
+
+
+def normalize_conversation(messages: object, *, system: object = None) -> Conversation:
     """Validate ``messages`` (and an optional ``system`` argument) into a :class:`Conversation`."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise InvalidRequestError("messages", "must be a list of {'role': ..., 'content': ...} dicts")
     if not messages:
         raise InvalidRequestError("messages", "the conversation is empty")
-    if system is not None and (not isinstance(system, str) or not system):
-        raise InvalidRequestError("system", "must be a non-empty string")
-    system_parts: list[str] = [system] if system else []
+    breakpoints: list[tuple[str, str]] = []
+    system_parts: list[Content] = []
+    system_blocks_from: str | None = None
+    if system is not None:
+        system_parts.append(_check_system(system, "system", breakpoints))
+        if not isinstance(system, str):
+            system_blocks_from = "system"
     turns: list[Turn] = []
     original: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
@@ -155,17 +197,19 @@ def normalize_conversation(messages: object, *, system: str | None = None) -> Co
             raise InvalidRequestError(f"{where}.role", f"must be 'system', 'user' or 'assistant', got {role!r}")
         if "content" not in message:
             raise InvalidRequestError(f"{where}.content", "is missing")
-        content = _check_content(message["content"], f"{where}.content")
-        # The validated copy: image bytes already base64 (so ChatCompletion.to_dict stays JSON-serialisable)
-        # and later changes to the caller's lists do not show up in the result.
-        original.append({"role": role, "content": content})
         if role == "system":
             if turns:
                 raise InvalidRequestError(where, "system messages must come before the conversation's first turn")
-            if not isinstance(content, str):
-                raise InvalidRequestError(f"{where}.content", "system content must be a string")
+            content = _check_system(message["content"], f"{where}.content", breakpoints)
+            original.append({"role": role, "content": content})
             system_parts.append(content)
+            if system_blocks_from is None and not isinstance(content, str):
+                system_blocks_from = f"{where}.content"
             continue
+        content = _check_content(message["content"], f"{where}.content", breakpoints)
+        # The validated copy: image bytes already base64 (so ChatCompletion.to_dict stays JSON-serialisable)
+        # and later changes to the caller's lists do not show up in the result.
+        original.append({"role": role, "content": content})
         if not turns and role == "assistant":
             raise InvalidRequestError(where, "the conversation must start with a user message")
         if turns and turns[-1].role == role:
@@ -174,7 +218,9 @@ def normalize_conversation(messages: object, *, system: str | None = None) -> Co
             turns.append(Turn(role, content))
     if not turns:
         raise InvalidRequestError("messages", "has no user message (only system messages)")
-    return Conversation("\n\n".join(system_parts) or None, tuple(turns), tuple(original))
+    return Conversation(
+        _join_system(system_parts), tuple(turns), tuple(original), tuple(breakpoints), system_blocks_from
+    )
 
 
 def _text_of(content: Content, where: str, model: str) -> str:
@@ -187,7 +233,13 @@ def _text_of(content: Content, where: str, model: str) -> str:
 
 def text_prompt(conversation: Conversation, *, model: str) -> str:
     """The Claude text-completion prompt: ``[system]\\n\\nHuman: ...\\n\\nAssistant: [prefill]``."""
-    parts: list[str] = [conversation.system] if conversation.system else []
+    system = conversation.system
+    if isinstance(system, list):
+        raise InvalidRequestError(
+            conversation.system_blocks_from or "system",
+            f"{model} is a text-completion model: the system prompt must be a string, not content blocks",
+        )
+    parts: list[str] = [system] if system else []
     for i, turn in enumerate(conversation.turns):
         text = _text_of(turn.content, f"messages (turn {i + 1})", model)
         parts.append(f"{HUMAN_PROMPT if turn.role == 'user' else AI_PROMPT} {text}")

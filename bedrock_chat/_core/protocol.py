@@ -21,6 +21,7 @@ import attrs
 from .._errors import (
     InvalidRequestError,
 )
+from .caching import CachePlan, plan_cache
 from .models import ModelApi, ResolvedModel, SamplingRule, Surface
 from .prompt import Conversation, messages_payload, text_prompt
 from .sigv4 import percent_encode_path_segment
@@ -128,6 +129,8 @@ class Invocation:
     stream: bool
     surface: Surface = Surface.INVOKE
     headers: tuple[tuple[str, str], ...] = _INVOKE_HEADERS
+    #: The prompt-cache breakpoints (None: none), to judge the reply's cache usage by.
+    cache: CachePlan | None = None
 
 
 def invoke_path(model_id: str, *, stream: bool) -> str:
@@ -350,6 +353,15 @@ def prepare_invocation(
     On the Messages endpoint, beta flags travel in the ``anthropic-beta`` header rather than the body.
     """
     extras = dict(extras or {})
+    cache = None
+    if conversation.breakpoints or "tools" in extras:
+        cache = plan_cache(
+            model,
+            conversation.breakpoints,
+            tools=extras.get("tools", ()),
+            system=conversation.system,
+            turns=conversation.turns,
+        )
     headers: tuple[tuple[str, str], ...]
     if surface is Surface.MESSAGES_ENDPOINT:
         path, headers = MESSAGES_ENDPOINT_PATH, _MESSAGES_ENDPOINT_HEADERS
@@ -373,7 +385,7 @@ def prepare_invocation(
         encoded = body.encode()
     except UnicodeEncodeError:
         raise InvalidRequestError("messages", "contains text that is not valid Unicode (a lone surrogate)") from None
-    return Invocation(model, conversation, sampling, path, encoded, stream, surface, headers)
+    return Invocation(model, conversation, sampling, path, encoded, stream, surface, headers, cache)
 
 
 # ---------------------------------------------------------------------------------------------- responses

@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from .._errors import APIError, EventStreamError, IncompleteStreamError, ModelStreamError, make_api_error
-from .._types import ChatCompletion, StreamChunk, Usage
+from .._types import CacheCreation, ChatCompletion, StreamChunk, Usage
 from .models import ModelApi
 from .prompt import HUMAN_PROMPT, Conversation
 from .protocol import Invocation
@@ -83,12 +83,23 @@ _METRICS_USAGE_KEYS = {
 def _usage_from(source: object, keys: Mapping[str, str]) -> Usage:
     if not isinstance(source, Mapping):
         return Usage()
-    return Usage(**{field: _int_or_none(source.get(key)) for field, key in keys.items()})
+    counts: dict[str, Any] = {field: _int_or_none(source.get(key)) for field, key in keys.items()}
+    return Usage(**counts)
 
 
 def usage_from_body(usage: object) -> Usage:
-    """The Messages API's ``usage`` object."""
-    return _usage_from(usage, _BODY_USAGE_KEYS)
+    """The Messages API's ``usage`` object (with the 5m/1h split of cache writes, when present)."""
+    parsed = _usage_from(usage, _BODY_USAGE_KEYS)
+    split = usage.get("cache_creation") if isinstance(usage, Mapping) else None
+    if isinstance(split, Mapping):
+        parsed = attrs.evolve(
+            parsed,
+            cache_creation=CacheCreation(
+                ephemeral_5m_input_tokens=_int_or_none(split.get("ephemeral_5m_input_tokens")),
+                ephemeral_1h_input_tokens=_int_or_none(split.get("ephemeral_1h_input_tokens")),
+            ),
+        )
+    return parsed
 
 
 def usage_from_metrics(metrics: object) -> Usage:

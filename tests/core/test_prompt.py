@@ -17,11 +17,11 @@ from bedrock_chat import InvalidRequestError
 from bedrock_chat._core.prompt import AI_PROMPT, HUMAN_PROMPT, messages_payload, normalize_conversation, text_prompt
 
 
-def _user(text: str) -> dict[str, Any]:
+def _user(text: str | list[dict[str, Any]]) -> dict[str, Any]:
     return {"role": "user", "content": text}
 
 
-def _assistant(text: str) -> dict[str, Any]:
+def _assistant(text: str | list[dict[str, Any]]) -> dict[str, Any]:
     return {"role": "assistant", "content": text}
 
 
@@ -230,7 +230,28 @@ BAD_CONVERSATIONS: list[tuple[object, str]] = [
     ([{"role": "user", "content": "Hi", "name": "bob"}], "messages[0]"),
     ([_assistant("Hi")], "messages[0]"),
     ([_user("Hi"), {"role": "system", "content": "late"}], "messages[1]"),
-    ([{"role": "system", "content": [{"type": "text", "text": "s"}]}, _user("Hi")], "messages[0].content"),
+    (
+        [{"role": "system", "content": [{"type": "tool_use", "id": "t", "name": "n", "input": {}}]}, _user("Hi")],
+        "messages[0].content[0].type",
+    ),
+    ([{"role": "system", "content": []}, _user("Hi")], "messages[0].content"),
+    (
+        [{"role": "user", "content": [{"type": "text", "text": "a", "cache_control": {"type": "persistent"}}]}],
+        "messages[0].content[0].cache_control",
+    ),
+    (
+        [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral", "ttl": "2h"}}],
+            }
+        ],
+        "messages[0].content[0].cache_control.ttl",
+    ),
+    (
+        [{"role": "user", "content": [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral", "x": 1}}]}],
+        "messages[0].content[0].cache_control",
+    ),
     ([{"role": "system", "content": "only a system prompt"}], "messages"),
 ]
 
@@ -245,9 +266,85 @@ def test_bad_conversations_name_the_field(messages: object, field: str) -> None:
     assert str(info.value).startswith(f"{field}: ")
 
 
-@pytest.mark.parametrize("system", ["", 3, ["a"]])
-def test_bad_system_argument(system: object) -> None:
-    """The ``system`` argument must be a non-empty string."""
+@pytest.mark.parametrize(
+    ("system", "field"),
+    [
+        ("", "system"),
+        (3, "system"),
+        ([], "system"),
+        (["a"], "system[0]"),
+        ([{"type": "text", "text": ""}], "system[0].text"),
+        ([{"type": "image", "source": {"type": "url", "url": "u"}}], "system[0].type"),
+        (
+            [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": 60}}],
+            "system[0].cache_control.ttl",
+        ),
+    ],
+)
+def test_bad_system_argument(system: object, field: str) -> None:
+    """The ``system`` argument is a non-empty string or a list of text blocks; the error names the element."""
     with pytest.raises(InvalidRequestError) as info:
-        normalize_conversation([_user("Hi")], system=system)  # type: ignore[arg-type]
-    assert info.value.field == "system"
+        normalize_conversation([_user("Hi")], system=system)
+    assert info.value.field == field
+
+
+def test_system_blocks_are_kept_with_their_markers() -> None:
+    """System text blocks (with cache_control) reach the conversation as given; string parts join them as blocks."""
+    marked = {"type": "text", "text": "policy", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    conversation = normalize_conversation(
+        [{"role": "system", "content": [marked]}, {"role": "system", "content": "tail"}, _user("Hi")], system="head"
+    )
+    assert conversation.system == [{"type": "text", "text": "head"}, marked, {"type": "text", "text": "tail"}]
+    assert conversation.breakpoints == (("messages[0].content[0].cache_control", "1h"),)
+    assert conversation.system_blocks_from == "messages[0].content"
+    only_strings = normalize_conversation([{"role": "system", "content": "b"}, _user("Hi")], system="a")
+    assert only_strings.system == "a\n\nb"
+    assert only_strings.breakpoints == ()
+
+
+def test_breakpoints_are_found_in_prompt_order() -> None:
+    """Markers on system, message and nested tool_result blocks are listed in order, with the default ttl."""
+    cc = {"type": "ephemeral"}
+    conversation = normalize_conversation(
+        [
+            _user([{"type": "text", "text": "doc", "cache_control": cc}, {"type": "text", "text": "q"}]),
+            _assistant([{"type": "tool_use", "id": "t1", "name": "n", "input": {}}]),
+            _user(
+                [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t1",
+                        "content": [{"type": "text", "text": "r", "cache_control": cc}],
+                    }
+                ]
+            ),
+        ],
+        system=[{"type": "text", "text": "s", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+    )
+    assert conversation.breakpoints == (
+        ("system[0].cache_control", "1h"),
+        ("messages[0].content[0].cache_control", "5m"),
+        ("messages[2].content[0].content[0].cache_control", "5m"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("messages", "system", "field"),
+    [
+        (
+            [{"role": "system", "content": [{"type": "text", "text": "s"}]}, {"role": "user", "content": "Hi"}],
+            None,
+            "messages[0].content",
+        ),
+        ([{"role": "user", "content": "Hi"}], [{"type": "text", "text": "s"}], "system"),
+    ],
+)
+def test_text_completion_models_refuse_system_blocks(
+    messages: list[dict[str, Any]], system: object, field: str
+) -> None:
+    """A text-completion prompt has no blocks: a block system prompt is refused, naming where it came from."""
+    conversation = normalize_conversation(messages, system=system)
+    with pytest.raises(InvalidRequestError) as info:
+        text_prompt(conversation, model="anthropic.claude-v2:1")
+    assert info.value.field == field
+    assert "text-completion" in str(info.value)

@@ -313,7 +313,7 @@ def stream_pipeline(pieces: Sequence[bytes], *, sse: bool, model: str) -> None:
 def build_request(messages: object, system: object) -> None:
     """The prompt builder to the request body, for both APIs: a Conversation and bytes, or InvalidRequestError."""
     try:
-        conversation = normalize_conversation(messages, system=system)  # type: ignore[arg-type]
+        conversation = normalize_conversation(messages, system=system)
     except InvalidRequestError:
         return
     payload = messages_payload(conversation)
