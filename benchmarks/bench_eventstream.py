@@ -2,7 +2,9 @@
 
 Both sides do the whole per-token job a streaming client does: split frames, check CRCs, read the
 headers, JSON-decode the ``{"bytes": ...}`` payload, base64-decode it and JSON-decode the model's
-event. Bytes arrive in 1-4 KB pieces as from a socket. Run: ``python benchmarks/bench_eventstream.py``.
+event. Bytes arrive in 1-4 KB pieces as from a socket. Every chunk carries Bedrock's padding field
+``"p"`` (a prefix of ``a-zA-Z0-9`` of random length, as real streams have it) unless ``--no-padding``.
+Run: ``python benchmarks/bench_eventstream.py``.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from botocore.eventstream import EventStreamBuffer
 
 from bedrock_chat._core.eventstream import EventStreamDecoder, decode_chunk_payload, encode_chunk_event
 
+#: Bedrock pads each chunk with a prefix of this (aws-sdk-js-v3#6919 shows lengths from 3 to 61).
+PADDING_ALPHABET = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "on", "bedrock")
 
 
-def build_stream(chunks: int = 1000, seed: int = 0) -> bytes:
-    """message_start, ``chunks - 2`` text deltas, message_stop with invocation metrics."""
+def build_stream(chunks: int = 1000, seed: int = 0, *, padding: bool = True) -> bytes:
+    """message_start, ``chunks - 2`` text deltas, message_stop with invocation metrics (each padded)."""
     rng = random.Random(seed)
     events: list[dict[str, Any]] = [
         {
@@ -56,7 +60,13 @@ def build_stream(chunks: int = 1000, seed: int = 0) -> bytes:
             },
         }
     )
-    return b"".join(encode_chunk_event(json.dumps(event, separators=(",", ":")).encode()) for event in events)
+    return b"".join(
+        encode_chunk_event(
+            json.dumps(event, separators=(",", ":")).encode(),
+            PADDING_ALPHABET[: rng.randint(1, len(PADDING_ALPHABET))] if padding else b"",
+        )
+        for event in events
+    )
 
 
 def decode_botocore(pieces: list[bytes], inner: Callable[[bytes], object] = json.loads) -> list[object]:
@@ -98,14 +108,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--chunks", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--no-padding", action="store_true", help='chunks without the "p" padding field')
     args = parser.parse_args()
 
-    stream = build_stream(args.chunks)
+    stream = build_stream(args.chunks, padding=not args.no_padding)
     pieces = split(stream)
     events = decode_ours(pieces)
     if events != decode_botocore(pieces) or len(events) != args.chunks:
         raise SystemExit("the two decoders disagree: not timing them")
-    print(f"stream: {args.chunks} chunk frames, {len(stream):,} bytes in {len(pieces)} pieces of 1-4 KB")
+    padded = "without" if args.no_padding else "with"
+    print(f"stream: {args.chunks} chunk frames {padded} padding, {len(stream):,} bytes", end="")
+    print(f" in {len(pieces)} pieces of 1-4 KB")
 
     medians = measure(
         {

@@ -329,9 +329,12 @@ def encode_message(headers: Mapping[str, HeaderInput] | Sequence[tuple[str, Head
     return _frame(_encode_headers(headers), payload)
 
 
-def _chunk_payload(inner_json: bytes) -> bytes:
-    """Bedrock's ``PayloadPart`` JSON, compact, exactly as the service writes it."""
-    return b'{"bytes":"' + binascii.b2a_base64(inner_json, newline=False) + b'"}'
+def _chunk_payload(inner_json: bytes, padding: bytes = b"") -> bytes:
+    """Bedrock's ``PayloadPart`` JSON, compact, exactly as the service writes it (``"p"``: its padding)."""
+    encoded = binascii.b2a_base64(inner_json, newline=False)
+    if padding:
+        return b'{"bytes":"' + encoded + b'","p":"' + padding + b'"}'
+    return b'{"bytes":"' + encoded + b'"}'
 
 
 _CHUNK_HEADER_ITEMS: Final = (
@@ -345,9 +348,13 @@ _CHUNK_HEAD_LENGTH: Final = _PRELUDE_LENGTH + _CHUNK_BLOCK_LENGTH
 _CHUNK_HEADERS: Final[Mapping[str, HeaderValue]] = MappingProxyType(dict(_CHUNK_HEADER_ITEMS))
 
 
-def encode_chunk_event(inner_json: bytes) -> bytes:
-    """A Bedrock ``chunk`` event frame carrying one model event, exactly as Bedrock lays it out."""
-    return _frame(_CHUNK_BLOCK, _chunk_payload(inner_json))
+def encode_chunk_event(inner_json: bytes, padding: bytes = b"") -> bytes:
+    """A Bedrock ``chunk`` event frame carrying one model event, exactly as Bedrock lays it out.
+
+    ``padding`` is the ``"p"`` field Bedrock adds next to ``bytes`` against token-length side channels
+    (a prefix of ``a-zA-Z0-9`` of varying length); empty: no ``"p"``.
+    """
+    return _frame(_CHUNK_BLOCK, _chunk_payload(inner_json, padding))
 
 
 def encode_exception_event(exception_type: str, body: bytes) -> bytes:
@@ -548,6 +555,8 @@ class EventStreamDecoder:
 
 _CHUNK_PREFIX: Final = b'{"bytes":"'  # 10 bytes; the literal lengths below save a len() per token
 _CHUNK_SUFFIX: Final = b'"}'
+_PADDING_KEY: Final = b'","p":"'  # 7 bytes
+_a2b_base64 = binascii.a2b_base64
 
 
 def _b64decode(data: bytes) -> bytes:
@@ -558,19 +567,25 @@ def _b64decode(data: bytes) -> bytes:
 def decode_chunk_payload(payload: bytes) -> bytes:
     """The model event inside a ``chunk`` payload ``{"bytes": "<base64>"}``; other keys are ignored.
 
-    Bedrock's exact layout is unwrapped without a JSON parser; anything else (spacing, a ``"p"``
-    padding key, escapes) takes the general path and gives the same answer.
+    Bedrock's exact layouts, ``{"bytes":"<b64>"}`` and ``{"bytes":"<b64>","p":"<padding>"}`` with an
+    alphanumeric padding, are unwrapped without a JSON parser; anything else (spacing, another key
+    order, escapes) takes the general path and gives the same answer.
 
     Raises:
         EventStreamError: not a JSON object with a base64 string ``bytes``.
     """
-    if payload[:10] == _CHUNK_PREFIX and payload[-2:] == _CHUNK_SUFFIX:
-        try:
-            # Strict base64 admits no quote or backslash, so success proves the JSON was exactly
-            # {"bytes":"<b64>"}; failure may be another valid layout, hence the general path.
-            return _b64decode(payload[10:-2])
-        except binascii.Error:
-            pass
+    if payload.startswith(_CHUNK_PREFIX) and payload.endswith(_CHUNK_SUFFIX):
+        # Strict base64 admits no quote or backslash, so the first quote after the prefix ends the
+        # string; success below proves the JSON was exactly one of the two layouts (the padding
+        # has no quote, backslash or escape: alphanumerics only). Failure may be another valid
+        # layout, hence the general path. (Method calls, not slices: no copies on the per-token path.)
+        end = payload.find(b'"', 10)
+        tail = len(payload) - end
+        if tail == 2 or (payload.startswith(_PADDING_KEY, end) and (tail == 9 or payload[end + 7 : -2].isalnum())):
+            try:
+                return _a2b_base64(payload[10:end], strict_mode=True)
+            except binascii.Error:
+                pass
     try:
         document = json.loads(payload)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors

@@ -43,12 +43,18 @@ import attrs
 from . import _count_tokens as count_tokens_op
 from . import _messages_endpoint as messages_endpoint
 from ._auth import INVOKE_SIGNING_NAMES, verify_request
+from ._cache import CacheUsage, PromptCache, plan_cache, split_input
 from ._fake_model import FakeReply, count_tokens, fake_reply, split_chunks
 from ._faults import Fault, FaultInjector, FaultKind
+from ._features import features_for
 from ._models import Api, ModelIdError, ModelRef, Surface, parse_model_id
 from ._options import EmulatorOptions
+from ._request_features import NONE, RequestFeatures, check_request_features, citations, thinking_block
 from ._request_options import body_fields, parse_request_options, response_headers
 from ._responses import (
+    NO_ADDITIONS,
+    NO_PADDING,
+    Additions,
     Reply,
     apply_fault,
     error_reply,
@@ -56,11 +62,12 @@ from ._responses import (
     messages_stream_frames,
     new_request_id,
     ok_reply,
+    padder,
     stream_reply,
     text_body,
     text_stream_frames,
 )
-from ._tools import ToolCall, plan_tool_use
+from ._tools import ToolCall, plan_tool_use, schema_value
 from ._validation import (
     BodyError,
     ParsedRequest,
@@ -97,6 +104,7 @@ class Call:
     streaming: bool = False
     headers: Sequence[tuple[bytes, bytes]] = ()
     document: dict[str, Any] | ServiceError | None = None
+    cache: PromptCache | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -144,7 +152,7 @@ def _resolve(model_id: str, surface: Surface) -> ModelRef | ServiceError:
     return model
 
 
-def _parse(body: bytes, model: ModelRef) -> ParsedRequest | ServiceError:
+def _parse(body: bytes, model: ModelRef) -> tuple[ParsedRequest, dict[str, Any]] | ServiceError:
     try:
         document: Any = json.loads(body)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
@@ -155,28 +163,84 @@ def _parse(body: bytes, model: ModelRef) -> ParsedRequest | ServiceError:
             f"{type(document).__name__}, please reformat your input and try again."
         )
     try:
-        return parse_body(document, model)
+        return parse_body(document, model), document
     except BodyError as exc:
         return _validation(exc.message)
 
 
-def _generate(parsed: ParsedRequest, options: EmulatorOptions, request_id: str) -> tuple[FakeReply, ToolCall | None]:
-    """The fake model's answer: a tool call when ``_tools``' rules call for one, else ``_fake_model``'s text."""
+@attrs.frozen
+class Plan:
+    """A validated Messages request's extras: its features, and what the cache read and wrote."""
+
+    features: RequestFeatures = NONE
+    cache: CacheUsage | None = None
+
+
+def _plan(call: Call, document: dict[str, Any], model: ModelRef) -> Plan | ServiceError:
+    """Check the request's 2026 features and apply its cache breakpoints (``_request_features``, ``_cache``)."""
+    features = features_for(model)
+    try:
+        request = check_request_features(document, features)
+        key = model.model.id if model.model is not None else model.model_id
+        cache_plan = plan_cache(document, key, ttl_1h=features.ttl_1h)
+    except BodyError as exc:
+        return _validation(exc.message)
+    if cache_plan is None or call.cache is None:
+        return Plan(request) if request is not NONE else _NO_PLAN
+    return Plan(request, call.cache.apply(cache_plan, floor=features.cache_floor, clock=call.options.cache_clock))
+
+
+_NO_PLAN = Plan()
+
+
+def _structured(parsed: ParsedRequest, schema: Mapping[str, Any], seed: int) -> FakeReply:
+    """The reply to ``output_config.format``: compact JSON from the schema, cut at max tokens like any text."""
+    text = json.dumps(schema_value(schema, parsed.last_user_text), separators=(",", ":"))
+    pieces = split_chunks(text, 1)
+    if len(pieces) > parsed.max_tokens:
+        text = "".join(pieces[: parsed.max_tokens])
+        return FakeReply(text, "max_tokens", None, count_tokens(text), seed)
+    return FakeReply(text, "end_turn", None, count_tokens(text), seed)
+
+
+def _generate(
+    parsed: ParsedRequest, options: EmulatorOptions, request_id: str, plan: Plan = _NO_PLAN
+) -> tuple[FakeReply, ToolCall | None, Additions]:
+    """The fake model's answer: a tool call when ``_tools``' rules call for one, else ``_fake_model``'s text
+    (JSON from the schema under ``output_config.format``), with the thinking block, citations and cache usage."""
+    generation: FakeReply | None = None
+    call: ToolCall | None = None
     if parsed.tools:
         call_id = "toolu_bdrk_" + hashlib.blake2b(request_id.encode(), digest_size=12).hexdigest()
         planned = plan_tool_use(parsed, call_id=call_id)
         if planned is not None:
-            return planned
-    generation = fake_reply(
-        input_text=parsed.input_text,
-        last_user_text=parsed.last_user_text,
-        max_tokens=parsed.max_tokens,
-        stop_sequences=parsed.stop_sequences,
-        seed=options.seed,
-        reply_tokens=options.reply_tokens,
-        text_completion=parsed.api is Api.TEXT_COMPLETIONS,
-    )
-    return generation, None
+            generation, call = planned
+    if generation is None:
+        generation = fake_reply(
+            input_text=parsed.input_text,
+            last_user_text=parsed.last_user_text,
+            max_tokens=parsed.max_tokens,
+            stop_sequences=parsed.stop_sequences,
+            seed=options.seed,
+            reply_tokens=options.reply_tokens,
+            text_completion=parsed.api is Api.TEXT_COMPLETIONS,
+        )
+        if plan.features.output_schema is not None:
+            generation = _structured(parsed, plan.features.output_schema, generation.rng_seed)
+    if plan is _NO_PLAN:
+        return generation, call, NO_ADDITIONS
+    features = plan.features
+    thinking = thinking_block(parsed.last_user_text) if features.thinking else None
+    if thinking is not None:
+        extra_tokens = count_tokens(thinking["thinking"])
+        generation = attrs.evolve(generation, output_tokens=generation.output_tokens + extra_tokens)
+    add = Additions(thinking=thinking, citations=tuple(citations(features)), cache=plan.cache)
+    return generation, call, add
+
+
+def _input_tokens(parsed: ParsedRequest, plan: Plan) -> int:
+    total = count_tokens(parsed.input_text)
+    return total if plan.cache is None else split_input(total, plan.cache)
 
 
 def _invoke(call: Call) -> Reply:
@@ -188,13 +252,20 @@ def _invoke(call: Call) -> Reply:
     model = _resolve(call.model_id, Surface.INVOKE)
     if isinstance(model, ServiceError):
         return error_reply(model, call.request_id)
-    parsed = _parse(call.body, model)
-    if isinstance(parsed, ServiceError):
-        return error_reply(parsed, call.request_id)
+    parsed_document = _parse(call.body, model)
+    if isinstance(parsed_document, ServiceError):
+        return error_reply(parsed_document, call.request_id)
+    parsed, document = parsed_document
     options = call.options
     text_completion = parsed.api is Api.TEXT_COMPLETIONS
-    generation, tool_call = _generate(parsed, options, call.request_id)
-    input_tokens = count_tokens(parsed.input_text)
+    plan = _NO_PLAN
+    if not text_completion:
+        checked = _plan(call, document, model)
+        if isinstance(checked, ServiceError):
+            return error_reply(checked, call.request_id)
+        plan = checked
+    generation, tool_call, add = _generate(parsed, options, call.request_id, plan)
+    input_tokens = _input_tokens(parsed, plan)
     faults = options.faults
     message_id = "msg_bdrk_" + call.request_id.replace("-", "")[:24]
     name = anthropic_model_name(model)
@@ -204,7 +275,13 @@ def _invoke(call: Call) -> Reply:
             text_body(generation, extra)
             if text_completion
             else messages_body(
-                generation, message_id=message_id, model=name, input_tokens=input_tokens, call=tool_call, extra=extra
+                generation,
+                message_id=message_id,
+                model=name,
+                input_tokens=input_tokens,
+                call=tool_call,
+                extra=extra,
+                add=add,
             )
         )
         return ok_reply(
@@ -214,10 +291,12 @@ def _invoke(call: Call) -> Reply:
             output_tokens=generation.output_tokens,
             latency_ms=round(faults.latency * 1000),
             headers=headers,
+            cache=add.cache,
         )
     pieces = split_chunks(generation.text, options.chunk_tokens, generation.rng_seed)
     first_byte_ms = round((faults.latency + faults.time_to_first_byte) * 1000)
     chunk_delay_ms = faults.chunk_delay * 1000
+    pad = padder(generation.rng_seed) if options.stream_padding else NO_PADDING
     if text_completion:
         frames = text_stream_frames(
             generation,
@@ -226,6 +305,7 @@ def _invoke(call: Call) -> Reply:
             first_byte_ms=first_byte_ms,
             chunk_delay_ms=chunk_delay_ms,
             extra=extra,
+            pad=pad,
         )
     else:
         frames = messages_stream_frames(
@@ -238,6 +318,8 @@ def _invoke(call: Call) -> Reply:
             chunk_delay_ms=chunk_delay_ms,
             call=tool_call,
             extra=extra,
+            add=add,
+            pad=pad,
         )
     return stream_reply(frames, request_id=call.request_id, headers=headers)
 
@@ -256,7 +338,7 @@ def _count(call: Call) -> Reply:
     parsed = _parse(request.body, model)
     if isinstance(parsed, ServiceError):
         return error_reply(parsed, call.request_id)
-    return count_tokens_op.count_reply(count_tokens(parsed.input_text), request_id=call.request_id)
+    return count_tokens_op.count_reply(count_tokens(parsed[0].input_text), request_id=call.request_id)
 
 
 def _messages(call: Call) -> Reply:
@@ -285,19 +367,22 @@ def _messages(call: Call) -> Reply:
         parsed = parse_messages_endpoint_body(document, model)
     except BodyError as exc:
         return render(_validation(exc.message), call.request_id)
+    plan = _plan(call, document, model)
+    if isinstance(plan, ServiceError):
+        return render(plan, call.request_id)
     options = call.options
-    generation, tool_call = _generate(parsed, options, call.request_id)
-    input_tokens = count_tokens(parsed.input_text)
+    generation, tool_call, add = _generate(parsed, options, call.request_id, plan)
+    input_tokens = _input_tokens(parsed, plan)
     message_id = "msg_bdrk_" + call.request_id.replace("-", "")[:24]
     name = messages_endpoint.response_model_name(model)
     if not call.streaming:
         body = messages_endpoint.message_body(
-            generation, message_id=message_id, model=name, input_tokens=input_tokens, call=tool_call
+            generation, message_id=message_id, model=name, input_tokens=input_tokens, call=tool_call, add=add
         )
         return messages_endpoint.json_reply(body, request_id=call.request_id)
     pieces = split_chunks(generation.text, options.chunk_tokens, generation.rng_seed)
     events = messages_endpoint.sse_events(
-        generation, pieces, message_id=message_id, model=name, input_tokens=input_tokens, call=tool_call
+        generation, pieces, message_id=message_id, model=name, input_tokens=input_tokens, call=tool_call, add=add
     )
     return messages_endpoint.sse_reply(events, request_id=call.request_id)
 
@@ -397,6 +482,8 @@ class Dispatcher:
 
     def __init__(self, injector: FaultInjector) -> None:
         self._injector = injector
+        #: The emulator's prompt cache, shared by its connections (``_cache``).
+        self.cache = PromptCache()
 
     def dispatch(
         self, options: EmulatorOptions, method: str, target: str, headers: Sequence[tuple[bytes, bytes]], body: bytes
@@ -426,6 +513,7 @@ class Dispatcher:
             streaming=streaming,
             headers=headers,
             document=document,
+            cache=self.cache,
         )
         if options.verify_signatures:
             on_messages = route.surface is Surface.MESSAGES_ENDPOINT

@@ -68,10 +68,10 @@ from .._core.sse import encode_event
 from ._fake_model import FakeReply
 from ._faults import STREAM_EXCEPTIONS, Fault, FaultKind
 from ._models import ModelRef
-from ._responses import Reply, messages_body
+from ._responses import NO_ADDITIONS, Additions, Reply, block_events, messages_body
 from ._responses import apply_fault as apply_body_fault
 from ._responses import error_reply as aws_error_reply
-from ._tools import ToolCall, tool_events
+from ._tools import ToolCall
 from ._wire_errors import ERROR_SHAPES, FRONT_END_NAMESPACE, STREAM_EXCEPTION_CODES, ServiceError
 
 __all__ = [
@@ -163,22 +163,37 @@ def response_model_name(model: ModelRef) -> str:
     return model.unprefixed_id
 
 
-def _usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
-    return {
+def _usage(input_tokens: int, output_tokens: int, add: Additions = NO_ADDITIONS) -> dict[str, object]:
+    usage: dict[str, object] = {
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
     }
+    if add.cache is not None:
+        usage.update(add.cache.fields())
+    return usage
 
 
 def message_body(
-    generation: FakeReply, *, message_id: str, model: str, input_tokens: int, call: ToolCall | None = None
+    generation: FakeReply,
+    *,
+    message_id: str,
+    model: str,
+    input_tokens: int,
+    call: ToolCall | None = None,
+    add: Additions = NO_ADDITIONS,
 ) -> dict[str, object]:
     """The Anthropic ``Message`` of a non-streaming answer: InvokeModel's, with the endpoint's cache counts."""
-    usage = _usage(input_tokens, generation.output_tokens)
+    usage = _usage(input_tokens, generation.output_tokens, add)
     return messages_body(
-        generation, message_id=message_id, model=model, input_tokens=input_tokens, call=call, extra={"usage": usage}
+        generation,
+        message_id=message_id,
+        model=model,
+        input_tokens=input_tokens,
+        call=call,
+        extra={"usage": usage},
+        add=add,
     )
 
 
@@ -204,25 +219,16 @@ def sse_events(
     model: str,
     input_tokens: int,
     call: ToolCall | None = None,
+    add: Additions = NO_ADDITIONS,
 ) -> list[bytes]:
     """The encoded events of a streamed answer (see the module docstring for the sequence).
 
-    With a tool call, the text block is left out when there is no text, and the tool block follows
-    (``_tools``); the ``ping`` comes right after the first ``content_block_start`` either way.
+    The content blocks are ``_responses.block_events``' (thinking, cited text, tool call); the ``ping``
+    comes right after the first ``content_block_start``; ``message_start``'s usage has the cache counts.
     """
     start = {**message_body(generation, message_id=message_id, model=model, input_tokens=input_tokens)}
-    start.update(content=[], stop_reason=None, stop_sequence=None, usage=_usage(input_tokens, 1))
-    blocks: list[Mapping[str, object]] = []
-    has_text = call is None or bool(generation.text)
-    if has_text:
-        blocks.append({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
-        blocks.extend(
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
-            for piece in pieces
-        )
-        blocks.append({"type": "content_block_stop", "index": 0})
-    if call is not None:
-        blocks.extend(tool_events(call, int(has_text)))
+    start.update(content=[], stop_reason=None, stop_sequence=None, usage=_usage(input_tokens, 1, add))
+    blocks = block_events(generation, pieces, call, add)
     events = [_event({"type": "message_start", "message": start}), _event(blocks[0]), _event({"type": "ping"})]
     events.extend(_event(block) for block in blocks[1:])
     delta = {"stop_reason": generation.stop_reason, "stop_sequence": generation.stop_sequence}

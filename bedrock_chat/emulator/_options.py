@@ -68,6 +68,10 @@ class EmulatorOptions:
         chunk_tokens: tokens per streamed text chunk (None: 1-3, seeded).
         faults: random faults and delays.
         clock: the emulator's wall clock (POSIX seconds), against which ``X-Amz-Date`` is checked.
+        cache_clock: the clock (seconds) prompt-cache TTLs run on (``_cache``); a test passes its own
+            to expire entries without waiting (apart from ``clock``, so signatures stay valid).
+        stream_padding: InvokeModel stream chunks carry Bedrock's ``"p"`` padding next to ``bytes``
+            (a prefix of ``a-zA-Z0-9`` of seeded random length), as real streams do; False: none.
         jobs: batch inference jobs' S3 endpoint, pace and injected record failures (``_job_options``).
     """
 
@@ -85,4 +89,6 @@ class EmulatorOptions:
     chunk_tokens: int | None = attrs.field(default=None, validator=_positive_or_none)
     faults: Faults = attrs.field(factory=Faults)
     clock: Callable[[], float] = attrs.field(default=time.time, eq=False, repr=False)
+    cache_clock: Callable[[], float] = attrs.field(default=time.monotonic, eq=False, repr=False)
+    stream_padding: bool = True
     jobs: JobOptions = attrs.field(factory=JobOptions)

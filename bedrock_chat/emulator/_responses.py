@@ -9,20 +9,29 @@ from __future__ import annotations
 
 import enum
 import json
+import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
 from .._core.eventstream import encode_chunk_event, encode_exception_event
+from ._cache import CacheUsage
 from ._fake_model import FakeReply
 from ._faults import STREAM_EXCEPTIONS, Fault, FaultKind
 from ._tools import ToolCall, content_blocks, tool_events
 from ._wire_errors import ServiceError
 
 __all__ = [
+    "NO_ADDITIONS",
+    "NO_PADDING",
+    "PADDING_ALPHABET",
+    "Additions",
     "Ending",
     "Reply",
+    "block_events",
+    "padder",
+    "reply_content",
     "apply_fault",
     "error_reply",
     "messages_body",
@@ -40,6 +49,88 @@ _EVENTSTREAM = (b"content-type", b"application/vnd.amazon.eventstream")
 _BEDROCK_CONTENT_TYPE = (b"x-amzn-bedrock-content-type", b"application/json")
 _NO_FIELDS: Mapping[str, object] = {}
 Headers = tuple[tuple[bytes, bytes], ...]
+#: Bedrock pads each stream chunk's payload with ``"p"``, a prefix of this of varying length (against
+#: token-length side channels; aws-sdk-js-v3#6919 shows lengths from 3 to 61).
+PADDING_ALPHABET = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def NO_PADDING() -> bytes:
+    """No ``"p"`` field (``EmulatorOptions(stream_padding=False)``)."""
+    return b""
+
+
+def padder(seed: int) -> Callable[[], bytes]:
+    """Paddings for one stream: prefixes of :data:`PADDING_ALPHABET`, 1 to 62 long, seeded (deterministic)."""
+    rng = random.Random(seed ^ 0x9AD)
+    top = len(PADDING_ALPHABET)
+    return lambda: PADDING_ALPHABET[: rng.randint(1, top)]
+
+
+@attrs.frozen
+class Additions:
+    """What a reply carries beyond text and tool calls: a thinking block, citations, cache usage."""
+
+    thinking: Mapping[str, str] | None = None
+    citations: tuple[Mapping[str, object], ...] = ()
+    cache: CacheUsage | None = None
+
+
+NO_ADDITIONS = Additions()
+
+
+def reply_content(generation: FakeReply, call: ToolCall | None, add: Additions) -> list[dict[str, object]]:
+    """The reply's content blocks: the thinking block first, citations on the first text block."""
+    blocks = content_blocks(generation, call)
+    if add.citations:
+        blocks = [
+            {**block, "citations": [dict(c) for c in add.citations]} if block["type"] == "text" and i == 0 else block
+            for i, block in enumerate(blocks)
+        ]
+    if add.thinking is not None:
+        blocks.insert(0, dict(add.thinking))
+    return blocks
+
+
+def block_events(
+    generation: FakeReply, pieces: Sequence[str], call: ToolCall | None, add: Additions
+) -> list[dict[str, object]]:
+    """The content-block events of a streamed reply (``content_block_start``, deltas, ``_stop``), in order.
+
+    A thinking block streams as ``thinking_delta`` (its text in two pieces) then ``signature_delta``; a cited
+    text block sends one ``citations_delta`` per citation before its text. The text block is left out when a
+    tool call has no text; the tool block follows (``_tools``).
+    """
+    events: list[dict[str, object]] = []
+    index = 0
+    if add.thinking is not None:
+        text = add.thinking["thinking"]
+        half = len(text) // 2
+        start = {"type": "thinking", "thinking": "", "signature": ""}
+        events.append({"type": "content_block_start", "index": 0, "content_block": start})
+        for piece in (text[:half], text[half:]):
+            events.append(
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": piece}}
+            )
+        signature = {"type": "signature_delta", "signature": add.thinking["signature"]}
+        events.append({"type": "content_block_delta", "index": 0, "delta": signature})
+        events.append({"type": "content_block_stop", "index": 0})
+        index = 1
+    has_text = call is None or bool(generation.text)
+    if has_text:
+        events.append({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})
+        events.extend(
+            {"type": "content_block_delta", "index": index, "delta": {"type": "citations_delta", "citation": dict(c)}}
+            for c in add.citations
+        )
+        events.extend(
+            {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}
+            for piece in pieces
+        )
+        events.append({"type": "content_block_stop", "index": index})
+        index += 1
+    if call is not None:
+        events.extend(tool_events(call, index))
+    return events
 
 
 class Ending(enum.Enum):
@@ -112,17 +203,26 @@ def messages_body(
     input_tokens: int,
     call: ToolCall | None = None,
     extra: Mapping[str, object] = _NO_FIELDS,
+    add: Additions = NO_ADDITIONS,
 ) -> dict[str, object]:
-    """The InvokeModel body of a Messages model: the text block, or the tool call (see ``_tools``)."""
+    """The InvokeModel body of a Messages model: the text block, or the tool call (see ``_tools``).
+
+    With cache usage (a request with breakpoints), ``usage`` carries the cache counts too.
+    """
+    usage: dict[str, object] = {"input_tokens": input_tokens, "output_tokens": generation.output_tokens}
+    if add.cache is not None:
+        usage.update(add.cache.fields())
     return {
         "id": message_id,
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": content_blocks(generation, call),
+        "content": reply_content(generation, call, add)
+        if add is not NO_ADDITIONS
+        else content_blocks(generation, call),
         "stop_reason": generation.stop_reason,
         "stop_sequence": generation.stop_sequence,
-        "usage": {"input_tokens": input_tokens, "output_tokens": generation.output_tokens},
+        "usage": usage,
         **extra,
     }
 
@@ -150,13 +250,22 @@ def ok_reply(
     output_tokens: int,
     latency_ms: int,
     headers: Headers = (),
+    cache: CacheUsage | None = None,
 ) -> Reply:
-    """A 200 InvokeModel reply with Bedrock's usage headers (and ``headers``, e.g. echoed options)."""
-    usage = (
+    """A 200 InvokeModel reply with Bedrock's usage headers (and ``headers``, e.g. echoed options).
+
+    ``cache``: a request with breakpoints also gets ``X-Amzn-Bedrock-Cache-{Read,Write}-Input-Token-Count``.
+    """
+    usage: Headers = (
         (b"x-amzn-bedrock-invocation-latency", str(latency_ms).encode()),
         (b"x-amzn-bedrock-output-token-count", str(output_tokens).encode()),
         (b"x-amzn-bedrock-input-token-count", str(input_tokens).encode()),
     )
+    if cache is not None:
+        usage += (
+            (b"x-amzn-bedrock-cache-read-input-token-count", str(cache.read).encode()),
+            (b"x-amzn-bedrock-cache-write-input-token-count", str(cache.write).encode()),
+        )
     return ok_json_reply(body, request_id=request_id, headers=(*usage, *headers))
 
 
@@ -182,14 +291,17 @@ def text_stream_frames(
     first_byte_ms: int,
     chunk_delay_ms: float,
     extra: Mapping[str, object] = _NO_FIELDS,
+    pad: Callable[[], bytes] = NO_PADDING,
 ) -> list[bytes]:
     """Text-completion chunks, one per piece of text, then a final chunk with the stop reason and metrics.
 
     Whether Bedrock sends the stop reason in a separate empty chunk (as here) or on the last text
-    chunk is UNVERIFIED; clients must handle both. ``extra`` goes into the final chunk.
+    chunk is UNVERIFIED; clients must handle both. ``extra`` goes into the final chunk; ``pad`` gives
+    each chunk's ``"p"``.
     """
     frames = [
-        encode_chunk_event(b'{"completion":' + _dumps(piece) + b',"stop_reason":null,"stop":null}') for piece in pieces
+        encode_chunk_event(b'{"completion":' + _dumps(piece) + b',"stop_reason":null,"stop":null}', pad())
+        for piece in pieces
     ]
     latency_ms = _latency(len(frames) + 1, first_byte_ms, chunk_delay_ms)
     final = {
@@ -199,7 +311,7 @@ def text_stream_frames(
         "amazon-bedrock-invocationMetrics": _metrics(input_tokens, generation.output_tokens, latency_ms, first_byte_ms),
         **extra,
     }
-    frames.append(encode_chunk_event(_dumps(final)))
+    frames.append(encode_chunk_event(_dumps(final), pad()))
     return frames
 
 
@@ -214,11 +326,18 @@ def messages_stream_frames(
     chunk_delay_ms: float,
     call: ToolCall | None = None,
     extra: Mapping[str, object] = _NO_FIELDS,
+    add: Additions = NO_ADDITIONS,
+    pad: Callable[[], bytes] = NO_PADDING,
 ) -> list[bytes]:
     """The Messages event sequence, each event in a ``chunk`` frame; the last carries the metrics (and ``extra``).
 
-    The text block is left out when a tool call has no text; the tool block follows it (see ``_tools``).
+    The content blocks are :func:`block_events`' (a plain text reply takes a pre-encoded fast path);
+    ``message_start``'s usage carries the cache counts of a request with breakpoints; ``pad`` gives each
+    chunk's ``"p"``.
     """
+    usage: dict[str, object] = {"input_tokens": input_tokens, "output_tokens": 1}
+    if add.cache is not None:
+        usage.update(add.cache.fields())
     start = {
         "type": "message_start",
         "message": {
@@ -229,37 +348,45 @@ def messages_stream_frames(
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+            "usage": usage,
         },
     }
-    frames = [encode_chunk_event(_dumps(start))]
-    has_text = call is None or bool(generation.text)
-    if has_text:
-        frames.append(
-            encode_chunk_event(b'{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}')
-        )
-        frames.extend(
-            encode_chunk_event(
-                b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":' + _dumps(piece) + b"}}"
+    frames = [encode_chunk_event(_dumps(start), pad())]
+    if add.thinking is not None or add.citations:
+        frames.extend(encode_chunk_event(_dumps(event), pad()) for event in block_events(generation, pieces, call, add))
+    else:
+        has_text = call is None or bool(generation.text)
+        if has_text:
+            frames.append(
+                encode_chunk_event(
+                    b'{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}', pad()
+                )
             )
-            for piece in pieces
-        )
-        frames.append(encode_chunk_event(b'{"type":"content_block_stop","index":0}'))
-    if call is not None:
-        frames.extend(encode_chunk_event(_dumps(event)) for event in tool_events(call, int(has_text)))
+            frames.extend(
+                encode_chunk_event(
+                    b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":'
+                    + _dumps(piece)
+                    + b"}}",
+                    pad(),
+                )
+                for piece in pieces
+            )
+            frames.append(encode_chunk_event(b'{"type":"content_block_stop","index":0}', pad()))
+        if call is not None:
+            frames.extend(encode_chunk_event(_dumps(event), pad()) for event in tool_events(call, int(has_text)))
     delta = {
         "type": "message_delta",
         "delta": {"stop_reason": generation.stop_reason, "stop_sequence": generation.stop_sequence},
         "usage": {"output_tokens": generation.output_tokens},
     }
-    frames.append(encode_chunk_event(_dumps(delta)))
+    frames.append(encode_chunk_event(_dumps(delta), pad()))
     latency_ms = _latency(len(frames) + 1, first_byte_ms, chunk_delay_ms)
     stop = {
         "type": "message_stop",
         "amazon-bedrock-invocationMetrics": _metrics(input_tokens, generation.output_tokens, latency_ms, first_byte_ms),
         **extra,
     }
-    frames.append(encode_chunk_event(_dumps(stop)))
+    frames.append(encode_chunk_event(_dumps(stop), pad()))
     return frames
 
 

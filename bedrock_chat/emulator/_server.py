@@ -55,6 +55,7 @@ import attrs
 import h11
 from anyio.streams.stapled import MultiListener
 
+from ._cache import PromptCache
 from ._control_plane import ControlPlane
 from ._faults import FaultInjector
 from ._handlers import Dispatched, Dispatcher
@@ -241,10 +242,16 @@ class BedrockEmulator:
         return self._injector.pending
 
     def reset(self) -> None:
-        """Forget recorded requests, scripted faults and recorded errors (options are kept)."""
+        """Forget recorded requests, scripted faults, recorded errors and cached prompts (options are kept)."""
         self.requests.clear()
         self.errors.clear()
         self.clear_faults()
+        self.prompt_cache.clear()
+
+    @property
+    def prompt_cache(self) -> PromptCache:
+        """The prompt cache (``_cache``): ``len()`` is the number of live-or-unexpired prefixes."""
+        return self._dispatcher.cache
 
     # -- lifecycle -----------------------------------------------------------------------------
 

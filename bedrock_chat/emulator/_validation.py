@@ -10,11 +10,12 @@ Wording sources (BEDROCK_PROTOCOL.md §3 and public issues): the prompt-turn mes
 (``#: required key [x] not found``) follows messages seen in public issues; everything else is
 UNVERIFIED, written in the same style.
 
-The ``anthropic_version`` rule (from CLAUDE_MODELS.md, UNVERIFIED upstream): ``bedrock-2023-05-31`` is
-always accepted; the dated (legacy) models reject anything else with 400, while the models the
-emulator's table (``_models``) serves on the Messages endpoint (the 2026 generation, also Haiku 4.5)
-accept any Anthropic API version of the form ``YYYY-MM-DD`` (anthropic SDK 2.14 sends ``2026-10-21``).
-Models the table cannot know (application-profile and provisioned-model ARNs) follow the legacy rule.
+The ``anthropic_version`` rule (decided in ``_features``' docstring, from the spec; which models accept a
+date is UNVERIFIED): ``bedrock-2023-05-31`` is always accepted; the ARN-versioned (dated, legacy) models
+reject anything else with 400, while the models whose ``_features`` row says ``api_dates`` (the 2026
+generation, also Haiku 4.5) accept any Anthropic API version of the form ``YYYY-MM-DD`` (the current
+anthropic SDK sends ``2026-10-21``). Models the registry does not know (application-profile and
+provisioned-model ARNs) follow the legacy rule.
 
 The ``/anthropic/v1/messages`` surface (:func:`parse_messages_endpoint_body`) takes the same Messages
 body with ``model`` (and optionally ``stream``) in it and the API version in the ``anthropic-version``
@@ -36,7 +37,8 @@ from typing import Any
 
 from ._body import AUTO, BodyError, ParsedRequest
 from ._content import check_content, check_tool_turns, parse_tool_choice, parse_tools
-from ._models import Api, ModelRef, Surface
+from ._features import features_for
+from ._models import Api, ModelRef
 
 __all__ = [
     "BEDROCK_VERSION",
@@ -158,8 +160,8 @@ def anthropic_model_name(model: ModelRef) -> str:
 def _check_version(version: object, model: ModelRef) -> None:
     if version is None or version == BEDROCK_VERSION:
         return
-    on_messages_endpoint = model.model is not None and Surface.MESSAGES_ENDPOINT in model.model.surfaces
-    if on_messages_endpoint and isinstance(version, str) and _API_DATE.match(version):
+    features = features_for(model) if model.model is not None else None
+    if features is not None and features.api_dates and isinstance(version, str) and _API_DATE.match(version):
         return
     raise BodyError(f'anthropic_version: "{version}" is not supported for this model; use "{BEDROCK_VERSION}"')
 

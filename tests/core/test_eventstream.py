@@ -9,6 +9,7 @@ import itertools
 import json
 import random
 import struct
+import types
 import uuid
 import zlib
 from collections.abc import Iterable, Sequence
@@ -19,6 +20,7 @@ from botocore.eventstream import EventStreamBuffer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bedrock_chat._core import eventstream as eventstream_module
 from bedrock_chat._core.eventstream import (
     MAX_HEADERS_LENGTH,
     MAX_MESSAGE_LENGTH,
@@ -847,6 +849,48 @@ def test_chunk_payload_any_json_layout(
 )
 def test_chunk_payload_fast_path_agrees_with_json(payload: bytes) -> None:
     """On arbitrary input the JSON-free fast path answers exactly as parsing the JSON would, or raises."""
+    try:
+        expected = reference_chunk_payload(payload)
+    except (ValueError, binascii.Error):
+        with pytest.raises(EventStreamError):
+            decode_chunk_payload(payload)
+    else:
+        assert decode_chunk_payload(payload) == expected
+
+
+#: Bedrock's padding alphabet: ``"p"`` is a prefix of it (aws-sdk-js-v3#6919).
+PADDING_ALPHABET = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+@pytest.mark.parametrize("length", [0, 1, 26, len(PADDING_ALPHABET)])
+def test_padded_chunk_payload_takes_the_fast_path(length: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bedrock's padded layout is unwrapped without a JSON parser, as the unpadded one is (the per-token path)."""
+    frame = encode_chunk_event(b'{"type":"ping"}', PADDING_ALPHABET[:length])
+    decoder = EventStreamDecoder()
+    decoder.feed(frame)
+    (message,) = list(decoder)
+    padding = b',"p":"' + PADDING_ALPHABET[:length] + b'"' if length else b""
+    expected = b'{"bytes":"eyJ0eXBlIjoicGluZyJ9"' + padding + b"}"
+    assert message.payload == expected
+
+    def no_parser(_data: object) -> object:
+        raise AssertionError("the JSON parser was used")
+
+    monkeypatch.setattr(eventstream_module, "json", types.SimpleNamespace(loads=no_parser))
+    assert decode_chunk_payload(message.payload) == b'{"type":"ping"}'
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    middle=st.text('AQgw+/="\\ ,:{}', max_size=12).map(str.encode),
+    padding=st.one_of(
+        st.binary(max_size=12), st.text('ab9"\\ ,:{}p', max_size=12).map(str.encode), st.just(PADDING_ALPHABET)
+    ),
+    key=st.sampled_from([b"p", b"bytes", b"q"]),
+)
+def test_padded_fast_path_agrees_with_json(middle: bytes, padding: bytes, key: bytes) -> None:
+    """Payloads shaped like the padded layout (quotes, escapes, a second "bytes" inside) answer as the JSON does."""
+    payload = b'{"bytes":"' + middle + b'","' + key + b'":"' + padding + b'"}'
     try:
         expected = reference_chunk_payload(payload)
     except (ValueError, binascii.Error):
