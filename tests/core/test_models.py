@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from strategies import PROFILE_PREFIXES, account_ids, model_id_forms, region_names
 
 from bedrock_chat import MODELS, InvalidRequestError, ModelApi, Surface, resolve_model
+from bedrock_chat._core.models import EFFORT_LEVELS
 
 # Every base id in shared/CLAUDE_MODELS.md section 1, with its API and the registry's output limit.
 EXPECTED: list[tuple[str, ModelApi, int]] = [
@@ -194,3 +195,58 @@ def test_surfaces() -> None:
     assert by_id["anthropic.claude-opus-4-7"].surfaces == {Surface.INVOKE, Surface.MESSAGES_ENDPOINT}
     assert by_id["anthropic.claude-opus-4-7"].default_surface is Surface.MESSAGES_ENDPOINT
     assert by_id["anthropic.claude-opus-5"].default_surface is Surface.MESSAGES_ENDPOINT
+
+
+# The request features of shared/CLAUDE_REQUEST_FEATURES_2026.md (and the sources in the registry's docstring):
+# model -> (cache floor, 1h TTL, effort levels, structured outputs).
+_E3 = frozenset({"low", "medium", "high"})
+_EMAX = _E3 | {"max"}
+_EX = _EMAX | {"xhigh"}
+FEATURES: dict[str, tuple[int | None, bool, frozenset[str], bool]] = {
+    "anthropic.claude-v2:1": (None, False, frozenset(), False),
+    "anthropic.claude-3-haiku-20240307-v1:0": (2048, False, frozenset(), False),
+    "anthropic.claude-3-5-haiku-20241022-v1:0": (2048, False, frozenset(), False),
+    "anthropic.claude-3-7-sonnet-20250219-v1:0": (1024, False, frozenset(), False),
+    "anthropic.claude-opus-4-1-20250805-v1:0": (1024, False, frozenset(), False),
+    "anthropic.claude-sonnet-4-5-20250929-v1:0": (1024, True, frozenset(), True),
+    "anthropic.claude-haiku-4-5-20251001-v1:0": (4096, True, frozenset(), True),
+    "anthropic.claude-opus-4-5-20251101-v1:0": (4096, True, _E3, True),
+    "anthropic.claude-opus-4-6-v1": (4096, True, _EMAX, True),
+    "anthropic.claude-sonnet-4-6": (2048, True, _EMAX, True),
+    "anthropic.claude-opus-4-7": (4096, True, _EX, True),
+    "anthropic.claude-opus-4-8": (1024, True, _EX, True),
+    "anthropic.claude-opus-5": (512, True, _EX, True),
+    "anthropic.claude-fable-5": (512, True, _EX, True),
+    "anthropic.claude-mythos-5": (512, True, _EX, True),
+    "anthropic.claude-sonnet-5": (1024, True, _EX, True),
+    "anthropic.claude-haiku-5-5": (None, True, _EX, True),
+}
+
+
+@pytest.mark.parametrize("model_id", sorted(FEATURES))
+def test_request_features_per_model(model_id: str) -> None:
+    """Cache floor, 1h TTL, effort levels and structured outputs are the registry's data for each model."""
+    info = resolve_model(model_id).info
+    assert info is not None
+    got = (info.cache_min_tokens, info.cache_ttl_1h, info.effort_levels, info.structured_outputs)
+    assert got == FEATURES[model_id]
+
+
+def test_request_features_are_consistent() -> None:
+    """Text-completion models have none of the Messages features; effort values are the known words."""
+    for info in MODELS:
+        assert info.effort_levels <= set(EFFORT_LEVELS)
+        if info.api is ModelApi.TEXT_COMPLETIONS:
+            assert (info.cache_min_tokens, info.cache_ttl_1h, info.effort_levels, info.structured_outputs) == (
+                None,
+                False,
+                frozenset(),
+                False,
+            )
+        assert info.cache_min_tokens is None or info.cache_min_tokens >= 512
+
+
+@pytest.mark.parametrize("model_id", ["anthropic.claude-fable-5-2", "anthropic.claude-mythos-5-2"])
+def test_models_without_a_bedrock_id_are_not_invented(model_id: str) -> None:
+    """Fable/Mythos 5.2 have no Bedrock id in any source: they resolve as unknown models, not as registry entries."""
+    assert resolve_model(model_id).info is None
