@@ -30,6 +30,7 @@ from ._core.config import (
     validate_region,
     validate_seconds,
 )
+from ._core.extras import check_extra_body, check_extra_headers
 from ._core.models import ResolvedModel, Surface, resolve_model
 from ._core.prompt import normalize_conversation
 from ._core.protocol import (
@@ -47,6 +48,7 @@ from ._core.proxy import parse_proxy, proxy_for
 from ._core.request_options import RequestOptions, request_option_headers
 from ._core.responses import InvokeModelResponse, parse_invoke_response, parse_raw_invoke_response
 from ._core.sigv4 import percent_encode_path_segment
+from ._core.structured import check_strict_tools, validate_output_config
 from ._errors import BedrockError, ConfigurationError, InvalidRequestError, make_api_error
 from ._http.credentials import BotocoreCredentialSource, CredentialSource, StaticCredentialSource
 from ._http.endpoint import Endpoint, parse_endpoint
@@ -133,6 +135,9 @@ class ChatCompletions:
         tools: Sequence[Mapping[str, Any]] | None = ...,
         tool_choice: Mapping[str, Any] | None = ...,
         anthropic_beta: Sequence[str] | None = ...,
+        output_config: Mapping[str, Any] | None = ...,
+        extra_body: Mapping[str, Any] | None = ...,
+        extra_headers: Mapping[str, str] | None = ...,
         guardrail_identifier: str | None = ...,
         guardrail_version: str | None = ...,
         trace: str | None = ...,
@@ -161,6 +166,9 @@ class ChatCompletions:
         tools: Sequence[Mapping[str, Any]] | None = ...,
         tool_choice: Mapping[str, Any] | None = ...,
         anthropic_beta: Sequence[str] | None = ...,
+        output_config: Mapping[str, Any] | None = ...,
+        extra_body: Mapping[str, Any] | None = ...,
+        extra_headers: Mapping[str, str] | None = ...,
         guardrail_identifier: str | None = ...,
         guardrail_version: str | None = ...,
         trace: str | None = ...,
@@ -189,6 +197,9 @@ class ChatCompletions:
         tools: Sequence[Mapping[str, Any]] | None = ...,
         tool_choice: Mapping[str, Any] | None = ...,
         anthropic_beta: Sequence[str] | None = ...,
+        output_config: Mapping[str, Any] | None = ...,
+        extra_body: Mapping[str, Any] | None = ...,
+        extra_headers: Mapping[str, str] | None = ...,
         guardrail_identifier: str | None = ...,
         guardrail_version: str | None = ...,
         trace: str | None = ...,
@@ -216,6 +227,9 @@ class ChatCompletions:
         tools: Sequence[Mapping[str, Any]] | None = None,
         tool_choice: Mapping[str, Any] | None = None,
         anthropic_beta: Sequence[str] | None = None,
+        output_config: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
         guardrail_identifier: str | None = None,
         guardrail_version: str | None = None,
         trace: str | None = None,
@@ -244,6 +258,13 @@ class ChatCompletions:
             tools, tool_choice: tool definitions and the choice rule (Messages models); the reply's
                 ``tool_use`` blocks are in ``chat.tool_calls``, answer them with ``tool_result`` blocks.
             anthropic_beta: beta flag names (Messages models).
+            output_config: ``{"effort": "low"|"medium"|"high"|"max"}`` and/or ``{"format": {"type":
+                "json_schema", "schema": {...}}}``, checked against what the model takes; with a format,
+                ``chat.parsed`` is the reply's JSON.
+            extra_body: fields merged into the JSON body last (they win over named arguments), for
+                request fields this client does not know yet.
+            extra_headers: headers sent (and signed) with the request; those the signer or the HTTP
+                layer owns (``authorization``, ``host``, ``x-amz-*``, ``content-type``, ...) are refused.
             guardrail_identifier, guardrail_version, trace, performance_config_latency,
                 service_tier, request_metadata: Bedrock's request options, sent as its headers.
             surface: force ``"invoke"`` (``/model/{id}/invoke``) or ``"messages-endpoint"``
@@ -274,6 +295,9 @@ class ChatCompletions:
             tools=tools,
             tool_choice=tool_choice,
             anthropic_beta=anthropic_beta,
+            output_config=output_config,
+            extra_body=extra_body,
+            extra_headers=extra_headers,
             guardrail_identifier=guardrail_identifier,
             guardrail_version=guardrail_version,
             trace=trace,
@@ -740,6 +764,9 @@ class AnthropicBedrock:
         tools: object = None,
         tool_choice: object = None,
         anthropic_beta: object = None,
+        output_config: object = None,
+        extra_body: object = None,
+        extra_headers: object = None,
         guardrail_identifier: str | None = None,
         guardrail_version: str | None = None,
         trace: str | None = None,
@@ -776,6 +803,13 @@ class AnthropicBedrock:
         chosen = choose_surface(resolved, surface)
         thinking_body = validate_model_rules(resolved, sampling, thinking)
         extras = validate_tools(resolved, tools=tools, tool_choice=tool_choice, anthropic_beta=anthropic_beta)
+        output_schema = None
+        if output_config is not None:
+            output = validate_output_config(resolved, output_config)
+            extras["output_config"] = output.body
+            output_schema = output.schema
+        if tools is not None:
+            check_strict_tools(resolved, extras["tools"])
         return prepare_invocation(
             resolved,
             conversation,
@@ -801,6 +835,9 @@ class AnthropicBedrock:
                     request_metadata=request_metadata,
                 )
             ),
+            output_schema=output_schema,
+            extra_body=None if extra_body is None else check_extra_body(extra_body),
+            user_headers=() if extra_headers is None else check_extra_headers(extra_headers),
         )
 
     def _check_model_region(self, model: ResolvedModel) -> None:

@@ -11,6 +11,7 @@ Every error this library raises is a :class:`BedrockError`::
     │   │   └── ProxyError                      the HTTP proxy refused the request (407, failed CONNECT)
     │   └── RequestTimeoutError                 a configured timeout expired (connect, read, idle, deadline)
     ├── ResponseTooLargeError                   a non-streaming body past max_response_bytes (never retried)
+    ├── StructuredOutputError                   ``chat.parsed``: the reply is not JSON valid for its schema
     ├── EventStreamError                        a response stream that cannot be decoded
     │   └── IncompleteStreamError               the stream ended inside a frame or before its final event
     └── APIError                                the service answered with an error (status, code, request_id)
@@ -79,6 +80,7 @@ __all__ = [
     "Scrubber",
     "ServiceQuotaExceededError",
     "ServiceUnavailableError",
+    "StructuredOutputError",
     "ThrottlingError",
     "TransportError",
     "ValidationError",
@@ -189,6 +191,21 @@ class ResponseTooLargeError(BedrockError):
         """The error of a body of this status found to be longer than ``limit`` (one wording for every transport)."""
         message = f"the HTTP {status} response body is longer than max_response_bytes={limit:,}; not read further"
         return cls(message, status=status, limit=limit)
+
+
+class StructuredOutputError(BedrockError):
+    """The reply to ``output_config={"format": ...}`` is not valid JSON, or not valid for its schema.
+
+    Raised by ``chat.parsed``. ``text`` is the reply's text as received and ``stop_reason`` why it ended
+    (``max_tokens`` cuts JSON short, ``refusal`` is not JSON); the message never quotes the text.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, text: str = "", stop_reason: str | None = None) -> None:
+        super().__init__(message)
+        self.text = text
+        self.stop_reason = stop_reason
 
 
 class EventStreamError(BedrockError):

@@ -10,6 +10,8 @@ from typing import Any
 
 import attrs
 
+from ._errors import StructuredOutputError
+
 __all__ = ["AwsCredentials", "CacheCreation", "ChatCompletion", "StreamChunk", "Usage"]
 
 
@@ -110,6 +112,8 @@ class ChatCompletion:
     - ``content``: the Messages API content blocks of the reply (a single text block for text
       completion models).
     - ``latency``: seconds from sending the request to having the whole response.
+    - ``parsed`` and ``thinking`` (attributes only): the reply's JSON under ``output_config["format"]``,
+      and the text of its thinking blocks.
     """
 
     messages: list[dict[str, Any]]
@@ -122,6 +126,32 @@ class ChatCompletion:
     latency: float
     id: str | None = None
     content: list[dict[str, Any]] = attrs.field(factory=list)
+    #: Under ``output_config["format"]``: the reply's JSON value, or the error reading it (None otherwise).
+    _structured: tuple[Any, StructuredOutputError | None] | None = attrs.field(default=None, repr=False, eq=False)
+
+    @property
+    def parsed(self) -> Any:
+        """The reply's JSON under ``output_config={"format": ...}`` (None without a format).
+
+        Raises:
+            StructuredOutputError: the reply is not valid JSON, or (``jsonschema`` installed) not valid for
+                the schema; ``error.text`` is the reply's text.
+        """
+        if self._structured is None:
+            return None
+        value, error = self._structured
+        if error is not None:  # a fresh error each time: a raised instance would keep every traceback
+            raise StructuredOutputError(error.message, text=error.text, stop_reason=error.stop_reason)
+        return value
+
+    @property
+    def thinking(self) -> str:
+        """The text of the reply's ``thinking`` blocks, joined by blank lines ("" without thinking)."""
+        return "\n\n".join(
+            block["thinking"]
+            for block in self.content
+            if block.get("type") == "thinking" and isinstance(block.get("thinking"), str)
+        )
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:

@@ -58,7 +58,7 @@ def test_every_error_class_is_a_bedrock_error_and_exported() -> None:
     """All error classes share the one root, and every one of them is public."""
     import bedrock_chat
 
-    assert len(ALL_ERRORS) == 26
+    assert len(ALL_ERRORS) == 27
     for cls in ALL_ERRORS:
         assert issubclass(cls, BedrockError)
         assert getattr(bedrock_chat, cls.__name__) is cls

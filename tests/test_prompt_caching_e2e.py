@@ -28,11 +28,13 @@ def _system(tokens: int, ttl: str | None = None) -> list[dict[str, Any]]:
 async def _ask(client: AnthropicBedrock, system: list[dict[str, Any]], surface: str, stream: bool) -> ChatCompletion:
     kwargs: dict[str, Any] = {"model": MODEL, "messages": QUESTION, "system": system, "surface": surface}
     if not stream:
-        return await client.ChatCompletion.create(**kwargs)
+        chat: ChatCompletion = await client.ChatCompletion.create(**kwargs)
+        return chat
     async with await client.ChatCompletion.create(stream=True, **kwargs) as chunks:
         async for _ in chunks:
             pass
-    return chunks.completion
+    streamed: ChatCompletion = chunks.completion
+    return streamed
 
 
 @pytest.mark.asyncio

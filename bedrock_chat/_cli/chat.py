@@ -16,7 +16,7 @@ from .._errors import BedrockError, InvalidRequestError
 from .._types import ChatCompletion
 from .shared import EXIT_OK, EXIT_USAGE, UsageError, client_settings, report_error
 
-__all__ = ["EMULATOR_NOTE", "describe_reply", "run_chat"]
+__all__ = ["EMULATOR_NOTE", "describe_reply", "json_schema_file", "run_chat"]
 
 
 #: Said once per run, on a terminal: without it the fake model's replies read as "it is broken".
@@ -47,7 +47,28 @@ def _create_kwargs(args: argparse.Namespace, messages: list[dict[str, Any]]) -> 
             kwargs[name] = getattr(args, name)
     if args.stop:
         kwargs["stop_sequences"] = args.stop
+    output_config: dict[str, Any] = {}
+    if args.effort is not None:
+        output_config["effort"] = args.effort
+    if args.json_schema is not None:
+        output_config["format"] = {"type": "json_schema", "schema": args.json_schema}
+    if output_config:
+        kwargs["output_config"] = output_config
     return kwargs
+
+
+def json_schema_file(path: str) -> dict[str, Any]:
+    """``--json-schema FILE``: a JSON object read from the file (argparse reports anything else, exit 2)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            schema = json.load(file)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {error.strerror or error}") from None
+    except (ValueError, RecursionError) as error:
+        raise argparse.ArgumentTypeError(f"{path} is not JSON: {error}") from None
+    if not isinstance(schema, dict) or not schema:
+        raise argparse.ArgumentTypeError(f"{path} must hold a JSON schema object")
+    return schema
 
 
 async def _one_turn(
@@ -56,8 +77,13 @@ async def _one_turn(
     """Send one turn; stream its text to ``out`` unless --no-stream or --json."""
     async with AnthropicBedrock(**settings) as client:
         kwargs = _create_kwargs(args, messages)
-        if args.no_stream or args.json:
+        if args.json_schema is not None:  # the parsed JSON is printed, not the text as it streams
             chat: ChatCompletion = await client.ChatCompletion.create(**kwargs)
+            parsed = chat.parsed  # StructuredOutputError: one line, exit 1
+            if not args.json:
+                out.write(json.dumps(parsed, ensure_ascii=False, indent=2))
+        elif args.no_stream or args.json:
+            chat = await client.ChatCompletion.create(**kwargs)
             if not args.json:
                 out.write(chat.completion)
         else:
@@ -76,7 +102,10 @@ async def _one_turn(
                 raise
             chat = stream.completion
     if args.json:
-        out.write(json.dumps(chat.to_dict(), ensure_ascii=False, indent=2))
+        result = chat.to_dict()
+        if args.json_schema is not None:
+            result["parsed"] = chat.parsed
+        out.write(json.dumps(result, ensure_ascii=False, indent=2))
     out.write("\n")
     out.flush()
     return chat
@@ -97,9 +126,14 @@ _FLAGS = {
 _QUOTED_ARGUMENTS = re.compile(r"\b(max_tokens_to_sample|stop_sequences|temperature|top_p|top_k)\b")
 
 
+#: Fields inside create()'s arguments that a flag of their own sets.
+_FIELD_FLAGS = (("output_config.effort", "--effort"), ("output_config.format", "--json-schema"))
+
+
 def _flag_error(error: InvalidRequestError) -> UsageError | None:
     """The usage error for create()'s complaint about an argument a flag set; None for any other."""
-    flag = _FLAGS.get(re.split(r"[.\[]", error.field, maxsplit=1)[0])
+    flag = next((flag for field, flag in _FIELD_FLAGS if error.field.startswith(field)), None)
+    flag = flag or _FLAGS.get(re.split(r"[.\[]", error.field, maxsplit=1)[0])
     if flag is None:
         return None
     reason = error.message.removeprefix(f"{error.field}: ")

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 
 from .._core.argtypes import bounded
 from .._core.config import RetryPolicy
-from .._core.models import Surface
+from .._core.models import EFFORT_LEVELS, Surface
 from .._errors import BedrockError
 from .._log import log_to_stderr
 from ..emulator._cli import add_emulator_arguments, add_fault_arguments, run_emulator_command
 from .batch import add_batch_parser, run_batch_command
-from .chat import run_chat
+from .chat import json_schema_file, run_chat
 from .models import run_models
 from .shared import (
     DEFAULT_MODEL,
@@ -79,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--surface",
         choices=[surface.value for surface in Surface],
         help="force the endpoint: InvokeModel or /anthropic/v1/messages (default: the model's preferred one)",
+    )
+    chat.add_argument(
+        "--effort", choices=EFFORT_LEVELS, metavar="LEVEL", help=f"output_config effort: {', '.join(EFFORT_LEVELS)}"
+    )
+    chat.add_argument(
+        "--json-schema",
+        type=json_schema_file,
+        metavar="FILE",
+        help="ask for JSON valid for this schema (structured outputs); print the parsed JSON, exit 1 if it is not",
     )
     chat.add_argument("--no-stream", action="store_true", help="wait for the whole reply instead of streaming it")
     chat.add_argument("--json", action="store_true", help="print the whole result (usage, stop reason, ...) as JSON")

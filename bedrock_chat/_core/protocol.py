@@ -22,6 +22,7 @@ from .._errors import (
     InvalidRequestError,
 )
 from .caching import CachePlan, plan_cache
+from .extras import merge_headers
 from .models import ModelApi, ResolvedModel, SamplingRule, Surface
 from .prompt import Conversation, messages_payload, text_prompt
 from .sigv4 import percent_encode_path_segment
@@ -131,6 +132,8 @@ class Invocation:
     headers: tuple[tuple[str, str], ...] = _INVOKE_HEADERS
     #: The prompt-cache breakpoints (None: none), to judge the reply's cache usage by.
     cache: CachePlan | None = None
+    #: ``output_config["format"]["schema"]``: the reply is parsed (and checked) as JSON for it.
+    output_schema: Mapping[str, Any] | None = None
 
 
 def invoke_path(model_id: str, *, stream: bool) -> str:
@@ -309,6 +312,7 @@ def build_body(
 _ARGUMENT_OF_BODY_FIELD: Mapping[str, str] = {
     "tools": "tools",
     "tool_choice": "tool_choice",
+    "output_config": "output_config",
     "thinking": "thinking",
     "system": "system",
 }
@@ -336,6 +340,16 @@ def too_deep_error(field: str, value: object) -> InvalidRequestError:
     return InvalidRequestError(field, f"is nested {_depth(value)} levels deep, too deep to send as JSON")
 
 
+def _unencodable_field(fields: Mapping[str, Any], extra_body: Mapping[str, Any] | None) -> str:
+    """The argument to blame for a body that cannot be encoded: ``extra_body`` when its fields are the cause."""
+    if extra_body:
+        try:
+            _dumps({key: fields[key] for key in extra_body})
+        except (ValueError, TypeError, RecursionError):
+            return "extra_body"
+    return "messages"
+
+
 def prepare_invocation(
     model: ResolvedModel,
     conversation: Conversation,
@@ -346,11 +360,16 @@ def prepare_invocation(
     thinking: Mapping[str, Any] | None = None,
     extras: Mapping[str, Any] | None = None,
     extra_headers: tuple[tuple[str, str], ...] = (),
+    output_schema: Mapping[str, Any] | None = None,
+    extra_body: Mapping[str, Any] | None = None,
+    user_headers: tuple[tuple[str, str], ...] = (),
 ) -> Invocation:
     """Build the path, signed headers and body bytes of one call.
 
-    ``extras`` are validated body fields (tools, beta flags); ``extra_headers`` validated request options.
-    On the Messages endpoint, beta flags travel in the ``anthropic-beta`` header rather than the body.
+    ``extras`` are validated body fields (tools, beta flags, output_config); ``extra_headers`` validated
+    request options. On the Messages endpoint, beta flags travel in the ``anthropic-beta`` header rather
+    than the body. ``extra_body`` and ``user_headers`` (the caller's ``extra_headers``, checked by
+    ``_core.extras``) go in last and win over the fields and headers set from named arguments.
     """
     extras = dict(extras or {})
     cache = None
@@ -373,19 +392,28 @@ def prepare_invocation(
         headers = _INVOKE_STREAM_HEADERS if stream else _INVOKE_HEADERS
     if extra_headers:
         headers = tuple(sorted((*headers, *extra_headers)))
+    if user_headers:
+        headers = merge_headers(headers, user_headers)
     fields = build_body(model, conversation, sampling, surface=surface, stream=stream, thinking=thinking, extras=extras)
+    if extra_body:
+        fields.update(extra_body)
     try:
         body = _dumps(fields)
     except RecursionError:
         deepest = max(fields, key=lambda key: _depth(fields[key]))
-        raise too_deep_error(_ARGUMENT_OF_BODY_FIELD.get(deepest, "messages"), fields[deepest]) from None
-    except ValueError as exc:  # NaN and Infinity have no JSON form; the service would refuse them anyway
-        raise InvalidRequestError("messages", f"cannot be sent as JSON: {exc}") from None
+        field = (
+            "extra_body" if extra_body and deepest in extra_body else _ARGUMENT_OF_BODY_FIELD.get(deepest, "messages")
+        )
+        raise too_deep_error(field, fields[deepest]) from None
+    except (ValueError, TypeError) as exc:  # NaN, Infinity, a set...: no JSON form; the service would refuse them
+        raise InvalidRequestError(_unencodable_field(fields, extra_body), f"cannot be sent as JSON: {exc}") from None
     try:
         encoded = body.encode()
     except UnicodeEncodeError:
         raise InvalidRequestError("messages", "contains text that is not valid Unicode (a lone surrogate)") from None
-    return Invocation(model, conversation, sampling, path, encoded, stream, surface, headers, cache)
+    return Invocation(
+        model, conversation, sampling, path, encoded, stream, surface, headers, cache=cache, output_schema=output_schema
+    )
 
 
 # ---------------------------------------------------------------------------------------------- responses

@@ -10,13 +10,22 @@ from typing import Any
 
 import attrs
 
-from .._errors import APIError, EventStreamError, IncompleteStreamError, ModelStreamError, make_api_error
+from .._errors import (
+    APIError,
+    EventStreamError,
+    IncompleteStreamError,
+    ModelStreamError,
+    StructuredOutputError,
+    make_api_error,
+)
 from .._types import CacheCreation, ChatCompletion, StreamChunk, Usage
 from .models import ModelApi
 from .prompt import HUMAN_PROMPT, Conversation
 from .protocol import Invocation
+from .structured import parse_structured
 
 __all__ = [
+    "STOP_REASONS",
     "InvokeModelResponse",
     "StreamAssembler",
     "parse_error_response",
@@ -107,6 +116,21 @@ def usage_from_metrics(metrics: object) -> Usage:
     return _usage_from(metrics, _METRICS_USAGE_KEYS)
 
 
+#: The stop reasons of the spec (CLAUDE_REQUEST_FEATURES_2026.md), one vocabulary on both surfaces: the
+#: classic four (``end_turn``, ``max_tokens``, ``stop_sequence``, ``tool_use``) and ``pause_turn`` (a server
+#: tool paused a long turn: send the reply back to continue), ``refusal`` (the reply is not the requested
+#: output), ``model_context_window_exceeded``. Any other string the service sends is passed through unchanged.
+STOP_REASONS = (
+    "end_turn",
+    "max_tokens",
+    "stop_sequence",
+    "tool_use",
+    "pause_turn",
+    "refusal",
+    "model_context_window_exceeded",
+)
+
+
 def _normalise_stop(api: ModelApi, stop_reason: object, stop: object) -> tuple[str | None, str | None]:
     """One vocabulary for both APIs: the text API's built-in ``\\n\\nHuman:`` stop is a natural end_turn."""
     reason = stop_reason if isinstance(stop_reason, str) else None
@@ -154,12 +178,28 @@ def _malformed(what: str, request_id: str | None) -> APIError:
 
 
 def _assistant_content(api: ModelApi, completion: str, content: list[dict[str, Any]], prefill: object) -> Any:
-    """The reply as a message's content: plain text unless the reply (or prefill) has non-text blocks."""
+    """The reply as a message's content: plain text unless the reply (or prefill) has other blocks.
+
+    Thinking blocks (with their signatures) and text blocks carrying citations stay blocks, unchanged, so the
+    message can be sent back as it came (a tool-use loop with thinking must return them byte for byte).
+    """
     if api is ModelApi.TEXT_COMPLETIONS:
         return completion
-    if all(block.get("type") == "text" for block in content) and not isinstance(prefill, list):
+    if all(block.get("type") == "text" and not block.get("citations") for block in content) and not isinstance(
+        prefill, list
+    ):
         return completion
     return content
+
+
+def _structured(invocation: Invocation, completion: str, stop_reason: str | None) -> tuple[Any, Any] | None:
+    """Under ``output_config["format"]``: the reply's JSON, or the error reading it (``chat.parsed`` raises it)."""
+    if invocation.output_schema is None:
+        return None
+    try:
+        return parse_structured(completion, invocation.output_schema, stop_reason=stop_reason), None
+    except StructuredOutputError as error:
+        return None, error
 
 
 def _json_object(body: bytes, request_id: str | None) -> dict[str, Any]:
@@ -213,6 +253,7 @@ def parse_invoke_response(
         latency=latency,
         id=message_id,
         content=content,
+        structured=_structured(invocation, completion, stop_reason),
     )
 
 
@@ -393,6 +434,8 @@ class StreamAssembler:
                 key = "thinking" if delta_type == "thinking_delta" else "signature"
                 block = self._blocks.setdefault(index, {"type": "thinking"})
                 self._add_piece(index, key, block, _event_text(delta, key))
+            elif delta_type == "citations_delta":
+                self._add_citation(index, delta.get("citation"))
             return StreamChunk("", "content_block_delta", event)
         if event_type == "message_start":
             message = _event_field(event, "message")
@@ -402,7 +445,9 @@ class StreamAssembler:
         elif event_type == "content_block_start":
             index = _event_index(event)
             self._join_pieces(index)  # a block started again at an index: the old one keeps its pieces
-            self._blocks[index] = dict(_event_field(event, "content_block"))
+            block = self._blocks[index] = dict(_event_field(event, "content_block"))
+            if isinstance(block.get("citations"), list):  # ours to append to: chunk.event keeps the original
+                block["citations"] = list(block["citations"])
         elif event_type == "content_block_stop":
             self._close_block(_event_index(event))
         elif event_type == "message_delta":
@@ -424,6 +469,16 @@ class StreamAssembler:
             self._stop = event.get("stop")
             self._finished = True
         return StreamChunk(text, "completion", event)
+
+    def _add_citation(self, index: int, citation: object) -> None:
+        """A ``citations_delta`` adds one citation to its text block's list (appended: linear in the count)."""
+        if not isinstance(citation, Mapping):
+            raise EventStreamError("malformed stream event: 'citation' is not an object")
+        block = self._blocks.setdefault(index, {"type": "text", "text": ""})
+        citations = block.get("citations")
+        if not isinstance(citations, list):
+            citations = block["citations"] = []
+        citations.append(dict(citation))
 
     def _add_piece(self, index: int, key: str, block: dict[str, Any], piece: str) -> None:
         entry = self._block_parts.get((index, key))
@@ -486,4 +541,5 @@ class StreamAssembler:
             latency=latency,
             id=self._message_id,
             content=content,
+            structured=_structured(self.invocation, completion, stop_reason),
         )
