@@ -254,8 +254,23 @@ async def test_thinking_and_tool_use_round_trip_byte_exact(
     sent = scripted.requests[-1][1]
     assert json.dumps(SIGNATURE).encode() in sent  # the signature, byte for byte
     assert json.loads(sent)["messages"][1] == {"role": "assistant", "content": THINKING_REPLY}
-    async with emulator_client(bedrock_emulator) as client:  # the same turn passes Bedrock's validation
-        answer = await ask(client, stream=stream, surface=surface, messages=follow_up, tools=WEATHER, thinking=thinking)
+    # The whole loop against the emulator, which signs its thinking and refuses a signature it did not make:
+    # what our client assembled (streamed: from thinking_delta and signature_delta) passes its validation.
+    question = [{"role": "user", "content": "get_weather in Paris?"}]
+    async with emulator_client(bedrock_emulator) as client:
+        first = await ask(
+            client, stream=stream, surface=surface, messages=question, tools=WEATHER, thinking=thinking, model=OPUS_47
+        )
+        assert first.content[0]["type"] == "thinking"
+        assert first.content[0]["signature"]
+        assert first.thinking == first.content[0]["thinking"]
+        assert first.stop_reason == "tool_use"
+        call = first.tool_calls[0]
+        result = {"type": "tool_result", "tool_use_id": call["id"], "content": "18 C"}
+        loop = [*first["messages"], {"role": "user", "content": [result]}]
+        answer = await ask(
+            client, stream=stream, surface=surface, messages=loop, tools=WEATHER, thinking=thinking, model=OPUS_47
+        )
     assert answer.stop_reason == "end_turn"
 
 

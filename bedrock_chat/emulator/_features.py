@@ -26,9 +26,12 @@ from ._models import ModelRef
 
 __all__ = ["EFFORT_LEVELS", "FEATURES", "LEGACY", "UNKNOWN", "ModelFeatures", "features_for"]
 
-#: ``output_config.effort`` values (spec, "Effort and thinking").
-EFFORT_LEVELS: tuple[str, ...] = ("low", "medium", "high", "max")
-_ALL_EFFORT = frozenset(EFFORT_LEVELS)
+#: ``output_config.effort`` values (spec, "Effort and thinking"; ``xhigh`` from platform.claude.com
+#: ``build-with-claude/effort``, which also says which models take ``max`` and ``xhigh``).
+EFFORT_LEVELS: tuple[str, ...] = ("low", "medium", "high", "xhigh", "max")
+_BASE_EFFORT = frozenset({"low", "medium", "high"})  # Opus 4.5 (effort doc: before max and xhigh)
+_ALL_EFFORT = _BASE_EFFORT | {"max"}  # effort doc: Opus 4.6, Sonnet 4.6, Mythos Preview
+_XHIGH_EFFORT = _ALL_EFFORT | {"xhigh"}  # effort doc: Opus 4.7, 4.8, 5, Sonnet 5, Fable 5, Mythos 5
 
 
 @attrs.frozen
@@ -62,7 +65,7 @@ def _gen_2026(floor: int, **extra: object) -> ModelFeatures:
     values: dict[str, object] = {
         "cache_floor": floor,
         "ttl_1h": True,
-        "effort": _ALL_EFFORT,
+        "effort": _XHIGH_EFFORT,
         "structured_outputs": True,
         "thinking": _ADAPTIVE,
         "api_dates": True,
@@ -85,8 +88,9 @@ FEATURES: Mapping[str, ModelFeatures] = {
     "anthropic.claude-3-7-sonnet-20250219-v1:0": ModelFeatures(thinking=_BUDGETED),
     "anthropic.claude-sonnet-4-20250514-v1:0": ModelFeatures(thinking=_BUDGETED),  # floor UNVERIFIED
     "anthropic.claude-opus-4-20250514-v1:0": ModelFeatures(thinking=_BUDGETED),
-    # Opus 4.1: 1,024 (spec); structured outputs UNVERIFIED (AWS structured-output page, as recalled).
-    "anthropic.claude-opus-4-1-20250805-v1:0": ModelFeatures(thinking=_BUDGETED, structured_outputs=True),
+    # Opus 4.1: 1,024 (spec); no structured outputs (the structured-outputs doc's GA list on Amazon Bedrock:
+    # Opus 4.6, Sonnet 4.6, Sonnet 4.5, Opus 4.5, Haiku 4.5; Opus 4.1 had it in the API's beta only).
+    "anthropic.claude-opus-4-1-20250805-v1:0": ModelFeatures(thinking=_BUDGETED),
     # Sonnet 4.5: 1,024, 1h TTL (spec); structured outputs UNVERIFIED.
     "anthropic.claude-sonnet-4-5-20250929-v1:0": ModelFeatures(
         ttl_1h=True, thinking=_BUDGETED, structured_outputs=True
@@ -95,22 +99,24 @@ FEATURES: Mapping[str, ModelFeatures] = {
     "anthropic.claude-haiku-4-5-20251001-v1:0": ModelFeatures(
         cache_floor=4096, ttl_1h=True, thinking=_BUDGETED, structured_outputs=True, api_dates=True
     ),
-    # Opus 4.5: 4,096, 1h TTL, effort (spec: "Opus 4.5+").
+    # Opus 4.5: 4,096, 1h TTL, effort (spec: "Opus 4.5+"; the effort doc: low, medium and high only).
     "anthropic.claude-opus-4-5-20251101-v1:0": ModelFeatures(
-        cache_floor=4096, ttl_1h=True, effort=_ALL_EFFORT, thinking=_BUDGETED, structured_outputs=True
+        cache_floor=4096, ttl_1h=True, effort=_BASE_EFFORT, thinking=_BUDGETED, structured_outputs=True
     ),
     # Opus 4.6: 4,096 (spec); enabled and adaptive thinking (UNVERIFIED: adaptive arrived with 4.6).
     "anthropic.claude-opus-4-6-v1": ModelFeatures(
         cache_floor=4096, ttl_1h=True, effort=_ALL_EFFORT, thinking=_BOTH, structured_outputs=True
     ),
-    # Sonnet 4.6: 1,024 (spec); no effort (spec names Opus 4.5+ and the 5.x models only).
-    "anthropic.claude-sonnet-4-6": ModelFeatures(ttl_1h=True, thinking=_BOTH, structured_outputs=True),
+    # Sonnet 4.6: 1,024 (spec); effort up to max (the effort doc lists it; the spec named Opus 4.5+ and 5.x only).
+    "anthropic.claude-sonnet-4-6": ModelFeatures(
+        ttl_1h=True, effort=_ALL_EFFORT, thinking=_BOTH, structured_outputs=True
+    ),
     # The 2026 generation. Floors: Opus 4.7 2,048; Opus 4.8 and Sonnet 5 1,024; Opus 5, Fable 5 and
     # Mythos 5 512 (spec). Their .1/.5 successors and Mythos Preview are not in the spec's list
     # (UNVERIFIED: taken as their family's floor).
     "anthropic.claude-opus-4-7": _gen_2026(2048),
     "anthropic.claude-opus-4-8": _gen_2026(1024),
-    "anthropic.claude-mythos-preview": _gen_2026(512),
+    "anthropic.claude-mythos-preview": _gen_2026(512, effort=_ALL_EFFORT),  # effort doc: max, not xhigh
     "anthropic.claude-opus-5": _gen_2026(512),
     "anthropic.claude-sonnet-5": _gen_2026(1024),
     "anthropic.claude-fable-5": _gen_2026(512),
@@ -127,7 +133,7 @@ FEATURES: Mapping[str, ModelFeatures] = {
 #: What a model the table does not know gets (application-profile and provisioned-model ARNs, whose
 #: model the emulator cannot know): everything accepted, the spec's default floor, so that the emulator
 #: never refuses what a newer model may take (UNVERIFIED by nature).
-UNKNOWN = ModelFeatures(ttl_1h=True, effort=_ALL_EFFORT, structured_outputs=True, thinking=_BOTH, api_dates=True)
+UNKNOWN = ModelFeatures(ttl_1h=True, effort=_XHIGH_EFFORT, structured_outputs=True, thinking=_BOTH, api_dates=True)
 #: A served model without a row: the text-completion era (Claude 1, Instant, 2.x), none of the features.
 LEGACY = ModelFeatures()
 

@@ -346,7 +346,9 @@ def test_structured_output_refused_where_the_model_has_none(boto3_client: Any) -
     [
         (OPUS_47, {"effort": "low"}, None),
         (OPUS_47, {"effort": "max"}, None),
-        (SONNET_46, {"effort": "low"}, "not supported for this model"),
+        (OPUS_47, {"effort": "xhigh"}, None),
+        (HAIKU_35, {"effort": "low"}, "not supported for this model"),
+        ("anthropic.claude-opus-4-5-20251101-v1:0", {"effort": "max"}, "not supported for this model"),
         (OPUS_47, {"effort": "extreme"}, "Input should be one of"),
         (OPUS_47, {"verbosity": "low"}, "Extra inputs"),
     ],

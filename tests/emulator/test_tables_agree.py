@@ -35,6 +35,7 @@ from bedrock_chat._errors import (
     ValidationError,
     error_class_for_code,
 )
+from bedrock_chat.emulator._features import FEATURES
 from bedrock_chat.emulator._models import (
     PROFILE_PREFIXES,
     SERVED_MODELS,
@@ -241,3 +242,16 @@ def test_stream_exceptions_are_the_response_stream_members() -> None:
     """The exception frames are exactly bedrock-runtime's ResponseStream members (all but ``chunk``)."""
     stream: Any = botocore.session.get_session().get_service_model("bedrock-runtime").shape_for("ResponseStream")
     assert set(STREAM_EXCEPTION_CODES) == set(stream.members) - {"chunk"}
+
+
+@pytest.mark.parametrize("info", [info for info in MODELS if info.id in FEATURES], ids=lambda info: info.id)
+def test_request_features_agree(info: ModelInfo) -> None:
+    """Effort levels, the 1-hour TTL and structured outputs: the client refuses before I/O what the emulator would.
+
+    Cache floors are left out on purpose: the client keeps the larger of conflicting published floors
+    (it only feeds a warning that needs a reply showing nothing was cached), the emulator the spec's.
+    """
+    features = FEATURES[info.id]
+    assert set(info.effort_levels) == set(features.effort)
+    assert info.cache_ttl_1h == features.ttl_1h
+    assert info.structured_outputs == features.structured_outputs
