@@ -175,6 +175,37 @@ async def test_structured_output_is_parsed_and_valid_for_its_schema(
     jsonschema.validate(chat.parsed, SCHEMA)
 
 
+NESTED_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string"},
+        "status": {"enum": ["draft", "final"]},
+        "tags": {"type": "array", "items": {"type": "string"}, "minItems": 2},
+        "author": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+            "required": ["name", "age"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["title", "status", "tags", "author"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("surface", SURFACES)
+async def test_structured_output_from_the_emulator_is_parsed_and_valid(
+    bedrock_emulator: BedrockEmulator, surface: str, stream: bool
+) -> None:
+    """End to end: the emulator answers output_config.format with JSON for the schema; chat.parsed gives it."""
+    output_config = {"format": {"type": "json_schema", "schema": NESTED_SCHEMA}, "effort": "xhigh"}
+    async with emulator_client(bedrock_emulator) as client:
+        chat = await ask(client, stream=stream, surface=surface, output_config=output_config)
+    jsonschema.validate(chat.parsed, NESTED_SCHEMA)
+    assert chat.parsed == json.loads(chat.completion)
+
+
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize(
     ("reply", "stop_reason", "says"),
