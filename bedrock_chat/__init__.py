@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib as _importlib
 import typing as _typing
 
-from ._client import AnthropicBedrock, ChatCompletions
+from ._client import AnthropicBedrock
+from ._completions import ChatCompletions
 from ._core.config import RetryPolicy
 from ._core.models import MODELS, ModelApi, ModelInfo, ResolvedModel, Surface, resolve_model
 from ._core.responses import InvokeModelResponse
