@@ -14,7 +14,6 @@ drives.
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any, cast
@@ -24,6 +23,7 @@ import httpx
 
 from .._core.proxy import Proxy
 from .._errors import ResponseTooLargeError
+from .bodies import collect_capped
 from .cache import BoundedCache
 
 __all__ = ["HttpcoreTransport"]
@@ -76,15 +76,7 @@ async def _read_capped(response: httpcore2.Response, limit: int) -> bytes:
         if length > limit:
             raise ResponseTooLargeError.past(status=response.status, limit=limit)
         return await response.aread()
-    parts: list[bytes] = []
-    total = 0
-    async with contextlib.aclosing(response.aiter_stream()) as chunks:  # closed here, not by the collector
-        async for chunk in chunks:
-            total += len(chunk)
-            if total > limit:
-                raise ResponseTooLargeError.past(status=response.status, limit=limit)
-            parts.append(chunk)
-    return b"".join(parts)
+    return await collect_capped(response.aiter_stream(), limit, response.status)
 
 
 class _ResponseStream(httpx.AsyncByteStream):

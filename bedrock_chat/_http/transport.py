@@ -20,7 +20,6 @@ which do hold them. What the server sends back into an error passes through the 
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import logging
@@ -52,6 +51,7 @@ from .._errors import (
     from_the_server,
 )
 from .._types import AwsCredentials
+from .bodies import collect_capped
 from .cache import BoundedCache
 from .credentials import CredentialSource
 from .endpoint import Endpoint
@@ -518,18 +518,8 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
     length = response.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise ResponseTooLargeError.past(status=response.status_code, limit=limit)  # refused before reading any
-    parts: list[bytes] = []
-    total = 0
-    # httpx types it as an iterator; it is an async generator, closed here rather than by the collector.
-    async with contextlib.aclosing(
-        cast(AsyncGenerator[bytes, None], response.aiter_raw())
-    ) as chunks:  # closed here, not by the collector
-        async for chunk in chunks:
-            total += len(chunk)
-            if total > limit:
-                raise ResponseTooLargeError.past(status=response.status_code, limit=limit)
-            parts.append(chunk)
-    return b"".join(parts)
+    # httpx types it as an iterator; it is an async generator, closed by collect_capped.
+    return await collect_capped(cast(AsyncGenerator[bytes, None], response.aiter_raw()), limit, response.status_code)
 
 
 _botocore_signing = contextvars.ContextVar("_botocore_signing", default=False)
