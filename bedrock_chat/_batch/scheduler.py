@@ -49,7 +49,7 @@ The limiter and the controller are pure classes with time passed in; the schedul
 from __future__ import annotations
 
 import collections
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -61,6 +61,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._core.protocol import (
     DEFAULT_MAX_TOKENS,
 )
+from .._core.text import text_chars
 from .._errors import BedrockError, ConfigurationError, CredentialsError, InvalidRequestError
 from .._types import Usage
 
@@ -210,21 +211,6 @@ class AimdController:
         return self.slots != before
 
 
-def _text_chars(value: object) -> int:
-    """Characters of every string in a JSON-like value, skipping media ``source`` blocks (base64 is not text)."""
-    total = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            total += len(item)
-        elif isinstance(item, Mapping):
-            stack.extend(v for k, v in item.items() if k != "source")
-        elif isinstance(item, Sequence) and not isinstance(item, (bytes, bytearray)):
-            stack.extend(item)
-    return total
-
-
 def estimate_tokens(fields: Mapping[str, Any]) -> int:
     """Tokens to charge before sending: prompt characters / 4 (rounded up) plus the most the reply may use.
 
@@ -232,7 +218,7 @@ def estimate_tokens(fields: Mapping[str, Any]) -> int:
     ``messages`` are the prompt; ``max_tokens`` or ``max_tokens_to_sample`` the reply's bound
     (default 256). Four characters a token is the usual rule of thumb for English text.
     """
-    chars = sum(_text_chars(fields.get(key)) for key in ("prompt", "system", "messages"))
+    chars = sum(text_chars(fields.get(key)) for key in ("prompt", "system", "messages"))
     reply = DEFAULT_MAX_TOKENS
     for key in ("max_tokens", "max_tokens_to_sample"):
         value = fields.get(key)

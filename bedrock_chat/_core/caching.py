@@ -36,6 +36,7 @@ import attrs
 from .._errors import CacheBreakpointWarning, InvalidRequestError
 from .._types import Usage
 from .models import ResolvedModel
+from .text import text_chars
 
 __all__ = [
     "CACHE_TTLS",
@@ -83,19 +84,13 @@ class CachePlan:
     total_chars: int
 
 
+#: Media sources (base64) and cache markers are not prompt text.
+_NOT_TEXT = frozenset({"source", "cache_control"})
+
+
 def _chars(value: object) -> int:
-    """Characters of the strings in a JSON-like value (media sources skipped: base64 is not text)."""
-    total = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            total += len(item)
-        elif isinstance(item, Mapping):
-            stack.extend(v for k, v in item.items() if k not in ("source", "cache_control"))
-        elif isinstance(item, Sequence) and not isinstance(item, (bytes, bytearray)):
-            stack.extend(item)
-    return total
+    """Characters of the strings in a JSON-like value (media sources and cache markers skipped)."""
+    return text_chars(value, skip=_NOT_TEXT)
 
 
 SystemPrompt = str | Sequence[Mapping[str, Any]] | None
