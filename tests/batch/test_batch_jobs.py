@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -489,10 +490,13 @@ def test_bedrock_batch_error_lines_alone_never_exit_0(
     assert all("modelOutput" in line for line in lines.values())
 
 
-def test_a_job_line_that_is_no_result_is_a_failed_record(
-    cli: Any, emu: BedrockEmulator, bucket: str, s3_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A job output line with neither modelOutput nor error counts as failed, written as an error line."""
+def _completed_job_output(
+    emu: BedrockEmulator, bucket: str, s3_endpoint: str, tmp_path: Path, prefix: str
+) -> tuple[str, list[bytes], Callable[[list[bytes]], None]]:
+    """A 100-record job run to completion: its ARN, its output lines, and a function that rewrites them in S3.
+
+    For tests of what the command does with job output that is not what Bedrock should write.
+    """
 
     async def submit_and_wait() -> str:
         async with AnthropicBedrock(
@@ -504,7 +508,7 @@ def test_a_job_line_that_is_no_result_is_a_failed_record(
         ) as client:
             jobs = BatchJobs(client, s3_endpoint_url=s3_endpoint)
             submitted = await jobs.submit(
-                _write(tmp_path / "in.jsonl", 100), s3_uri=f"s3://{bucket}/odd", role_arn=ROLE, model=MODEL
+                _write(tmp_path / "in.jsonl", 100), s3_uri=f"s3://{bucket}/{prefix}", role_arn=ROLE, model=MODEL
             )
             with anyio.fail_after(DEADLINE):
                 await jobs.wait(submitted.arn, poll_interval=0.02)
@@ -516,13 +520,25 @@ def test_a_job_line_that_is_no_result_is_a_failed_record(
     ).client("s3", endpoint_url=s3_endpoint)
     [key] = [
         item["Key"]
-        for item in s3.list_objects_v2(Bucket=bucket, Prefix="odd")["Contents"]
+        for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
         if item["Key"].endswith(".jsonl.out")
     ]
-    lines = [json.loads(raw) for raw in s3.get_object(Bucket=bucket, Key=key)["Body"].read().splitlines()]
+
+    def rewrite(lines: list[bytes]) -> None:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"".join(line + b"\n" for line in lines))
+
+    return arn, s3.get_object(Bucket=bucket, Key=key)["Body"].read().splitlines(), rewrite
+
+
+def test_a_job_line_that_is_no_result_is_a_failed_record(
+    cli: Any, emu: BedrockEmulator, bucket: str, s3_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A job output line with neither modelOutput nor error counts as failed, written as an error line."""
+    arn, raw, rewrite = _completed_job_output(emu, bucket, s3_endpoint, tmp_path, "odd")
+    lines = [json.loads(line) for line in raw]
     odd = lines[0]["recordId"]
     del lines[0]["modelOutput"]
-    s3.put_object(Bucket=bucket, Key=key, Body="".join(json.dumps(line) + "\n" for line in lines).encode())
+    rewrite([json.dumps(line).encode() for line in lines])
     assert cli("in.jsonl", "-o", "out.jsonl", "--via", "bedrock-batch", "--attach", arn) == 1
     err = capsys.readouterr().err
     assert "job Completed: 99 ok, 1 failed, 0 not reported" in err
@@ -537,38 +553,12 @@ def test_job_lines_that_are_not_json_are_failed_records_not_a_crash(
     cli: Any, emu: BedrockEmulator, bucket: str, s3_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A job output line that is not JSON fails its record (found by its id) and the rest of the output is kept."""
-
-    async def submit_and_wait() -> str:
-        async with AnthropicBedrock(
-            access_key=emu.access_key,
-            secret_key=emu.secret_key,
-            region=emu.region,
-            endpoint_url=emu.endpoint_url,
-            control_plane_endpoint_url=emu.endpoint_url,
-        ) as client:
-            jobs = BatchJobs(client, s3_endpoint_url=s3_endpoint)
-            submitted = await jobs.submit(
-                _write(tmp_path / "in.jsonl", 100), s3_uri=f"s3://{bucket}/broken", role_arn=ROLE, model=MODEL
-            )
-            with anyio.fail_after(DEADLINE):
-                await jobs.wait(submitted.arn, poll_interval=0.02)
-            return submitted.arn
-
-    arn = anyio.run(submit_and_wait)
-    s3 = boto3.session.Session(
-        aws_access_key_id=emu.access_key, aws_secret_access_key=emu.secret_key, region_name=emu.region
-    ).client("s3", endpoint_url=s3_endpoint)
-    [key] = [
-        item["Key"]
-        for item in s3.list_objects_v2(Bucket=bucket, Prefix="broken")["Contents"]
-        if item["Key"].endswith(".jsonl.out")
-    ]
-    raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read().splitlines()
+    arn, raw, rewrite = _completed_job_output(emu, bucket, s3_endpoint, tmp_path, "broken")
     cut_id = json.loads(raw[0])["recordId"]
     lost_id = json.loads(raw[1])["recordId"]
     raw[0] = raw[0][: len(raw[0]) // 2]  # cut mid-line: not JSON, but its recordId is still readable
     raw[1] = b"\xff not json at all"  # nothing left of the record
-    s3.put_object(Bucket=bucket, Key=key, Body=b"\n".join(raw) + b"\n")
+    rewrite(raw)
     assert cli("in.jsonl", "-o", "out.jsonl", "--via", "bedrock-batch", "--attach", arn) == 1
     err = capsys.readouterr().err
     assert "98 ok, 1 failed, 1 not reported" in err
