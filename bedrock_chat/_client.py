@@ -56,9 +56,13 @@ from ._http.loops import PerLoop, current_loop, loop_is_closed, on_loop_end
 from ._http.timeouts import validate_timeout
 from ._http.transport import DEFAULT_MAX_RESPONSE_BYTES, BedrockTransport, RawResponse
 from ._streaming import ChatCompletionStream, check_stream_content_type, deadline_expired
+from ._telemetry import CallObserver, Telemetry
 from ._types import AwsCredentials, ChatCompletion
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
     from ._batch.jobs import BatchJobs
 
 __all__ = ["DEFAULT_TIMEOUT", "AnthropicBedrock", "RetryHook"]
@@ -158,6 +162,12 @@ class AnthropicBedrock:
         max_response_bytes: the most bytes a non-streaming answer or error body may have (default 32 MiB,
             ten times what Bedrock's largest output limit can produce); past it ResponseTooLargeError,
             having read no further. Streams are decoded as they come and are not capped.
+        telemetry: OpenTelemetry spans and metrics (README, "Observability"): None (the default) records
+            them once an OpenTelemetry SDK is configured, True always (``opentelemetry-api`` needed), False never.
+        telemetry_content: record prompts, replies, system instructions and tool definitions in spans;
+            None follows ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``. Never credentials.
+        tracer_provider, meter_provider: this client's OpenTelemetry providers instead of the global ones
+            (turns telemetry on).
     """
 
     def __repr__(self) -> str:
@@ -190,6 +200,10 @@ class AnthropicBedrock:
         control_plane_endpoint_url: str | None = None,
         deadline: float | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        telemetry: bool | None = None,
+        telemetry_content: bool | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         _check_pair(access_key, secret_key, session_token)
         if profile is not None and access_key is not None:
@@ -255,6 +269,9 @@ class AnthropicBedrock:
             raise ConfigurationError(f"max_response_bytes: must be an integer >= 1, got {max_response_bytes!r}")
         self._max_response_bytes = max_response_bytes
         self._signer = signer
+        self._telemetry = Telemetry(
+            telemetry, content=telemetry_content, tracer_provider=tracer_provider, meter_provider=meter_provider
+        )
         self._given_transport = transport
         self._max_connections = max_connections
         # One transport per running event loop (a pool is bound to its loop), closed when that loop ends.
@@ -355,7 +372,18 @@ class AnthropicBedrock:
         await self._ready()
         self._check_model_region(resolved)
         path = f"/model/{percent_encode_path_segment(model)}/count-tokens"
-        answer = await self._send_raw(path, json.dumps(payload).encode(), _JSON_HEADERS, check=_check_token_count)
+        body = json.dumps(payload).encode()
+        instruments = self._telemetry.instruments()
+        if instruments is not None:
+            observer = await self._observer(invocation, operation="count_tokens")
+            answer = await instruments.run(
+                observer,
+                lambda hook: self._send_raw(path, body, _JSON_HEADERS, on_retry=hook, check=_check_token_count),
+                None,
+            )
+            observer.counted(answer.body["inputTokens"], answer.request_id)
+        else:
+            answer = await self._send_raw(path, body, _JSON_HEADERS, check=_check_token_count)
         count: int = answer.body["inputTokens"]
         return count
 
@@ -596,6 +624,14 @@ class AnthropicBedrock:
                 f"use a client with region={model.arn_region!r}",
             )
 
+    async def _observer(self, invocation: Invocation, operation: str | None = None) -> CallObserver:
+        """Start a call's span (telemetry is on): where the call goes is known once the transport is ready."""
+        instruments = self._telemetry.instruments()
+        assert instruments is not None
+        url = (await self._ready()).endpoint.url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        return instruments.start(invocation, url.host, port, operation=operation)
+
     async def _invoke(
         self, invocation: Invocation, *, on_retry: RetryHook | None = None, deadline: float | None = None
     ) -> ChatCompletion:
@@ -603,6 +639,17 @@ class AnthropicBedrock:
 
         ``deadline`` (seconds; None: the client's) bounds the whole call with one cancel scope.
         """
+        instruments = self._telemetry.instruments()
+        if instruments is None:
+            return await self._invoke_within(invocation, on_retry, deadline)
+        observer = await self._observer(invocation)
+        chat = await instruments.run(observer, lambda hook: self._invoke_within(invocation, hook, deadline), on_retry)
+        observer.succeed(chat)
+        return chat
+
+    async def _invoke_within(
+        self, invocation: Invocation, on_retry: RetryHook | None, deadline: float | None
+    ) -> ChatCompletion:
         seconds = self._deadline if deadline is None else deadline
         if seconds is None:
             return await self._invoke_now(invocation, on_retry)
@@ -666,16 +713,27 @@ class AnthropicBedrock:
 
     async def _open_stream(self, invocation: Invocation, *, deadline: float | None = None) -> ChatCompletionStream:
         """Open a stream; ``deadline`` (seconds; None: the client's) bounds it from here until it is closed."""
+        instruments = self._telemetry.instruments()
+        if instruments is None:
+            return await self._open_stream_within(invocation, deadline, None)
+        observer = await self._observer(invocation)
+        return await instruments.run(
+            observer, lambda _hook: self._open_stream_within(invocation, deadline, observer), None
+        )
+
+    async def _open_stream_within(
+        self, invocation: Invocation, deadline: float | None, observer: CallObserver | None
+    ) -> ChatCompletionStream:
         seconds = self._deadline if deadline is None else deadline
         if seconds is None:
-            return await self._open_stream_now(invocation, None, None)
+            return await self._open_stream_now(invocation, None, None, observer)
         at = anyio.current_time() + seconds
         with anyio.CancelScope(deadline=at):
-            return await self._open_stream_now(invocation, at, seconds)
+            return await self._open_stream_now(invocation, at, seconds, observer)
         raise deadline_expired(seconds)  # reached only when the scope cancelled the call
 
     async def _open_stream_now(
-        self, invocation: Invocation, at: float | None, seconds: float | None
+        self, invocation: Invocation, at: float | None, seconds: float | None, observer: CallObserver | None = None
     ) -> ChatCompletionStream:
         transport = await self._ready()
         self._check_model_region(invocation.model)
@@ -691,6 +749,7 @@ class AnthropicBedrock:
                 invocation.headers,
                 stream=True,
                 max_retries=retries_left[0],
+                on_retry=None if observer is None else observer.retry,
                 read=functools.partial(check_stream_content_type, surface=invocation.surface),
             )
             retries_left[0] -= raw.attempts - 1
@@ -702,6 +761,8 @@ class AnthropicBedrock:
                 return False
             retries_left[0] -= 1
             number = transport.retry.max_retries - retries_left[0] - 1
+            if observer is not None:
+                observer.retry(error, number + 1)
             throttled = getattr(error, "is_throttle", False)
             await anyio.sleep(transport.retry.delay(number, throttled=throttled, jitter=random.random()))
             return True
@@ -716,4 +777,5 @@ class AnthropicBedrock:
             started=started,
             deadline_at=at,
             deadline=seconds,
+            observer=observer,
         )

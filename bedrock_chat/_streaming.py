@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import httpx
@@ -39,6 +39,9 @@ from ._errors import (
 )
 from ._http.transport import RawResponse, close_response, translate_httpx_error
 from ._types import ChatCompletion, StreamChunk
+
+if TYPE_CHECKING:
+    from ._telemetry import CallObserver
 
 __all__ = ["ChatCompletionStream", "check_stream_content_type", "deadline_expired"]
 
@@ -179,8 +182,11 @@ class ChatCompletionStream:
         started: float,
         deadline_at: float | None = None,
         deadline: float | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self._invocation = invocation
+        #: The call's span and metrics (None: telemetry is off, and nothing here costs more than this check).
+        self._observer = observer
         #: When the call's deadline passes (``anyio.current_time()``), and its length in seconds.
         self._deadline_at = deadline_at
         self._deadline = deadline
@@ -239,6 +245,8 @@ class ChatCompletionStream:
     async def aclose(self) -> None:
         """Close the HTTP response (idempotent); the connection goes back to the pool or is dropped."""
         self._released = True
+        if self._observer is not None:
+            self._observer.closed()
         if not self._closed:
             self._closed = True
             await close_response(self._http)
@@ -266,6 +274,8 @@ class ChatCompletionStream:
         self._closed = True
         error = deadline_expired(self._deadline or 0.0)
         error.partial_text = self._assembler.text
+        if self._observer is not None:
+            self._observer.fail(error)
         raise error
 
     async def _next_or_recover(self) -> StreamChunk:
@@ -284,6 +294,8 @@ class ChatCompletionStream:
                 chunk = self._assembler.feed(event)
                 if chunk.text:
                     self._text_handed_out = True
+                if self._observer is not None:
+                    self._observer.chunk()
                 return chunk
             if self._eof or self._closed:
                 raise StopAsyncIteration
@@ -322,6 +334,8 @@ class ChatCompletionStream:
         plan = self._assembler.invocation.cache
         if plan is not None:
             warn_if_uncached(plan, self._completion.usage, self._assembler.invocation.model.display_name, stacklevel=4)
+        if self._observer is not None:
+            self._observer.succeed(self._completion)
 
     async def _recover_or_raise(self, error: BedrockError) -> None:
         """Retry a stream that failed before any text was handed out; otherwise propagate, keeping the text.
@@ -335,9 +349,13 @@ class ChatCompletionStream:
         if self._text_handed_out or not retryable or self._closed or not await self._retry_after(error):
             error.partial_text = self._assembler.text
             self._closed = True
+            if self._observer is not None:
+                self._observer.fail(error)
             raise error
         try:
             self._attach(await self._reopen())
-        except BaseException:
+        except BaseException as failure:
             self._closed = True
+            if self._observer is not None:
+                self._observer.fail(failure)
             raise

@@ -13,6 +13,7 @@ import attrs
 
 from .._core.protocol import Invocation
 from .._errors import BedrockError, InvalidRequestError
+from .._telemetry import BatchTelemetry
 from .._types import ChatCompletion
 from .scheduler import DEFAULT_CONCURRENCY, WINDOW, Operation, RetryHook, Scheduler, estimate_tokens, used_tokens
 
@@ -112,12 +113,22 @@ class BatchRun:
     ``failed``) are there for progress displays.
     """
 
-    def __init__(self, scheduler: Scheduler[Mapping[str, Any], Invocation, ChatCompletion]) -> None:
+    def __init__(
+        self,
+        scheduler: Scheduler[Mapping[str, Any], Invocation, ChatCompletion],
+        telemetry: BatchTelemetry | None = None,
+    ) -> None:
         self._scheduler = scheduler
         self._running = False
+        self._telemetry = telemetry
 
     async def __aenter__(self) -> BatchRun:
-        await self._scheduler.__aenter__()
+        try:
+            await self._scheduler.__aenter__()
+        except BaseException as error:
+            if self._telemetry is not None:
+                self._telemetry.end(error)
+            raise
         self._running = True
         return self
 
@@ -125,7 +136,14 @@ class BatchRun:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._running = False
-        await self._scheduler.__aexit__(exc_type, exc, tb)
+        try:
+            await self._scheduler.__aexit__(exc_type, exc, tb)
+        except BaseException as error:
+            if self._telemetry is not None:
+                self._telemetry.end(error)
+            raise
+        if self._telemetry is not None:
+            self._telemetry.end(exc)
 
     def __aiter__(self) -> BatchRun:
         if not self._running:
@@ -138,6 +156,8 @@ class BatchRun:
 
     async def __anext__(self) -> BatchResult:
         outcome = await self._scheduler.next_outcome()
+        if self._telemetry is not None:
+            self._telemetry.outcome(outcome.error is None)
         return BatchResult(outcome.index, outcome.item, outcome.value, outcome.error)
 
     @property
@@ -174,7 +194,12 @@ def chat_batch(
 ) -> BatchRun:
     """The engine behind ``ChatCompletion.batch`` (``clock``, ``sleep`` and ``window`` are for tests)."""
 
+    instruments = client._telemetry.instruments()
+    telemetry = None if instruments is None else BatchTelemetry(instruments)
+
     def execute(invocation: Invocation, on_retry: RetryHook) -> Awaitable[ChatCompletion]:
+        if telemetry is not None:
+            return telemetry.run(lambda hook: client._invoke(invocation, on_retry=hook), on_retry)
         return client._invoke(invocation, on_retry=on_retry)
 
     operation: Operation[Mapping[str, Any], Invocation, ChatCompletion] = Operation(
@@ -193,7 +218,7 @@ def chat_batch(
         sleep=sleep,
         window=window,
     )
-    return BatchRun(scheduler)
+    return BatchRun(scheduler, telemetry)
 
 
 async def collect_in_order(run: BatchRun) -> list[BatchResult]:

@@ -1,0 +1,390 @@
+"""OpenTelemetry spans and metrics of each call, when the application has set up OpenTelemetry.
+
+Cost model: ``opentelemetry-api`` (the ``[otel]`` extra) is imported on first use, once; without it, or
+with only the API's own no-op/proxy providers in place (no SDK configured), :meth:`Telemetry.instruments`
+returns None and the request path runs exactly as without this module (one method call per request).
+Once a real provider is set (it can be set only once per process), instruments are made once per client.
+Attribute dicts are built only for a span that is recording; metric attributes are a handful of keys.
+
+One CLIENT span per ``create`` (streamed or not) and ``count_tokens``, named ``{operation} {model}``, with
+the GenAI conventions' attributes (``bedrock_chat._core.genai``). Choices:
+
+- **Retries are span events** (``bedrock_chat.retry``: the error's class, the retry's number, the request
+  id), not child spans per attempt: the GenAI span is the logical operation, an attempt is not a GenAI
+  operation, a retry-free call (nearly all) then costs one span, not two, and an HTTP-level span per
+  attempt is what an HTTP client instrumentation adds when wanted.
+- **A stream's span** lasts until it is read to its end, fails, or is closed: its ``gen_ai.response.
+  time_to_first_chunk`` is set at the first chunk. A stream closed (or cancelled) before its end ends the
+  span with ``error.type = "cancelled"`` and status ERROR, and reports no usage: the operation did not
+  complete, and counting it a success with no tokens would skew success rates and token totals.
+- **Errors** set status ERROR and ``error.type`` = our exception's class name (``ThrottlingError``...);
+  a cancelled call's is ``cancelled``. Arguments refused before any I/O make no span (nothing was sent).
+- **Content** (prompts, replies, system instructions, tool definitions) is recorded only on opt-in:
+  ``telemetry_content=True`` or ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``. Credentials
+  are never in what is recorded: they are not in the conversation, and headers are never recorded.
+- **A batch** is an INTERNAL span ``bedrock_chat.batch``, each request's span its child (the batch's
+  context is attached inside each worker, so this holds under trio too), with the summary at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+
+from ._core import genai
+from ._core.protocol import Invocation
+from ._errors import BedrockError, ConfigurationError
+from ._types import ChatCompletion, Usage
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import Span, TracerProvider
+
+__all__ = ["CONTENT_ENV", "BatchTelemetry", "CallObserver", "Instruments", "Telemetry"]
+
+T = TypeVar("T")
+RetryHook = Callable[[BedrockError, int], None]
+
+#: The environment variable the GenAI instrumentations read for content capture.
+CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_SCOPE = "bedrock_chat"
+_VERSION = "0.1.0"
+
+#: The conventions' ExplicitBucketBoundaries advice (gen-ai-metrics): seconds, and tokens.
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+
+_UNSET: Any = object()
+_api: Any = _UNSET  # the opentelemetry modules, or None when the API is not installed
+
+
+def _otel() -> Any:
+    """The OpenTelemetry API (a namespace of what is used), imported once; None when it is not installed."""
+    global _api
+    if _api is _UNSET:
+        try:
+            from opentelemetry import context, metrics, trace
+        except ImportError:
+            _api = None
+        else:
+
+            class _Api:
+                pass
+
+            _api = _Api()
+            _api.context, _api.metrics, _api.trace = context, metrics, trace
+    return _api
+
+
+def _is_api_default(provider: object) -> bool:
+    """The API's own providers (no-op, or the proxy standing in until an SDK is set) are defined in the API."""
+    return type(provider).__module__.startswith(("opentelemetry.trace", "opentelemetry.metrics"))
+
+
+def content_from_environment(environ: Mapping[str, str] = os.environ) -> bool:
+    """``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`` (any case) opts in to content capture."""
+    return environ.get(CONTENT_ENV, "").strip().lower() == "true"
+
+
+def _error_type(error: BaseException) -> str:
+    if isinstance(error, anyio.get_cancelled_exc_class()):
+        return "cancelled"
+    return type(error).__name__
+
+
+class Telemetry:
+    """A client's telemetry switch: ``enabled`` None (on when an SDK is configured), True (on), False (off)."""
+
+    __slots__ = ("_content", "_enabled", "_instruments", "_meter_provider", "_tracer_provider")
+
+    def __init__(
+        self,
+        enabled: bool | None = None,
+        *,
+        content: bool | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        if enabled is not None and not isinstance(enabled, bool):
+            raise ConfigurationError(f"telemetry: must be None, True or False, got {enabled!r}")
+        if content is not None and not isinstance(content, bool):
+            raise ConfigurationError(f"telemetry_content: must be None, True or False, got {content!r}")
+        self._content = content_from_environment() if content is None else content
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
+        self._instruments: Instruments | None = None
+        given = tracer_provider is not None or meter_provider is not None
+        if enabled is False:
+            if given:
+                raise ConfigurationError("telemetry=False: tracer_provider and meter_provider would not be used")
+            self._enabled: bool | None = False
+            return
+        if (enabled or given) and _otel() is None:
+            raise ConfigurationError(
+                "telemetry: OpenTelemetry is not installed; pip install 'bedrock-chat[otel]' (opentelemetry-api)"
+            )
+        self._enabled = True if given else enabled
+        if self._enabled:
+            self._instruments = Instruments(tracer_provider, meter_provider, content=self._content)
+
+    def instruments(self) -> Instruments | None:
+        """The instruments to record a call with, or None: the request path then does nothing more."""
+        found = self._instruments
+        if found is not None or self._enabled is False:
+            return found
+        api = _otel()
+        if api is None:
+            self._enabled = False  # not installed: never looked for again
+            return None
+        if _is_api_default(api.trace.get_tracer_provider()) and _is_api_default(api.metrics.get_meter_provider()):
+            return None  # no SDK yet (one may be set later: this check is two global reads)
+        found = self._instruments = Instruments(None, None, content=self._content)
+        return found
+
+
+class Instruments:
+    """A tracer and the conventions' four histograms, made once per client."""
+
+    def __init__(
+        self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None, *, content: bool
+    ) -> None:
+        api = _otel()
+        self.api = api
+        self.content = content
+        self.tracer = api.trace.get_tracer(_SCOPE, _VERSION, tracer_provider=tracer_provider)
+        meter = api.metrics.get_meter(_SCOPE, _VERSION, meter_provider=meter_provider)
+        self.duration = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="GenAI operation duration",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.tokens = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Number of input and output tokens used",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
+        self.first_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk",
+            unit="s",
+            description="Time to receive the first chunk of a streamed response",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.per_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_per_output_chunk",
+            unit="s",
+            description="Time between consecutive chunks of a streamed response",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+
+    # -- the calls ------------------------------------------------------------------------------
+
+    def start(self, invocation: Invocation, address: str, port: int, *, operation: str | None = None) -> CallObserver:
+        """Start the span of one call (not made current: see :meth:`run`)."""
+        name = operation or genai.operation_name(invocation)
+        attributes = genai.request_attributes(invocation, operation=name, server_address=address, server_port=port)
+        span = self.tracer.start_span(
+            f"{name} {invocation.model.model_id}", kind=self.api.trace.SpanKind.CLIENT, attributes=None
+        )
+        if span.is_recording():
+            span.set_attributes(attributes)
+            if self.content and operation is None:
+                tools = json.loads(invocation.body).get("tools")
+                span.set_attributes(genai.content_attributes(invocation.conversation, tools))
+        return CallObserver(self, span, genai.metric_attributes(attributes), stream=invocation.stream)
+
+    async def run(
+        self, observer: CallObserver, call: Callable[[RetryHook], Awaitable[T]], on_retry: RetryHook | None
+    ) -> T:
+        """``call(hook)`` with the span current; success or failure ends it (``hook`` records retries)."""
+
+        def hook(error: BedrockError, number: int) -> None:
+            observer.retry(error, number)
+            if on_retry is not None:
+                on_retry(error, number)
+
+        token = self.api.context.attach(self.api.trace.set_span_in_context(observer.span))
+        try:
+            result = await call(hook)
+        except BaseException as error:
+            observer.fail(error)
+            raise
+        finally:
+            self.api.context.detach(token)
+        return result
+
+
+class CallObserver:
+    """One call's span and metrics: retries, chunks, and how it ended (ending is idempotent)."""
+
+    __slots__ = ("_ended", "_instruments", "_last_chunk", "_metric_attributes", "_started", "span", "stream")
+
+    def __init__(
+        self, instruments: Instruments, span: Span, metric_attributes: dict[str, Any], *, stream: bool
+    ) -> None:
+        self._instruments = instruments
+        self.span = span
+        self._metric_attributes = metric_attributes
+        self.stream = stream
+        self._started = time.monotonic()
+        self._last_chunk: float | None = None
+        self._ended = False
+
+    def retry(self, error: BedrockError, number: int) -> None:
+        """A span event per retry: which error, which retry, and the failed attempt's request id."""
+        if self.span.is_recording():
+            attributes: dict[str, Any] = {genai.ERROR_TYPE: type(error).__name__, "bedrock_chat.retry.number": number}
+            request_id = getattr(error, "request_id", None)
+            if request_id:
+                attributes[genai.AWS_REQUEST_ID] = request_id
+            if getattr(error, "is_throttle", False):
+                attributes["bedrock_chat.retry.throttled"] = True
+            self.span.add_event("bedrock_chat.retry", attributes)
+
+    def chunk(self) -> None:
+        """A stream handed out a chunk: time to the first, and between each later one and the one before."""
+        now = time.monotonic()
+        last, self._last_chunk = self._last_chunk, now
+        if last is None:
+            elapsed = now - self._started
+            self._instruments.first_chunk.record(elapsed, self._metric_attributes)
+            if self.span.is_recording():
+                self.span.set_attribute(genai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, elapsed)
+        else:
+            self._instruments.per_chunk.record(now - last, self._metric_attributes)
+
+    def succeed(self, chat: ChatCompletion) -> None:
+        """The answer is complete: response attributes, usage metrics, and the end of the span."""
+        if self._ended:
+            return
+        self._ended = True
+        span = self.span
+        attributes = self._metric_attributes
+        if chat.model:
+            attributes[genai.GEN_AI_RESPONSE_MODEL] = chat.model
+        if span.is_recording():
+            span.set_attributes(genai.response_attributes(chat))
+            if self._instruments.content:
+                span.set_attributes(genai.output_attributes(chat))
+        self._record_usage(chat.usage)
+        self._instruments.duration.record(time.monotonic() - self._started, attributes)
+        span.end()
+
+    def counted(self, count: int, request_id: str | None) -> None:
+        """CountTokens answered: the count is the input tokens (no usage metric: nothing was billed)."""
+        if self._ended:
+            return
+        self._ended = True
+        if self.span.is_recording():
+            self.span.set_attribute(genai.GEN_AI_USAGE_INPUT_TOKENS, count)
+            if request_id:
+                self.span.set_attribute(genai.AWS_REQUEST_ID, request_id)
+        self._instruments.duration.record(time.monotonic() - self._started, self._metric_attributes)
+        self.span.end()
+
+    def _record_usage(self, usage: Usage) -> None:
+        tokens = self._instruments.tokens
+        total = genai.input_tokens(usage)
+        if total is not None:
+            tokens.record(total, {**self._metric_attributes, genai.GEN_AI_TOKEN_TYPE: "input"})
+        if usage.output_tokens is not None:
+            tokens.record(usage.output_tokens, {**self._metric_attributes, genai.GEN_AI_TOKEN_TYPE: "output"})
+
+    def fail(self, error: BaseException, description: str | None = None) -> None:
+        """The call failed (or was cancelled): status ERROR, ``error.type``, and the end of the span."""
+        self._fail_as(_error_type(error), getattr(error, "request_id", None), description)
+
+    def _fail_as(self, kind: str, request_id: str | None, description: str | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        span = self.span
+        if span.is_recording():
+            span.set_attribute(genai.ERROR_TYPE, kind)
+            if request_id:
+                span.set_attribute(genai.AWS_REQUEST_ID, request_id)
+            # The class name only: an error's message may quote what the server sent back.
+            api = self._instruments.api
+            span.set_status(api.trace.Status(api.trace.StatusCode.ERROR, description or kind))
+        self._instruments.duration.record(
+            time.monotonic() - self._started, {**self._metric_attributes, genai.ERROR_TYPE: kind}
+        )
+        span.end()
+
+    def closed(self) -> None:
+        """A stream was closed: if it had not ended, it was cut short by its reader (see the module docstring)."""
+        if not self._ended:
+            self._fail_as("cancelled", None, "the stream was closed before its end")
+
+
+class BatchTelemetry:
+    """A batch's span: parent of its requests' spans, with the summary set when the batch ends."""
+
+    def __init__(self, instruments: Instruments) -> None:
+        self._instruments = instruments
+        self.span: Span = instruments.tracer.start_span(
+            "bedrock_chat.batch", kind=instruments.api.trace.SpanKind.INTERNAL
+        )
+        self.context = instruments.api.trace.set_span_in_context(self.span)
+        self.ok = self.failed = self.throttles = 0
+        self.input_tokens = self.output_tokens = self.cache_read = self.cache_write = 0
+
+    async def run(self, call: Callable[[RetryHook], Awaitable[ChatCompletion]], on_retry: RetryHook) -> ChatCompletion:
+        """One request, in the batch's context (its span is the request span's parent), throttles counted."""
+
+        def hook(error: BedrockError, number: int) -> None:
+            if getattr(error, "is_throttle", False):
+                self.throttles += 1
+            on_retry(error, number)
+
+        api = self._instruments.api
+        token = api.context.attach(self.context)
+        try:
+            chat = await call(hook)
+        except BaseException as error:
+            if getattr(error, "is_throttle", False):
+                self.throttles += 1  # the throttle that exhausted the retries
+            raise
+        finally:
+            api.context.detach(token)
+        usage = chat.usage
+        self.input_tokens += genai.input_tokens(usage) or 0
+        self.output_tokens += usage.output_tokens or 0
+        self.cache_read += usage.cache_read_input_tokens or 0
+        self.cache_write += usage.cache_creation_input_tokens or 0
+        return chat
+
+    def outcome(self, ok: bool) -> None:
+        """A result was delivered."""
+        if ok:
+            self.ok += 1
+        else:
+            self.failed += 1
+
+    def end(self, error: BaseException | None = None) -> None:
+        """The batch's summary, then the end of its span."""
+        span = self.span
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "bedrock_chat.batch.ok": self.ok,
+                    "bedrock_chat.batch.failed": self.failed,
+                    "bedrock_chat.batch.throttles": self.throttles,
+                    genai.GEN_AI_USAGE_INPUT_TOKENS: self.input_tokens,
+                    genai.GEN_AI_USAGE_OUTPUT_TOKENS: self.output_tokens,
+                    genai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: self.cache_read,
+                    genai.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: self.cache_write,
+                }
+            )
+            if error is not None:
+                kind = _error_type(error)
+                span.set_attribute(genai.ERROR_TYPE, kind)
+                api = self._instruments.api
+                span.set_status(api.trace.Status(api.trace.StatusCode.ERROR, kind))
+        span.end()
