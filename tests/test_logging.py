@@ -139,3 +139,21 @@ def test_log_to_stderr_is_idempotent_and_keeps_the_lowest_level() -> None:
     finally:
         package.handlers[:] = before_handlers
         package.setLevel(before_level)
+
+
+@pytest.mark.asyncio
+async def test_a_breakpoint_below_the_floor_is_a_warning_record(
+    bedrock_emulator: BedrockEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The caller should act on a cache breakpoint that caches nothing: one WARNING record, without the prompt."""
+    from bedrock_chat import CacheBreakpointWarning
+
+    caplog.set_level(logging.WARNING, logger=LOGGER_NAME)
+    system = [{"type": "text", "text": PROMPT, "cache_control": {"type": "ephemeral"}}]
+    async with emulator_client(bedrock_emulator) as client:
+        with pytest.warns(CacheBreakpointWarning):
+            await client.ChatCompletion.create(model=MODEL, system=system, messages=[{"role": "user", "content": "hi"}])
+    [record] = [r for r in caplog.records if r.name.startswith(LOGGER_NAME)]
+    assert record.levelno == logging.WARNING
+    assert "minimum cacheable prefix" in record.getMessage()
+    assert PROMPT.split()[0] not in record.getMessage()

@@ -252,6 +252,8 @@ def _record_outcome(
         assert response is not None
         progress.ok += 1
         progress.tokens += used_tokens(response.usage) or 0
+        progress.cache_read += response.usage.cache_read_input_tokens or 0
+        progress.cache_write += response.usage.cache_creation_input_tokens or 0
     else:
         progress.failed += 1
     if verbose:

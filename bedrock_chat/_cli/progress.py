@@ -26,6 +26,9 @@ class Progress:
     ok: int = 0
     failed: int = 0
     tokens: int = 0
+    #: Prompt-cache tokens read and written, summed over the run's replies.
+    cache_read: int = 0
+    cache_write: int = 0
     interrupted: bool = False
     #: Records already done when watching started (a batch job attached to midway): not in the rate.
     baseline: int = 0
@@ -57,4 +60,8 @@ class Progress:
             parts.append(f"{self.skipped} already in the output{errors}")
         if self.malformed:
             parts.append(f"{self.malformed} malformed input lines skipped")
-        return f"bedrock-chat batch: {state}: {', '.join(parts)}; {self.tokens:,} tokens in {elapsed:.1f} s -> {output}"
+        cache = f"cache read {self.cache_read:,}, cache write {self.cache_write:,}"
+        return (
+            f"bedrock-chat batch: {state}: {', '.join(parts)}; {self.tokens:,} tokens ({cache}) "
+            f"in {elapsed:.1f} s -> {output}"
+        )

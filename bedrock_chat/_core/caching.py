@@ -27,6 +27,7 @@ share of the prompt's characters before the breakpoint's end.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -37,6 +38,9 @@ from .._errors import CacheBreakpointWarning, InvalidRequestError
 from .._types import Usage
 from .models import ResolvedModel
 from .text import text_chars
+
+#: A breakpoint below the model's floor is logged at WARNING (the caller should act), besides the warning.
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "CACHE_TTLS",
@@ -207,3 +211,4 @@ def warn_if_uncached(plan: CachePlan | None, usage: Usage, model_name: str, *, s
     message = cache_floor_warning(plan, usage, model_name)
     if message is not None:
         warnings.warn(message, CacheBreakpointWarning, stacklevel=stacklevel + 1)
+        _log.warning("%s", message)  # the caller should act: logged too, for services that watch logs

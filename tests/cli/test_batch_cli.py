@@ -372,10 +372,13 @@ def test_success_lines_keep_the_model_body_as_sent() -> None:
 
 def test_progress_bar_and_summary_text() -> None:
     """The bar shows done/total, failures, request and token rates and the ETA; the summary says what happened."""
-    progress = Progress(total=100, started=0.0, skipped=5, ok=40, failed=10, tokens=5000)
+    progress = Progress(
+        total=100, started=0.0, skipped=5, ok=40, failed=10, tokens=5000, cache_read=1200, cache_write=300
+    )
     assert progress.bar(10.0, width=10) == ("[#####-----] 50/100 done, 10 failed | 5.0 req/s | 500 tok/s | ETA 0:10")
     assert progress.summary(10.0, "out.jsonl") == (
-        "bedrock-chat batch: done: 40 ok, 10 failed, 5 already in the output; 5,000 tokens in 10.0 s -> out.jsonl"
+        "bedrock-chat batch: done: 40 ok, 10 failed, 5 already in the output; "
+        "5,000 tokens (cache read 1,200, cache write 300) in 10.0 s -> out.jsonl"
     )
     progress.interrupted = True
     assert "interrupted (rerun to resume)" in progress.summary(10.0, "out.jsonl")
@@ -434,3 +437,17 @@ def test_ctrl_c_leaves_a_valid_file_and_says_how_to_resume(tmp_path: Path, child
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(done)} already in the output" in rerun.stderr.splitlines()[-1]
     assert sorted(line["recordId"] for line in read_output(output)) == sorted(f"r{i}" for i in range(300))
+
+
+def test_the_summary_has_the_cache_totals(run_batch: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two records share a cached system prompt: the first writes the cache, the second reads it; both are summed."""
+    system = [{"type": "text", "text": "cached words " * 5000, "cache_control": {"type": "ephemeral"}}]
+    source = write_jsonl(tmp_path / "in.jsonl", [our_line(i, system=system) for i in range(2)])
+    assert run_batch(str(source), "-o", "out.jsonl", "--concurrency", "1") == 0
+    usages = [line["modelOutput"]["usage"] for line in read_output(tmp_path / "out.jsonl")]
+    read = sum(usage.get("cache_read_input_tokens", 0) for usage in usages)
+    written = sum(usage.get("cache_creation_input_tokens", 0) for usage in usages)
+    assert read > 0
+    assert written > 0
+    summary = capsys.readouterr().err.splitlines()[-1]
+    assert f"(cache read {read:,}, cache write {written:,})" in summary
