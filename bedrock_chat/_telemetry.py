@@ -69,6 +69,7 @@ def _otel() -> Any:
     if _api is _UNSET:
         try:
             from opentelemetry import context, metrics, trace
+            from opentelemetry.metrics import _internal as metrics_internal
         except ImportError:
             _api = None
         else:
@@ -78,7 +79,19 @@ def _otel() -> Any:
 
             _api = _Api()
             _api.context, _api.metrics, _api.trace = context, metrics, trace
+            _api.metrics_internal = metrics_internal
     return _api
+
+
+def _no_sdk(api: Any) -> bool:
+    """No provider set beyond the API's own. The API's globals (None until one is set) are read first: the
+    public getters cost microseconds each (they consult the environment); if those names ever change,
+    the public check answers."""
+    if getattr(api.trace, "_TRACER_PROVIDER", _UNSET) is None and (
+        getattr(api.metrics_internal, "_METER_PROVIDER", _UNSET) is None
+    ):
+        return True
+    return _is_api_default(api.trace.get_tracer_provider()) and _is_api_default(api.metrics.get_meter_provider())
 
 
 def _is_api_default(provider: object) -> bool:
@@ -141,7 +154,7 @@ class Telemetry:
         if api is None:
             self._enabled = False  # not installed: never looked for again
             return None
-        if _is_api_default(api.trace.get_tracer_provider()) and _is_api_default(api.metrics.get_meter_provider()):
+        if _no_sdk(api):
             return None  # no SDK yet (one may be set later: this check is two global reads)
         found = self._instruments = Instruments(None, None, content=self._content)
         return found

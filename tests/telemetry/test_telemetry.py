@@ -456,3 +456,21 @@ def test_works_with_opentelemetry_unimportable(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "refused: telemetry: OpenTelemetry is not installed" in done.stdout
     assert done.stdout.strip().endswith("ok")
+
+
+def test_a_global_sdk_set_after_the_client_turns_it_on(tmp_path: Path) -> None:
+    """Auto mode looks until a real provider is set (in a child: a global provider is set once per process)."""
+    code = (
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from bedrock_chat._telemetry import Telemetry\n"
+        "t = Telemetry()\n"
+        "assert t.instruments() is None\n"
+        "trace.set_tracer_provider(TracerProvider())\n"
+        "assert t.instruments() is not None\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=child_environment(tmp_path), capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "ok", done.stderr
