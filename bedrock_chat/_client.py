@@ -628,9 +628,12 @@ class AnthropicBedrock:
         """Start a call's span (telemetry is on): where the call goes is known once the transport is ready."""
         instruments = self._telemetry.instruments()
         assert instruments is not None
+        return instruments.start(invocation, *await self._server(), operation=operation)
+
+    async def _server(self) -> tuple[str, int]:
+        """The endpoint's host and port (telemetry's ``server.address`` and ``server.port``)."""
         url = (await self._ready()).endpoint.url
-        port = url.port or (443 if url.scheme == "https" else 80)
-        return instruments.start(invocation, url.host, port, operation=operation)
+        return url.host, url.port or (443 if url.scheme == "https" else 80)
 
     async def _invoke(
         self, invocation: Invocation, *, on_retry: RetryHook | None = None, deadline: float | None = None

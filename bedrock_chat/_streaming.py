@@ -199,6 +199,8 @@ class ChatCompletionStream:
         self._released = False  # closed by the caller: iterating further is a mistake, said so
         self._text_handed_out = False
         self._attach(response)
+        if observer is not None:
+            observer.watch(self)  # a stream dropped unclosed still ends its span
 
     def _attach(self, response: RawResponse) -> None:
         self._response = response

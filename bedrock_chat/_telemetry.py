@@ -9,14 +9,19 @@ Attribute dicts are built only for a span that is recording; metric attributes a
 One CLIENT span per ``create`` (streamed or not) and ``count_tokens``, named ``{operation} {model}``, with
 the GenAI conventions' attributes (``bedrock_chat._core.genai``). Choices:
 
-- **Retries are span events** (``bedrock_chat.retry``: the error's class, the retry's number, the request
-  id), not child spans per attempt: the GenAI span is the logical operation, an attempt is not a GenAI
+- **Retries are span events** (``bedrock_chat.retry``: the error's class, the retry's number counted
+  across the whole operation, so a stream re-sent after a mid-stream failure goes on counting, and the
+  request id), not child spans per attempt: the GenAI span is the logical operation, an attempt is not a GenAI
   operation, a retry-free call (nearly all) then costs one span, not two, and an HTTP-level span per
   attempt is what an HTTP client instrumentation adds when wanted.
 - **A stream's span** lasts until it is read to its end, fails, or is closed: its ``gen_ai.response.
   time_to_first_chunk`` is set at the first chunk. A stream closed (or cancelled) before its end ends the
   span with ``error.type = "cancelled"`` and status ERROR, and reports no usage: the operation did not
-  complete, and counting it a success with no tokens would skew success rates and token totals.
+  complete, and counting it a success with no tokens would skew success rates and token totals. A
+  stream dropped without either (never closed, never read to its end) ends its span when it is
+  garbage-collected, with ``error.type = "abandoned"``: a span left open forever is never exported, and
+  the call then vanishes from traces and duration metrics alike. (OpenTelemetry's own GenAI stream
+  wrappers, used by the openai-v2 instrumentation, end a span only on exhaustion, error or close.)
 - **Errors** set status ERROR and ``error.type`` = our exception's class name (``ThrottlingError``...);
   a cancelled call's is ``cancelled``. Arguments refused before any I/O make no span (nothing was sent).
 - **Content** (prompts, replies, system instructions, tool definitions) is recorded only on opt-in:
@@ -24,6 +29,10 @@ the GenAI conventions' attributes (``bedrock_chat._core.genai``). Choices:
   are never in what is recorded: they are not in the conversation, and headers are never recorded.
 - **A batch** is an INTERNAL span ``bedrock_chat.batch``, each request's span its child (the batch's
   context is attached inside each worker, so this holds under trio too), with the summary at the end.
+  The CLI's ``bedrock-chat batch`` sends its records' raw bodies (:meth:`Instruments.start_raw`) and
+  makes the same spans.
+- **Sampling**: the request attributes (operation, provider, model, server address and port among
+  them) are given when the span is created, as the conventions ask, so a sampler can decide on them.
 """
 
 from __future__ import annotations
@@ -31,13 +40,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 
 from ._core import genai
+from ._core.models import ResolvedModel
 from ._core.protocol import Invocation
+from ._core.responses import InvokeModelResponse
 from ._errors import BedrockError, ConfigurationError
 from ._types import ChatCompletion, Usage
 
@@ -48,6 +60,16 @@ if TYPE_CHECKING:
 __all__ = ["CONTENT_ENV", "BatchTelemetry", "CallObserver", "Instruments", "Telemetry"]
 
 T = TypeVar("T")
+
+
+class _Answer(Protocol):
+    """What a batch request answers with: a ChatCompletion, or the CLI's raw InvokeModelResponse."""
+
+    @property
+    def usage(self) -> Usage: ...
+
+
+A = TypeVar("A", bound=_Answer)
 RetryHook = Callable[[BedrockError, int], None]
 
 #: The environment variable the GenAI instrumentations read for content capture.
@@ -203,14 +225,33 @@ class Instruments:
         name = operation or genai.operation_name(invocation)
         attributes = genai.request_attributes(invocation, operation=name, server_address=address, server_port=port)
         span = self.tracer.start_span(
-            f"{name} {invocation.model.model_id}", kind=self.api.trace.SpanKind.CLIENT, attributes=None
+            f"{name} {invocation.model.model_id}", kind=self.api.trace.SpanKind.CLIENT, attributes=attributes
         )
-        if span.is_recording():
-            span.set_attributes(attributes)
-            if self.content and operation is None:
-                tools = json.loads(invocation.body).get("tools")
-                span.set_attributes(genai.content_attributes(invocation.conversation, tools))
+        if self.content and operation is None and span.is_recording():
+            tools = json.loads(invocation.body).get("tools")
+            span.set_attributes(genai.content_attributes(invocation.conversation, tools))
         return CallObserver(self, span, genai.metric_attributes(attributes), stream=invocation.stream)
+
+    def start_raw(
+        self,
+        model: ResolvedModel,
+        body: Mapping[str, Any],
+        headers: Iterable[tuple[str, str]],
+        address: str,
+        port: int,
+    ) -> CallObserver:
+        """Start the span of a request sent as a ready JSON body (the CLI's batch records): the same span,
+        its parameters read from the body (what ``create`` would have built it from)."""
+        name = genai.model_operation_name(model)
+        attributes = genai.raw_request_attributes(
+            model, body, headers, operation=name, server_address=address, server_port=port
+        )
+        span = self.tracer.start_span(
+            f"{name} {model.model_id}", kind=self.api.trace.SpanKind.CLIENT, attributes=attributes
+        )
+        if self.content and span.is_recording():
+            span.set_attributes(genai.raw_content_attributes(body))
+        return CallObserver(self, span, genai.metric_attributes(attributes), stream=False)
 
     async def run(
         self, observer: CallObserver, call: Callable[[RetryHook], Awaitable[T]], on_retry: RetryHook | None
@@ -236,7 +277,16 @@ class Instruments:
 class CallObserver:
     """One call's span and metrics: retries, chunks, and how it ended (ending is idempotent)."""
 
-    __slots__ = ("_ended", "_instruments", "_last_chunk", "_metric_attributes", "_started", "span", "stream")
+    __slots__ = (
+        "_ended",
+        "_instruments",
+        "_last_chunk",
+        "_metric_attributes",
+        "_retries",
+        "_started",
+        "span",
+        "stream",
+    )
 
     def __init__(
         self, instruments: Instruments, span: Span, metric_attributes: dict[str, Any], *, stream: bool
@@ -248,11 +298,20 @@ class CallObserver:
         self._started = time.monotonic()
         self._last_chunk: float | None = None
         self._ended = False
+        self._retries = 0
 
     def retry(self, error: BedrockError, number: int) -> None:
-        """A span event per retry: which error, which retry, and the failed attempt's request id."""
+        """A span event per retry: which error, which retry, and the failed attempt's request id.
+
+        The retry's number is counted here, across the whole operation: ``number`` is the transport's
+        count within one send, which starts again at 1 when a stream is re-sent after failing mid-way.
+        """
+        self._retries += 1
         if self.span.is_recording():
-            attributes: dict[str, Any] = {genai.ERROR_TYPE: type(error).__name__, "bedrock_chat.retry.number": number}
+            attributes: dict[str, Any] = {
+                genai.ERROR_TYPE: type(error).__name__,
+                "bedrock_chat.retry.number": self._retries,
+            }
             request_id = getattr(error, "request_id", None)
             if request_id:
                 attributes[genai.AWS_REQUEST_ID] = request_id
@@ -272,20 +331,46 @@ class CallObserver:
         else:
             self._instruments.per_chunk.record(now - last, self._metric_attributes)
 
+    def watch(self, stream: object) -> None:
+        """End the span as ``abandoned`` if ``stream`` is garbage-collected before it ended (see the module
+        docstring). Not at interpreter exit: the application's exporters may be shut down by then."""
+        finalizer = weakref.finalize(stream, self._abandoned)
+        finalizer.atexit = False
+
+    def _abandoned(self) -> None:
+        if not self._ended:
+            self._fail_as("abandoned", None, "the stream was garbage-collected before it was closed or read to its end")
+
     def succeed(self, chat: ChatCompletion) -> None:
         """The answer is complete: response attributes, usage metrics, and the end of the span."""
         if self._ended:
             return
+        output = genai.output_attributes(chat) if self._instruments.content and self.span.is_recording() else None
+        self._succeed(chat.model, genai.response_attributes(chat), output, chat.usage)
+
+    def succeed_raw(self, response: InvokeModelResponse) -> None:
+        """A raw request (:meth:`Instruments.start_raw`) answered: the same, read from the model's JSON body."""
+        if self._ended:
+            return
+        body = response.body
+        model = body.get("model")
+        output = genai.raw_output_attributes(body) if self._instruments.content and self.span.is_recording() else None
+        attributes = genai.raw_response_attributes(body, response.usage, response.request_id)
+        self._succeed(model if isinstance(model, str) else None, attributes, output, response.usage)
+
+    def _succeed(
+        self, model: str | None, response: dict[str, Any], output: dict[str, Any] | None, usage: Usage
+    ) -> None:
         self._ended = True
         span = self.span
         attributes = self._metric_attributes
-        if chat.model:
-            attributes[genai.GEN_AI_RESPONSE_MODEL] = chat.model
+        if model:
+            attributes[genai.GEN_AI_RESPONSE_MODEL] = model
         if span.is_recording():
-            span.set_attributes(genai.response_attributes(chat))
-            if self._instruments.content:
-                span.set_attributes(genai.output_attributes(chat))
-        self._record_usage(chat.usage)
+            span.set_attributes(response)
+            if output is not None:
+                span.set_attributes(output)
+        self._record_usage(usage)
         self._instruments.duration.record(time.monotonic() - self._started, attributes)
         span.end()
 
@@ -348,7 +433,7 @@ class BatchTelemetry:
         self.ok = self.failed = self.throttles = 0
         self.input_tokens = self.output_tokens = self.cache_read = self.cache_write = 0
 
-    async def run(self, call: Callable[[RetryHook], Awaitable[ChatCompletion]], on_retry: RetryHook) -> ChatCompletion:
+    async def run(self, call: Callable[[RetryHook], Awaitable[A]], on_retry: RetryHook) -> A:
         """One request, in the batch's context (its span is the request span's parent), throttles counted."""
 
         def hook(error: BedrockError, number: int) -> None:
@@ -359,19 +444,19 @@ class BatchTelemetry:
         api = self._instruments.api
         token = api.context.attach(self.context)
         try:
-            chat = await call(hook)
+            answer = await call(hook)
         except BaseException as error:
             if getattr(error, "is_throttle", False):
                 self.throttles += 1  # the throttle that exhausted the retries
             raise
         finally:
             api.context.detach(token)
-        usage = chat.usage
+        usage = answer.usage
         self.input_tokens += genai.input_tokens(usage) or 0
         self.output_tokens += usage.output_tokens or 0
         self.cache_read += usage.cache_read_input_tokens or 0
         self.cache_write += usage.cache_creation_input_tokens or 0
-        return chat
+        return answer
 
     def outcome(self, ok: bool) -> None:
         """A result was delivered."""

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from .._client import AnthropicBedrock
-from .._core.models import resolve_model
+from .._core.models import ResolvedModel, resolve_model
 from .._core.protocol import invoke_path
 from .._core.responses import InvokeModelResponse
 from .._errors import APIError, BedrockError, InvalidRequestError, RequestTimeoutError
@@ -114,6 +114,8 @@ class Record:
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = _INVOKE_HEADERS
     error: BedrockError | None = None
+    #: The model it is sent to (None for a record that cannot be sent): its telemetry span names it.
+    model: ResolvedModel | None = None
 
 
 def bedrock_record(client: AnthropicBedrock, record_id: str, data: Mapping[str, Any], model: object) -> Record:
@@ -133,7 +135,7 @@ def bedrock_record(client: AnthropicBedrock, record_id: str, data: Mapping[str, 
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     except ValueError as exc:
         return Record(record_id, body, error=InvalidRequestError("modelInput", f"cannot be sent: {exc}"))
-    return Record(record_id, body, invoke_path(resolved.model_id, stream=False), payload)
+    return Record(record_id, body, invoke_path(resolved.model_id, stream=False), payload, model=resolved)
 
 
 def our_record(client: AnthropicBedrock, record_id: str, data: Mapping[str, Any], model: str) -> Record:
@@ -144,7 +146,8 @@ def our_record(client: AnthropicBedrock, record_id: str, data: Mapping[str, Any]
         invocation = prepare_chat(client, arguments)
     except BedrockError as error:
         return Record(record_id, None, error=error)
-    return Record(record_id, json.loads(invocation.body), invocation.path, invocation.body, invocation.headers)
+    body = json.loads(invocation.body)
+    return Record(record_id, body, invocation.path, invocation.body, invocation.headers, model=invocation.model)
 
 
 def error_code(error: BedrockError) -> int:

@@ -69,6 +69,7 @@ from .._client import AnthropicBedrock
 from .._core.argtypes import bounded
 from .._core.config import RetryPolicy
 from .._core.responses import InvokeModelResponse
+from .._telemetry import BatchTelemetry, Instruments
 from ..emulator._cli import add_fault_arguments
 from .batch_jobs import add_bedrock_batch_arguments, run_bedrock_batch
 from .output import (
@@ -211,7 +212,12 @@ async def _run(
         check_conflicts(plan.source, client, existing.skipped_inputs(retry_errors=args.retry_errors), args.model)
         settle(args.output, plan.output, plan.ids, plan.skip, retry_errors=args.retry_errors, err=err)
 
+        instruments = client._telemetry.instruments()  # None unless an OpenTelemetry SDK is set up
+        telemetry = None if instruments is None else BatchTelemetry(instruments)
+
         async def execute(record: Record, on_retry: RetryHook) -> InvokeModelResponse:
+            if telemetry is not None and instruments is not None:
+                return await telemetry.run(lambda hook: _observed(client, instruments, record, hook), on_retry)
             return await client._send_raw(record.path, record.body, record.headers, on_retry=on_retry)
 
         operation: Operation[Record, Record, InvokeModelResponse] = Operation(
@@ -233,9 +239,33 @@ async def _run(
                 async with scheduler:
                     async for outcome in scheduler:
                         _record_outcome(outcome, output, progress, args.verbose, err, display)
+                        if telemetry is not None:
+                            telemetry.outcome(outcome.error is None)
+            except BaseException as error:
+                if telemetry is not None:
+                    telemetry.end(error)
+                raise
+            else:
+                if telemetry is not None:
+                    telemetry.end()
             finally:
                 records.close()  # closes the input file now, not whenever the generator is collected
                 display.clear()
+
+
+async def _observed(
+    client: AnthropicBedrock, instruments: Instruments, record: Record, on_retry: RetryHook
+) -> InvokeModelResponse:
+    """One record sent with its own CLIENT span (a child of the batch's), as ``create`` records its calls."""
+    # A record that cannot be sent (no model) failed in _prepare_record, before getting here.
+    assert record.model is not None
+    assert record.model_input is not None
+    observer = instruments.start_raw(record.model, record.model_input, record.headers, *await client._server())
+    response = await instruments.run(
+        observer, lambda hook: client._send_raw(record.path, record.body, record.headers, on_retry=hook), on_retry
+    )
+    observer.succeed_raw(response)
+    return response
 
 
 def _record_outcome(

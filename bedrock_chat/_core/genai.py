@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .._types import ChatCompletion, Usage
-from .models import ModelApi
+from .models import ModelApi, ResolvedModel
 from .prompt import Conversation
 from .protocol import Invocation
 
@@ -65,8 +65,13 @@ __all__ = [
     "content_attributes",
     "input_tokens",
     "metric_attributes",
+    "model_operation_name",
     "operation_name",
     "output_attributes",
+    "raw_content_attributes",
+    "raw_output_attributes",
+    "raw_request_attributes",
+    "raw_response_attributes",
     "request_attributes",
     "response_attributes",
     "usage_attributes",
@@ -112,7 +117,12 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str
 
 def operation_name(invocation: Invocation) -> str:
     """``text_completion`` for the legacy text-completion models, ``chat`` for Messages models."""
-    return "text_completion" if invocation.model.api is ModelApi.TEXT_COMPLETIONS else "chat"
+    return model_operation_name(invocation.model)
+
+
+def model_operation_name(model: ResolvedModel) -> str:
+    """The operation name of a call to ``model`` (see :func:`operation_name`)."""
+    return "text_completion" if model.api is ModelApi.TEXT_COMPLETIONS else "chat"
 
 
 def _guardrail_id(headers: Iterable[tuple[str, str]]) -> str | None:
@@ -124,18 +134,8 @@ def request_attributes(
 ) -> dict[str, Any]:
     """The span's attributes known before sending: the request's parameters and where it goes."""
     sampling = invocation.sampling
-    model = invocation.model
-    attributes: dict[str, Any] = {
-        GEN_AI_OPERATION_NAME: operation,
-        GEN_AI_PROVIDER_NAME: PROVIDER,
-        GEN_AI_REQUEST_MODEL: model.model_id,
-        GEN_AI_REQUEST_MAX_TOKENS: sampling.max_tokens,
-        GEN_AI_REQUEST_STREAM: invocation.stream,
-        SERVER_ADDRESS: server_address,
-        SERVER_PORT: server_port,
-    }
-    if model.info is not None:
-        attributes[BASE_MODEL_ID] = model.info.id
+    attributes = _base_attributes(invocation.model, operation, invocation.stream, server_address, server_port)
+    attributes[GEN_AI_REQUEST_MAX_TOKENS] = sampling.max_tokens
     if sampling.temperature is not None:
         attributes[GEN_AI_REQUEST_TEMPERATURE] = float(sampling.temperature)
     if sampling.top_p is not None:
@@ -145,6 +145,56 @@ def request_attributes(
     if sampling.stop_sequences:
         attributes[GEN_AI_REQUEST_STOP_SEQUENCES] = list(sampling.stop_sequences)
     guardrail = _guardrail_id(invocation.headers)
+    if guardrail is not None:
+        attributes[AWS_BEDROCK_GUARDRAIL_ID] = guardrail
+    return attributes
+
+
+def _base_attributes(
+    model: ResolvedModel, operation: str, stream: bool, server_address: str, server_port: int
+) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        GEN_AI_OPERATION_NAME: operation,
+        GEN_AI_PROVIDER_NAME: PROVIDER,
+        GEN_AI_REQUEST_MODEL: model.model_id,
+        GEN_AI_REQUEST_STREAM: stream,
+        SERVER_ADDRESS: server_address,
+        SERVER_PORT: server_port,
+    }
+    if model.info is not None:
+        attributes[BASE_MODEL_ID] = model.info.id
+    return attributes
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def raw_request_attributes(
+    model: ResolvedModel,
+    body: Mapping[str, Any],
+    headers: Iterable[tuple[str, str]],
+    *,
+    operation: str,
+    server_address: str,
+    server_port: int,
+) -> dict[str, Any]:
+    """:func:`request_attributes` of a request sent as a ready JSON body (the CLI's batch records), read
+    from the body's own keys; a value of the wrong type is left out (Bedrock will refuse it anyway)."""
+    attributes = _base_attributes(model, operation, False, server_address, server_port)
+    max_tokens = body.get("max_tokens", body.get("max_tokens_to_sample"))
+    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
+        attributes[GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
+    for key, name in (("temperature", GEN_AI_REQUEST_TEMPERATURE), ("top_p", GEN_AI_REQUEST_TOP_P)):
+        if _number(body.get(key)):
+            attributes[name] = float(body[key])
+    top_k = body.get("top_k")
+    if isinstance(top_k, int) and not isinstance(top_k, bool):
+        attributes[GEN_AI_REQUEST_TOP_K] = top_k
+    stops = body.get("stop_sequences")
+    if isinstance(stops, list) and stops and all(isinstance(stop, str) for stop in stops):
+        attributes[GEN_AI_REQUEST_STOP_SEQUENCES] = list(stops)
+    guardrail = _guardrail_id(headers)
     if guardrail is not None:
         attributes[AWS_BEDROCK_GUARDRAIL_ID] = guardrail
     return attributes
@@ -173,17 +223,33 @@ def usage_attributes(usage: Usage) -> dict[str, Any]:
 
 
 def response_attributes(chat: ChatCompletion) -> dict[str, Any]:
-    """The answer's id, model, finish reason, request id and usage."""
-    attributes = usage_attributes(chat.usage)
-    if chat.id:
-        attributes[GEN_AI_RESPONSE_ID] = chat.id
-    if chat.model:
-        attributes[GEN_AI_RESPONSE_MODEL] = chat.model
-    if chat.stop_reason:
-        attributes[GEN_AI_RESPONSE_FINISH_REASONS] = [chat.stop_reason]
-    if chat.request_id:
-        attributes[AWS_REQUEST_ID] = chat.request_id
+    """The answer's id, model, finish reason, request id and usage.
+
+    The finish reason is Anthropic's ``stop_reason`` as sent (``end_turn``, ``max_tokens``,
+    ``tool_use``...): the conventions define no mapping (their examples are OpenAI's values, and the
+    output-messages schema accepts any string), and the provider's value is what its docs explain.
+    """
+    return _response_attributes(chat.id, chat.model, chat.stop_reason, chat.usage, chat.request_id)
+
+
+def _response_attributes(
+    response_id: object, model: object, stop_reason: object, usage: Usage, request_id: str | None
+) -> dict[str, Any]:
+    attributes = usage_attributes(usage)
+    if response_id and isinstance(response_id, str):
+        attributes[GEN_AI_RESPONSE_ID] = response_id
+    if model and isinstance(model, str):
+        attributes[GEN_AI_RESPONSE_MODEL] = model
+    if stop_reason and isinstance(stop_reason, str):
+        attributes[GEN_AI_RESPONSE_FINISH_REASONS] = [stop_reason]
+    if request_id:
+        attributes[AWS_REQUEST_ID] = request_id
     return attributes
+
+
+def raw_response_attributes(body: Mapping[str, Any], usage: Usage, request_id: str | None) -> dict[str, Any]:
+    """:func:`response_attributes` of a model's JSON body as sent (the CLI's batch records)."""
+    return _response_attributes(body.get("id"), body.get("model"), body.get("stop_reason"), usage, request_id)
 
 
 def metric_attributes(span_attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -231,20 +297,34 @@ def _parts(content: object) -> list[dict[str, Any]]:
     return parts
 
 
-def _system_parts(system: str | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+def _system_parts(system: str | list[Any] | None) -> list[dict[str, Any]]:
     return _parts(system) if system else []
 
 
 def content_attributes(conversation: Conversation, tools: object = None) -> dict[str, Any]:
     """Prompts, system instructions and tool definitions, as JSON strings in the conventions' form (opt-in)."""
+    turns: list[tuple[object, object]] = [(turn.role, turn.content) for turn in conversation.turns]
+    return _content(turns, conversation.system, tools)
+
+
+def raw_content_attributes(body: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`content_attributes` of a ready JSON body (opt-in): its messages, or a legacy model's prompt."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        turns = [(m.get("role"), m.get("content")) for m in messages if isinstance(m, Mapping)]
+    else:
+        turns = [("user", body.get("prompt") if isinstance(body.get("prompt"), str) else "")]
+    system = body.get("system")
+    return _content(turns, system if isinstance(system, str | list) else None, body.get("tools"))
+
+
+def _content(turns: list[tuple[object, object]], system: str | list[Any] | None, tools: object) -> dict[str, Any]:
     attributes: dict[str, Any] = {
-        GEN_AI_INPUT_MESSAGES: _dumps(
-            [{"role": turn.role, "parts": _parts(turn.content)} for turn in conversation.turns]
-        )
+        GEN_AI_INPUT_MESSAGES: _dumps([{"role": role, "parts": _parts(content)} for role, content in turns])
     }
-    system = _system_parts(conversation.system)
-    if system:
-        attributes[GEN_AI_SYSTEM_INSTRUCTIONS] = _dumps(system)
+    system_parts = _system_parts(system)
+    if system_parts:
+        attributes[GEN_AI_SYSTEM_INSTRUCTIONS] = _dumps(system_parts)
     if isinstance(tools, list) and tools:
         attributes[GEN_AI_TOOL_DEFINITIONS] = _dumps(
             [
@@ -260,5 +340,15 @@ def content_attributes(conversation: Conversation, tools: object = None) -> dict
 def output_attributes(chat: ChatCompletion) -> dict[str, Any]:
     """The reply, as ``gen_ai.output.messages`` (opt-in)."""
     content: object = chat.content or chat.completion
-    message = {"role": "assistant", "parts": _parts(content), "finish_reason": chat.stop_reason or ""}
+    return _output(content, chat.stop_reason)
+
+
+def raw_output_attributes(body: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`output_attributes` of a model's JSON body as sent (opt-in)."""
+    return _output(body.get("content") or body.get("completion") or "", body.get("stop_reason"))
+
+
+def _output(content: object, stop_reason: object) -> dict[str, Any]:
+    reason = stop_reason if isinstance(stop_reason, str) else ""
+    message = {"role": "assistant", "parts": _parts(content), "finish_reason": reason}
     return {GEN_AI_OUTPUT_MESSAGES: _dumps([message])}

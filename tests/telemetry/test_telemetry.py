@@ -2,30 +2,39 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
+import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
+import attrs
 import pytest
+import trio
 from e2e_helpers import child_environment, emulator_client
 from opentelemetry import trace
+from opentelemetry.metrics import _internal as metrics_internal
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.semconv._incubating.attributes import aws_attributes, error_attributes, gen_ai_attributes
 from opentelemetry.semconv._incubating.metrics import gen_ai_metrics
 from opentelemetry.semconv.attributes import server_attributes
 from opentelemetry.trace import SpanKind, StatusCode
+from reliability.reliability_helpers import LoopbackServer, read_request
 
-from bedrock_chat import AnthropicBedrock, AnthropicBedrockSync, ThrottlingError
+from bedrock_chat import AnthropicBedrock, AnthropicBedrockSync, BedrockError, RetryPolicy, ThrottlingError
 from bedrock_chat._core import genai
+from bedrock_chat._core.eventstream import encode_chunk_event, encode_exception_event
 from bedrock_chat._log import LOGGER_NAME
 from bedrock_chat._telemetry import TOKEN_BUCKETS, Telemetry
 from bedrock_chat.emulator import BedrockEmulator
@@ -474,3 +483,350 @@ def test_a_global_sdk_set_after_the_client_turns_it_on(tmp_path: Path) -> None:
         [sys.executable, "-c", code], env=child_environment(tmp_path), capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+# ---------------------------------------------------------------------------------------------- review of #16
+
+
+@pytest.mark.asyncio
+async def test_retry_numbers_run_across_a_stream_resent_after_a_mid_stream_failure(
+    bedrock_emulator: BedrockEmulator, recorder: Recorder
+) -> None:
+    """Throttled, then failed mid-stream before any text (re-sent), then throttled again: retries 1, 2, 3."""
+    bedrock_emulator.options = attrs.evolve(bedrock_emulator.options, reply_tokens=0)  # the fault comes before text
+    bedrock_emulator.enqueue_faults("throttle", "stream_exception:internalServerException", "throttle")
+    async with recorder.client(bedrock_emulator, max_retries=3) as client:
+        chat = await _call(client, stream=True, surface="invoke")
+    assert chat.stop_reason
+    assert [request.status for request in bedrock_emulator.requests] == [429, 200, 429, 200]
+    [span] = recorder.spans()
+    retries = [dict(event.attributes or {}) for event in span.events if event.name == "bedrock_chat.retry"]
+    assert [event["bedrock_chat.retry.number"] for event in retries] == [1, 2, 3]
+    assert [event["error.type"] for event in retries] == ["ThrottlingError", "InternalServerError", "ThrottlingError"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("surface", SURFACES)
+async def test_a_stream_dropped_unclosed_ends_its_span_when_collected(
+    bedrock_emulator: BedrockEmulator, recorder: Recorder, surface: str
+) -> None:
+    """Neither closed nor read to its end: the span ends when the stream is garbage-collected, ``abandoned``."""
+
+    async def read_one_chunk_and_drop(client: AnthropicBedrock) -> None:
+        stream = await client.ChatCompletion.create(model=MODEL, messages=_messages(), stream=True, surface=surface)
+        await stream.__anext__()
+
+    async with recorder.client(bedrock_emulator) as client:
+        await read_one_chunk_and_drop(client)
+        gc.collect()
+        [span] = recorder.spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert (span.attributes or {})["error.type"] == "abandoned"
+    assert "gen_ai.usage.output_tokens" not in (span.attributes or {})
+    [duration] = recorder.points()["gen_ai.client.operation.duration"]
+    assert duration.attributes["error.type"] == "abandoned"
+
+
+@pytest.mark.asyncio
+async def test_a_stream_read_to_its_end_is_not_abandoned_when_collected(
+    bedrock_emulator: BedrockEmulator, recorder: Recorder
+) -> None:
+    """The finalizer of a stream that ended is a no-op: one span, not failed afterwards."""
+
+    async def read_all_and_drop(client: AnthropicBedrock) -> None:
+        stream = await client.ChatCompletion.create(model=MODEL, messages=_messages(), stream=True)
+        await stream.final_completion()
+
+    async with recorder.client(bedrock_emulator) as client:
+        await read_all_and_drop(client)
+        gc.collect()
+    [span] = recorder.spans()
+    assert span.status.status_code is StatusCode.UNSET
+    assert "error.type" not in (span.attributes or {})
+
+
+class _RecordingSampler(Sampler):
+    """Samples everything, keeping the attributes each span had when it was created."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, dict[str, Any]] = {}
+
+    def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any) -> SamplingResult:
+        attributes = kwargs.get("attributes") if "attributes" in kwargs else (args[1] if len(args) > 1 else None)
+        self.seen[name] = dict(attributes or {})
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+
+    def get_description(self) -> str:
+        return "recording"
+
+
+@pytest.mark.asyncio
+async def test_a_sampler_sees_the_conventions_sampling_attributes_at_creation(
+    bedrock_emulator: BedrockEmulator,
+) -> None:
+    """The conventions ask for operation, provider, model, server address and port at span creation."""
+    sampler = _RecordingSampler()
+    provider = TracerProvider(sampler=sampler)
+    try:
+        async with emulator_client(bedrock_emulator, tracer_provider=provider) as client:
+            await client.ChatCompletion.create(model=MODEL, messages=_messages())
+    finally:
+        provider.shutdown()
+    seen = sampler.seen[f"chat {MODEL}"]
+    for key in ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model", "server.address"):
+        assert seen[key], key
+    assert seen["server.port"] == int(bedrock_emulator.endpoint_url.rsplit(":", 1)[1].rstrip("/"))
+
+
+def test_under_trio_calls_streams_and_a_batch_nest_under_the_callers_span(
+    bedrock_emulator: BedrockEmulator, recorder: Recorder
+) -> None:
+    """The same spans under trio: a call and a stream under the caller's span, a batch's requests under it."""
+    tracer = recorder.tracer_provider.get_tracer("test")
+    ids: dict[str, int] = {}
+
+    async def main() -> None:
+        async with recorder.client(bedrock_emulator) as client:
+            with tracer.start_as_current_span("caller") as caller:
+                ids["caller"] = caller.get_span_context().span_id
+                await client.ChatCompletion.create(model=MODEL, messages=_messages())
+                async with await client.ChatCompletion.create(model=MODEL, messages=_messages(), stream=True) as s:
+                    await s.final_completion()
+                requests = [{"model": MODEL, "messages": _messages()} for _ in range(3)]
+                results = await client.ChatCompletion.batch_in_order(requests, concurrency=2)
+                assert all(result.ok for result in results)
+
+    trio.run(main)
+    spans = recorder.spans()
+    batch = next(span for span in spans if span.name == "bedrock_chat.batch")
+    calls = [span for span in spans if span.name == f"chat {MODEL}"]
+    assert len(calls) == 5
+    parents = sorted(
+        "batch"
+        if span.parent and span.parent.span_id == batch.context.span_id
+        else "caller"
+        if span.parent and span.parent.span_id == ids["caller"]
+        else "none"
+        for span in calls
+    )
+    assert parents == ["batch", "batch", "batch", "caller", "caller"]
+    assert batch.parent is not None
+    assert batch.parent.span_id == ids["caller"]
+    streamed = [span for span in calls if (span.attributes or {})["gen_ai.request.stream"]]
+    assert len(streamed) == 1
+    assert "gen_ai.response.time_to_first_chunk" in (streamed[0].attributes or {})
+    assert dict(batch.attributes or {})["bedrock_chat.batch.ok"] == 3
+
+
+# -- the CLI's batch, under a global SDK (as `opentelemetry-instrument` would set one) ------------------------
+
+
+@pytest.fixture
+def global_sdk(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
+    """The API's global providers set to the real SDK's, and restored after (the API sets them once per
+    process otherwise; its own test utilities reset the same globals)."""
+    rec = Recorder()
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", rec.tracer_provider)
+    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", rec.meter_provider)
+    yield rec
+    rec.tracer_provider.shutdown()
+    rec.meter_provider.shutdown()
+
+
+def test_cli_batch_is_a_parent_span_with_a_child_per_record(
+    run_batch: Any,
+    bedrock_emulator: BedrockEmulator,
+    global_sdk: Recorder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``bedrock-chat batch`` (raw bodies through ``_send_raw``): the batch span, one CLIENT span per record
+    sent, the summary; a record refused before sending has no span but counts as failed."""
+    monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", raising=False)
+    bedrock_emulator.enqueue_faults("throttle")
+    cli_model = "anthropic.claude-3-haiku-20240307-v1:0"
+    lines = [
+        {
+            "recordId": "b0",
+            "modelId": cli_model,
+            "modelInput": {
+                "anthropic_version": "bedrock-2023-05-31",
+                "max_tokens": 16,
+                "temperature": 0.25,
+                "stop_sequences": ["END"],
+                "messages": [{"role": "user", "content": PROMPT}],
+            },
+        },
+        {"id": "o1", "model": cli_model, "messages": [{"role": "user", "content": PROMPT}], "top_k": 5},
+        {"id": "bad", "model": cli_model, "messages": []},
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert run_batch(str(source), "-o", "out.jsonl") == 1  # the bad record is an error line
+    results = {line["recordId"]: line for line in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+    spans = global_sdk.spans()
+    [batch] = [span for span in spans if span.name == "bedrock_chat.batch"]
+    children = [span for span in spans if span.name == f"chat {cli_model}"]
+    assert len(children) == 2
+    assert all(span.kind is SpanKind.CLIENT for span in children)
+    assert all(span.parent is not None and span.parent.span_id == batch.context.span_id for span in children)
+    by_tokens = {
+        dict(span.attributes or {})["gen_ai.request.max_tokens"]: dict(span.attributes or {}) for span in children
+    }
+    first = by_tokens[16]
+    assert first["gen_ai.request.temperature"] == 0.25
+    assert first["gen_ai.request.stop_sequences"] == ("END",)
+    assert first["gen_ai.provider.name"] == "aws.bedrock"
+    assert first["gen_ai.request.stream"] is False
+    assert first["gen_ai.response.model"] == results["b0"]["modelOutput"]["model"]
+    assert first["gen_ai.response.id"] == results["b0"]["modelOutput"]["id"]
+    assert first["gen_ai.response.finish_reasons"] == (results["b0"]["modelOutput"]["stop_reason"],)
+    assert first["gen_ai.usage.output_tokens"] == results["b0"]["modelOutput"]["usage"]["output_tokens"]
+    assert first["aws.request_id"]
+    second = next(attributes for attributes in by_tokens.values() if attributes.get("gen_ai.request.top_k") == 5)
+    assert "gen_ai.request.temperature" not in second
+    summary = dict(batch.attributes or {})
+    assert summary["bedrock_chat.batch.ok"] == 2
+    assert summary["bedrock_chat.batch.failed"] == 1
+    assert summary["bedrock_chat.batch.throttles"] == 1
+    outputs = [results[key]["modelOutput"]["usage"]["output_tokens"] for key in ("b0", "o1")]
+    assert summary["gen_ai.usage.output_tokens"] == sum(outputs)
+    retries = [event for span in children for event in span.events if event.name == "bedrock_chat.retry"]
+    assert len(retries) == 1
+    assert [point.attributes["gen_ai.token.type"] for point in global_sdk.points()["gen_ai.client.token.usage"]]
+    text = global_sdk.everything_text()
+    assert PROMPT not in text  # no content without the opt-in
+    assert bedrock_emulator.secret_key not in text
+
+
+def test_cli_batch_records_content_on_opt_in(
+    run_batch: Any,
+    bedrock_emulator: BedrockEmulator,
+    global_sdk: Recorder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``: the record's messages and reply, in the
+    conventions' form (the CLI has no option of its own)."""
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    line = {
+        "id": "c",
+        "model": "anthropic.claude-3-haiku-20240307-v1:0",
+        "system": SYSTEM,
+        "messages": [{"role": "user", "content": PROMPT}],
+    }
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(line) + "\n")
+    assert run_batch(str(source), "-o", "out.jsonl") == 0
+    [span] = [span for span in global_sdk.spans() if span.name.startswith("chat ")]
+    attributes = dict(span.attributes or {})
+    assert json.loads(str(attributes["gen_ai.input.messages"])) == [
+        {"role": "user", "parts": [{"type": "text", "content": PROMPT}]}
+    ]
+    assert json.loads(str(attributes["gen_ai.system_instructions"])) == [{"type": "text", "content": SYSTEM}]
+    [output] = json.loads(str(attributes["gen_ai.output.messages"]))
+    assert output["role"] == "assistant"
+    assert output["parts"][0]["type"] == "text"
+
+
+def test_cli_batch_without_an_sdk_makes_no_span(
+    run_batch: Any, bedrock_emulator: BedrockEmulator, tmp_path: Path
+) -> None:
+    """No SDK set (only the API's proxy providers): the CLI sends as before, and the proxy records nothing."""
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"id": "x", "model": MODEL, "messages": _messages()}) + "\n")
+    assert run_batch(str(source), "-o", "out.jsonl") == 0
+
+
+# -- secrets a hostile server echoes, through a retry and a mid-stream error ---------------------------------
+
+CANARY_SECRET = "CanarySecretKey/0123456789+abcdefghijKLMN"
+CANARY_TOKEN = "CanarySessionToken/IQoJb3JpZ2luX2VjEXAMPLE+ZZZ="
+_SIGNATURE = re.compile(r"Signature=([0-9a-f]{64})")
+
+
+class _EchoingBedrock(LoopbackServer):
+    """Answers request n with ``answers[n](echoed)``; ``echoed`` is what the request carried that must not come
+    back: its Authorization header and signature, the session token, and the secret key (the test's)."""
+
+    def __init__(self, answers: list[Callable[[list[str]], bytes]]) -> None:
+        super().__init__()
+        self.answers = answers
+        self.signatures: list[str] = []
+
+    async def _handle(self, stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            lines, _ = await read_request(stream)
+            fields = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:] if ": " in line)}
+            authorization = fields.get("authorization", "")
+            self.signatures += _SIGNATURE.findall(authorization)
+            echoed = [authorization, *_SIGNATURE.findall(authorization), CANARY_SECRET, fields["x-amz-security-token"]]
+            await stream.send(self.answers.pop(0)(echoed))
+
+
+def _http(status: str, headers: dict[str, str], body: bytes) -> bytes:
+    head = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers.items()), f"Content-Length: {len(body)}"]
+    return ("\r\n".join([*head, "Connection: close"]) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _echoing_500(echoed: list[str]) -> bytes:
+    body = json.dumps({"message": "internal error for " + " | ".join(echoed)}).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "x-amzn-ErrorType": "InternalServerException",
+        "x-amzn-RequestId": "req-" + echoed[2],
+    }
+    return _http("500 Internal Server Error", headers, body)
+
+
+def _echoing_stream(*, text_first: bool) -> Callable[[list[str]], bytes]:
+    def answer(echoed: list[str]) -> bytes:
+        body = b""
+        if text_first:
+            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}}
+            body += encode_chunk_event(json.dumps(delta).encode())
+        kind = "modelStreamErrorException" if text_first else "throttlingException"
+        body += encode_exception_event(kind, json.dumps({"message": "stream broke: " + " | ".join(echoed)}).encode())
+        headers = {"Content-Type": "application/vnd.amazon.eventstream", "x-amzn-RequestId": "req-" + echoed[3]}
+        return _http("200 OK", headers, body)
+
+    return answer
+
+
+@pytest.mark.asyncio
+async def test_canaries_a_server_echoing_secrets_in_a_retried_error_and_a_mid_stream_error(
+    recorder: Recorder,
+) -> None:
+    """A 500 (retried), a stream failing before text (re-sent) and one failing after it, every one echoing the
+    secret key, session token and signature in its message and request id: none reaches a span or metric."""
+    answers = [_echoing_500, _echoing_stream(text_first=False), _echoing_stream(text_first=True)]
+    async with _EchoingBedrock(answers) as server:
+        client = AnthropicBedrock(
+            access_key="AKIDCANARYEXAMPLE",
+            secret_key=CANARY_SECRET,
+            session_token=CANARY_TOKEN,
+            region="us-east-1",
+            endpoint_url=server.url,
+            tracer_provider=recorder.tracer_provider,
+            meter_provider=recorder.meter_provider,
+            retry_policy=RetryPolicy(max_retries=3, base=0.0, throttle_base=0.0),
+        )
+        with anyio.fail_after(10):
+            async with client:
+                stream = await client.ChatCompletion.create(
+                    model="anthropic.claude-3-5-haiku-20241022-v1:0", messages=_messages(), stream=True
+                )
+                with pytest.raises(BedrockError) as raised:
+                    async with stream:
+                        await stream.final_completion()
+    assert raised.value.partial_text == "Hel"
+    assert not answers  # all three were sent
+    [span] = recorder.spans()
+    retries = [dict(event.attributes or {}) for event in span.events if event.name == "bedrock_chat.retry"]
+    assert [event["bedrock_chat.retry.number"] for event in retries] == [1, 2]
+    assert "<redacted>" in str(retries[0]["aws.request_id"])  # the scrubbed echo, not the secret
+    assert (span.attributes or {})["error.type"] == type(raised.value).__name__
+    text = recorder.everything_text()
+    for canary in (CANARY_SECRET, CANARY_TOKEN, *server.signatures):
+        assert canary not in text
