@@ -422,16 +422,24 @@ class CallObserver:
 
 
 class BatchTelemetry:
-    """A batch's span: parent of its requests' spans, with the summary set when the batch ends."""
+    """A batch's span: parent of its requests' spans, with the summary set when the batch ends.
+
+    The span starts when the batch starts running (:meth:`begin`, on entering its ``async with``), not
+    when it is made: it then nests under the span current there, and a batch never run leaves no span open.
+    """
 
     def __init__(self, instruments: Instruments) -> None:
         self._instruments = instruments
-        self.span: Span = instruments.tracer.start_span(
-            "bedrock_chat.batch", kind=instruments.api.trace.SpanKind.INTERNAL
-        )
-        self.context = instruments.api.trace.set_span_in_context(self.span)
+        self.span: Span | None = None
+        self.context: Any = None
         self.ok = self.failed = self.throttles = 0
         self.input_tokens = self.output_tokens = self.cache_read = self.cache_write = 0
+
+    def begin(self) -> None:
+        """Start the batch's span, as a child of the current one."""
+        api = self._instruments.api
+        self.span = self._instruments.tracer.start_span("bedrock_chat.batch", kind=api.trace.SpanKind.INTERNAL)
+        self.context = api.trace.set_span_in_context(self.span)
 
     async def run(self, call: Callable[[RetryHook], Awaitable[A]], on_retry: RetryHook) -> A:
         """One request, in the batch's context (its span is the request span's parent), throttles counted."""
@@ -466,8 +474,10 @@ class BatchTelemetry:
             self.failed += 1
 
     def end(self, error: BaseException | None = None) -> None:
-        """The batch's summary, then the end of its span."""
-        span = self.span
+        """The batch's summary, then the end of its span (once; nothing if it never began)."""
+        span, self.span = self.span, None
+        if span is None:
+            return
         if span.is_recording():
             span.set_attributes(
                 {

@@ -123,6 +123,8 @@ class BatchRun:
         self._telemetry = telemetry
 
     async def __aenter__(self) -> BatchRun:
+        if self._telemetry is not None:
+            self._telemetry.begin()
         try:
             await self._scheduler.__aenter__()
         except BaseException as error:

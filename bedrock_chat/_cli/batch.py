@@ -235,6 +235,8 @@ async def _run(
                 requests_per_minute=args.rpm,
                 tokens_per_minute=args.tpm,
             )
+            if telemetry is not None:
+                telemetry.begin()
             try:
                 async with scheduler:
                     async for outcome in scheduler:

@@ -272,7 +272,8 @@ _METRIC_KEYS = (
 
 
 def _parts(content: object) -> list[dict[str, Any]]:
-    """Content blocks -> the conventions' message parts (text, tool_call, tool_call_response; others as given)."""
+    """Content blocks -> the conventions' message parts (text, tool_call, tool_call_response, reasoning, blob,
+    uri; others as given, a generic part)."""
     if isinstance(content, str):
         return [{"type": "text", "content": content}]
     parts: list[dict[str, Any]] = []
@@ -292,9 +293,22 @@ def _parts(content: object) -> list[dict[str, Any]]:
             )
         elif kind == "thinking":
             parts.append({"type": "reasoning", "content": block.get("thinking", "")})
+        elif kind in ("image", "document") and (media := _media_part(str(kind), block.get("source"))) is not None:
+            parts.append(media)
         else:
             parts.append({"type": str(kind), **{k: v for k, v in block.items() if k not in ("type", "cache_control")}})
     return parts
+
+
+def _media_part(kind: str, source: object) -> dict[str, Any] | None:
+    """An image or document given inline (base64) or by URL -> the conventions' ``blob`` or ``uri`` part."""
+    if not isinstance(source, Mapping):
+        return None
+    if source.get("type") == "base64":
+        return {"type": "blob", "modality": kind, "mime_type": source.get("media_type"), "content": source.get("data")}
+    if source.get("type") == "url":
+        return {"type": "uri", "modality": kind, "uri": source.get("url")}
+    return None  # a plain-text document, or a file id: kept as it is, a generic part
 
 
 def _system_parts(system: str | list[Any] | None) -> list[dict[str, Any]]:

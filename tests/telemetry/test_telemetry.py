@@ -22,7 +22,7 @@ from opentelemetry import trace
 from opentelemetry.metrics import _internal as metrics_internal
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
@@ -830,3 +830,57 @@ async def test_canaries_a_server_echoing_secrets_in_a_retried_error_and_a_mid_st
     text = recorder.everything_text()
     for canary in (CANARY_SECRET, CANARY_TOKEN, *server.signatures):
         assert canary not in text
+
+
+def test_images_and_documents_are_the_conventions_blob_and_uri_parts() -> None:
+    """An inline (base64) image or PDF is a ``blob`` part, one by URL a ``uri`` part, per the input-messages
+    schema; a plain-text document stays a generic part."""
+    body = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"}},
+                    {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}},
+                    {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "plain"}},
+                    {"type": "text", "text": "what are these?"},
+                ],
+            }
+        ]
+    }
+    [message] = json.loads(genai.raw_content_attributes(body)["gen_ai.input.messages"])
+    assert message["parts"] == [
+        {"type": "blob", "modality": "image", "mime_type": "image/png", "content": "iVBORw0K"},
+        {"type": "uri", "modality": "document", "uri": "https://example.com/a.pdf"},
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "plain"}},
+        {"type": "text", "content": "what are these?"},
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_batch_span_starts_when_the_batch_runs_under_the_span_current_there(
+    bedrock_emulator: BedrockEmulator, recorder: Recorder
+) -> None:
+    """Made outside any span, run inside one: the batch nests under the running caller; a batch made and never
+    run starts no span at all."""
+    started: list[str] = []
+
+    class Starts(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            started.append(span.name)
+
+    recorder.tracer_provider.add_span_processor(Starts())
+    tracer = recorder.tracer_provider.get_tracer("test")
+    requests = [{"model": MODEL, "messages": _messages()}]
+    async with recorder.client(bedrock_emulator) as client:
+        client.ChatCompletion.batch(requests)  # never run
+        run = client.ChatCompletion.batch(requests)
+        assert started == []
+        with tracer.start_as_current_span("caller") as caller:
+            async with run:
+                results = [result async for result in run]
+    assert [result.ok for result in results] == [True]
+    assert started.count("bedrock_chat.batch") == 1
+    batch = next(span for span in recorder.spans() if span.name == "bedrock_chat.batch")
+    assert batch.parent is not None
+    assert batch.parent.span_id == caller.get_span_context().span_id
