@@ -1,6 +1,6 @@
 """bedrock_chat's OpenTelemetry spans and metrics against opentelemetry-instrumentation-botocore's, call for call.
 
-Run: ``python benchmarks/otel_compare.py`` (a few seconds: an in-process emulator, nine calls per side).
+Run: ``python benchmarks/otel_compare.py`` (a few seconds: an in-process emulator, ten calls per side).
 
 Both clients make the same calls (``tests/telemetry_compare.py``: the scenarios and the comparison, shared
 with ``tests/test_telemetry_compare.py``, which asserts the findings and that this file's results are
@@ -56,6 +56,14 @@ def render(document: dict[str, Any]) -> str:
         "",
         *_table("metric", data["metrics"], scenarios),
     ]
+    [names] = [row["cells"] for row in data["spans"] if row["name"] == "(span name)"]
+    unended = [label for label, cell in zip(scenarios, names, strict=True) if cell == "ours"]
+    if unended:
+        lines += [
+            "",
+            f"{', '.join(unended)}: the peer exported no span (the stream was read to its end but not closed, "
+            "and its span ends only on Claude's last event, which it looks for only in a Claude model id).",
+        ]
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import pkgutil
 import re
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,8 @@ class Scenario:
     stream: bool = False
     cached: bool = False
     fault: str | None = None
+    #: Retry once after the fault (the call then succeeds), rather than fail.
+    retried: bool = False
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -57,8 +60,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("cache read", MODEL, cached=True),
     Scenario("cache read, stream", MODEL, stream=True, cached=True),
     Scenario("throttled", MODEL, fault="throttle"),
+    Scenario("throttled, retried", MODEL, fault="throttle", retried=True),
 )
-SPAN_NAME, SPAN_KIND, SPAN_STATUS = "(span name)", "(span kind)", "(span status)"
+SPAN_NAME, SPAN_KIND, SPAN_STATUS, SPAN_EVENTS = "(span name)", "(span kind)", "(span status)", "(span events)"
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 #: Ours: what each attribute is measured in seconds (so compared by kind).
 _SECONDS = frozenset({"gen_ai.response.time_to_first_chunk"})
@@ -70,11 +74,11 @@ _SECONDS = frozenset({"gen_ai.response.time_to_first_chunk"})
 def peer_capture(emu: BedrockEmulator, scenario: Scenario) -> Capture:
     """The scenario's call through boto3 + the botocore instrumentation (a stream is iterated, not closed)."""
     emu.reset()
-    with instrumented_boto3(emu) as peer:
+    with instrumented_boto3(emu, max_attempts=2 if scenario.retried else 1) as peer:
         if scenario.cached:
             peer.invoke(scenario.model_id, invoke_body(cached=True), stream=scenario.stream)
             peer.capture()
-        if scenario.fault is not None:
+        if scenario.fault is not None and not scenario.retried:
             emu.enqueue_faults(scenario.fault)
             try:
                 peer.invoke(scenario.model_id, invoke_body(cached=False), stream=scenario.stream)
@@ -83,6 +87,8 @@ def peer_capture(emu: BedrockEmulator, scenario: Scenario) -> Capture:
             else:
                 raise AssertionError(f"{scenario.label}: the fault did not fail the call")
         else:
+            if scenario.fault is not None:
+                emu.enqueue_faults(scenario.fault)
             peer.invoke(scenario.model_id, invoke_body(cached=scenario.cached), stream=scenario.stream)
         return peer.capture()
 
@@ -92,7 +98,10 @@ async def _ours_call(emu: BedrockEmulator, scenario: Scenario, telemetry: Memory
     if scenario.cached:
         kwargs["system"] = cached_system()
     async with emulator_client(
-        emu, max_retries=0, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+        emu,
+        max_retries=1 if scenario.retried else 0,
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
     ) as client:
         for attempt in range(2 if scenario.cached else 1):
             if attempt == 1:
@@ -112,6 +121,7 @@ def ours_capture(emu: BedrockEmulator, scenario: Scenario) -> Capture:
     try:
         if scenario.fault is not None:
             emu.enqueue_faults(scenario.fault)
+        if scenario.fault is not None and not scenario.retried:
             try:
                 asyncio.run(_ours_call(emu, scenario, telemetry))
             except BedrockError:
@@ -156,6 +166,8 @@ def _span_view(capture: Capture, port: int) -> dict[str, Any]:
     span: CapturedSpan = capture.spans[0]
     view = {name: _normal(name, value, port) for name, value in span.attributes.items()}
     view.update({SPAN_NAME: span.name, SPAN_KIND: span.kind, SPAN_STATUS: span.status})
+    if span.events:
+        view[SPAN_EVENTS] = span.events
     return view
 
 
@@ -186,8 +198,12 @@ def published_names() -> dict[str, str]:
     carry a note that they moved to the GenAI conventions repository; that is a move, not a deprecation).
     """
     found: dict[str, str] = {}
-    for package in ("opentelemetry.semconv.attributes", "opentelemetry.semconv._incubating.attributes",
-                    "opentelemetry.semconv._incubating.metrics", "opentelemetry.semconv.metrics"):
+    for package in (
+        "opentelemetry.semconv.attributes",
+        "opentelemetry.semconv._incubating.attributes",
+        "opentelemetry.semconv._incubating.metrics",
+        "opentelemetry.semconv.metrics",
+    ):
         module = importlib.import_module(package)
         for info in pkgutil.iter_modules(module.__path__):
             spec = importlib.util.find_spec(f"{package}.{info.name}")
@@ -218,7 +234,7 @@ def compare(emu: BedrockEmulator, scenarios: Sequence[Scenario] = SCENARIOS) -> 
         captures.append((ours, peer))
         views.append((_span_view(ours, emu.port), _span_view(peer, emu.port)))
     published = published_names()
-    pseudo = [SPAN_NAME, SPAN_KIND, SPAN_STATUS]
+    pseudo = [SPAN_NAME, SPAN_KIND, SPAN_STATUS, SPAN_EVENTS]
     names = sorted({n for pair in views for view in pair for n in view} - set(pseudo))
     rows = [
         {
@@ -242,7 +258,6 @@ def compare(emu: BedrockEmulator, scenarios: Sequence[Scenario] = SCENARIOS) -> 
         "spans": rows,
         "metrics": metric_rows,
         "raw": [
-            {"ours": {k: _show(v) for k, v in o.items()}, "peer": {k: _show(v) for k, v in p.items()}}
-            for o, p in views
+            {"ours": {k: _show(v) for k, v in o.items()}, "peer": {k: _show(v) for k, v in p.items()}} for o, p in views
         ],
     }

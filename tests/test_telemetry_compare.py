@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from telemetry_compare import SCENARIOS, SPAN_KIND, SPAN_NAME, SPAN_STATUS, compare
+from telemetry_compare import SCENARIOS, SPAN_EVENTS, SPAN_KIND, SPAN_NAME, SPAN_STATUS, compare
 
 from bedrock_chat.emulator import BedrockEmulator
 
@@ -22,7 +22,8 @@ LABELS = [scenario.label for scenario in SCENARIOS]
 ARN = {"app-profile ARN", "app-profile ARN, stream"}
 STREAMED = {s.label for s in SCENARIOS if s.stream}
 CACHED = {s.label for s in SCENARIOS if s.cached}
-FAILED = {s.label for s in SCENARIOS if s.fault}
+FAILED = {s.label for s in SCENARIOS if s.fault and not s.retried}
+RETRIED = {s.label for s in SCENARIOS if s.retried}
 #: The peer's ARN stream never ends its span (it is read to the end, not closed), so there is nothing to compare.
 NO_PEER_SPAN = {"app-profile ARN, stream"}
 EVERYWHERE = set(LABELS)
@@ -111,10 +112,22 @@ def test_the_peer_records_no_cached_tokens_and_counts_input_without_them(finding
         assert int(ours["gen_ai.usage.input_tokens"]) == int(peer["gen_ai.usage.input_tokens"]) + cached
 
 
+def test_a_retry_is_an_event_on_our_span_and_a_count_on_the_peer_s(findings: dict[str, Any]) -> None:
+    """One span per call on both sides; we add an event per retry (class, number, request id), botocore a count."""
+    assert _where(findings, SPAN_EVENTS, "ours") == RETRIED
+    raw = findings["raw"][LABELS.index("throttled, retried")]
+    assert raw["ours"][SPAN_EVENTS] == "[bedrock_chat.retry]"
+    assert raw["peer"]["retry_attempts"] == "1"
+
+
 def test_errors_are_typed_on_both_sides_by_their_own_class_names(findings: dict[str, Any]) -> None:
     """``error.type`` is each library's exception class (both within the convention's advice)."""
     assert _cells(findings, "error.type")["throttled"] == "ThrottlingError | ThrottlingException"
     assert _cells(findings, SPAN_STATUS)["throttled"] == "="
+    # The peer's span also carries the SDK's standard ``exception`` event (type, message, stack trace); ours
+    # records none (its error.type and status say the call failed).
+    assert _where(findings, SPAN_EVENTS, "peer") == FAILED
+    assert findings["raw"][LABELS.index("throttled")]["peer"][SPAN_EVENTS] == "[exception]"
 
 
 def test_the_peer_s_extra_attributes_are_botocore_s_or_deprecated(findings: dict[str, Any]) -> None:
