@@ -2,7 +2,7 @@
 and with the SDK exporting to memory.
 
 Run: ``python benchmarks/bench_telemetry.py [--quick] [--rounds N] [--requests N] [--streams N]``
-(full run: 5 rounds, about 3 minutes on 2 cores; ``--quick``: 2 rounds, under a minute).
+(full run: 5 rounds, about 4 minutes on 2 busy cores; ``--quick``: 2 rounds, under a minute).
 
 Why: issue #16 makes telemetry optional and promises the hot path pays nothing measurable without it.
 Four configurations of the same client, each in its own fresh child process (``_harness.run_python``,
@@ -271,6 +271,9 @@ def render(document: dict[str, Any]) -> str:
         f"{settings['streams']} streams per configuration and round; ratios within each round); "
         f"{meta.get('machine', '?')}, commit {meta.get('commit', '?')}, {meta.get('started', '?')}.",
     ]
+    full = parse_settings([])
+    if settings["rounds"] < full.rounds or settings["requests"] < full.requests or settings["streams"] < full.streams:
+        lines[-1] += " A reduced run: indicative only."
     return "\n".join(lines)
 
 

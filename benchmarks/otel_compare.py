@@ -3,7 +3,7 @@
 Run: ``python benchmarks/otel_compare.py`` (a few seconds: an in-process emulator, ten calls per side).
 
 Both clients make the same calls (``tests/telemetry_compare.py``: the scenarios and the comparison, shared
-with ``tests/test_telemetry_compare.py``, which asserts the findings and that this file's results are
+with ``tests/telemetry/test_telemetry_compare.py``, which asserts the findings and that this file's results are
 current). Saves ``benchmarks/results/otel_compare.json``; :func:`render` gives the README's tables.
 Not a timing: the findings are exact and the same on any machine.
 """

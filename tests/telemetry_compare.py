@@ -1,6 +1,6 @@
 """The same calls made with bedrock_chat and with boto3 + opentelemetry-instrumentation-botocore, compared
 attribute by attribute; the findings feed the README's table (``benchmarks/otel_compare.py`` saves them to
-``benchmarks/results/otel_compare.json``, and ``test_telemetry_compare.py`` checks that file is current).
+``benchmarks/results/otel_compare.json``, and ``telemetry/test_telemetry_compare.py`` checks that file is current).
 
 A cell is ``=`` (both recorded it, same value), ``ours``/``peer`` (only one side did), ``A | B`` (both,
 different values: ours first), or empty (neither). Values that differ per call by nature are compared by

@@ -2,7 +2,7 @@
 ``opentelemetry-instrumentation-botocore``, with the real opentelemetry-sdk exporting to memory.
 
 What that instrumentation does for Bedrock (read in its source, 0.66b2: ``extensions/bedrock.py`` and
-``extensions/bedrock_utils.py``), which the tests in ``test_telemetry_peer.py`` pin down by running it:
+``extensions/bedrock_utils.py``), which the tests in ``telemetry/test_telemetry_peer.py`` pin down by running it:
 
 - One CLIENT span per API call, named ``chat {modelId}``, with the botocore attributes (``rpc.*``,
   ``cloud.region``, ``server.*``, ``aws.request_id``, ``retry_attempts``, ``http.status_code``) and the

@@ -256,7 +256,7 @@ def test_the_semconv_opt_in_changes_nothing(
     else:
         monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", opt_in)
     emu = bedrock_emulator
-    args = [str(Path(__file__).parent), emu.endpoint_url, emu.region, emu.access_key, emu.secret_key]
+    args = [str(Path(__file__).resolve().parents[1]), emu.endpoint_url, emu.region, emu.access_key, emu.secret_key]
     done = subprocess.run(
         [sys.executable, "-c", _OPT_IN_CHILD, *args], capture_output=True, text=True, timeout=60, check=False
     )

@@ -17,7 +17,7 @@ from telemetry_compare import SCENARIOS, SPAN_EVENTS, SPAN_KIND, SPAN_NAME, SPAN
 
 from bedrock_chat.emulator import BedrockEmulator
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 LABELS = [scenario.label for scenario in SCENARIOS]
 ARN = {"app-profile ARN", "app-profile ARN, stream"}
 STREAMED = {s.label for s in SCENARIOS if s.stream}
