@@ -23,7 +23,8 @@ Each child runs ``_clients.invoke_bedrock_chat`` (non-streaming ``create`` at co
 then N calls; CPU per request = process CPU over the measured part / N) or ``_clients.stream_bedrock_chat``
 (sequential 1,000-chunk streams: CPU per stream, where per-chunk telemetry work would show). Ratios to
 ``absent`` are taken within each round; the report gives medians over rounds and judges the targets on
-them: ``api, no SDK`` within 3%, ``sdk -> memory`` within 25%, for both kinds. Results go to
+them: ``api, no SDK`` within 3%, ``sdk -> memory`` within 25%, for both kinds (NOISY, not FAIL, when over the
+target while the A/A pair differed by at least the target: the machine was too busy to tell). Results go to
 ``benchmarks/results/telemetry.json`` (``_results.save``); :func:`render` turns that file into the README's table.
 """
 
@@ -45,6 +46,7 @@ from _harness import HERE, REGION, BenchmarkError, child_parser, log, median, ru
 
 NAME = "telemetry"
 BASELINE = "absent"
+NOISE = "absent (A/A)"
 CONFIGS = ("absent", "absent (A/A)", "api, no SDK", "sdk -> memory")
 #: Configuration -> the most its CPU may exceed the baseline's (None: informational).
 TARGETS: dict[str, float | None] = {"absent (A/A)": None, "api, no SDK": 0.03, "sdk -> memory": 0.25}
@@ -228,14 +230,18 @@ def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     }
     verdicts: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
     for kind in KINDS:
+        noise = abs(ratio[kind][NOISE] - 1)
         for config, limit in TARGETS.items():
             value = ratio[kind][config]
             if limit is None:
                 verdicts[kind][config] = "-"
             elif value != value:
                 verdicts[kind][config] = "FAIL (no figure)"
+            elif value <= 1 + limit:
+                verdicts[kind][config] = "PASS"
             else:
-                verdicts[kind][config] = "PASS" if value <= 1 + limit else "FAIL"
+                # Over the target, but two identical runs differed as much: this machine cannot tell.
+                verdicts[kind][config] = "NOISY" if noise >= limit or noise != noise else "FAIL"
     return {"cpu_ms": cpu, "ratio": ratio, "verdict": verdicts}
 
 
@@ -262,7 +268,7 @@ def render(document: dict[str, Any]) -> str:
         if limit is None:
             cells.append("noise reference" if config != BASELINE else "-")
         else:
-            shown = "PASS" if all(v == "PASS" for v in verdicts) else "FAIL"
+            shown = next((v for v in ("FAIL", "NOISY") if any(x.startswith(v) for x in verdicts)), "PASS")
             cells.append(f"within {limit:.0%}: {shown}")
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
