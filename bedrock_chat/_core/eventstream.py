@@ -23,7 +23,8 @@ it stays at the head and every later attempt to read fails the same way.
 
 Every token of a streamed answer is one frame, so the Bedrock ``chunk`` frame has a fast path: its
 header block is always the same 75 bytes, so once a frame's first 87 bytes have been validated, a
-later frame starting with the same 87 bytes costs a dict lookup and a CRC over its payload. And
+later frame starting with the same 87 bytes, in any stream of the process, costs a dict lookup and a
+CRC over its payload. And
 :func:`decode_chunk_payload` unwraps ``{"bytes": "<base64>"}`` without a JSON parser when it can.
 The encoders are the mirror image, used by the emulator and the tests.
 """
@@ -71,7 +72,12 @@ MAX_HEADERS_LENGTH: Final = 128 * 1024
 
 _PRELUDE_LENGTH: Final = 12
 _MIN_MESSAGE_LENGTH: Final = 16  # prelude + message CRC: no headers, empty payload
-_CHUNK_HEADS_MAX: Final = 256
+_CHUNK_HEADS_MAX: Final = 4096
+#: First 87 bytes of chunk frames already validated -> (total length, CRC of those bytes). Shared by
+#: every decoder of the process: the entry is a pure function of its key, and a per-stream copy cost a
+#: thousand open streams about 17 KiB each (a stream has dozens of frame lengths) plus a full check of
+#: every length each stream met first (``benchmarks/bench_streams.py``). Bounded by clearing, not LRU.
+_VALIDATED_CHUNK_HEADS: dict[bytes, tuple[int, int]] = {}
 
 _PRELUDE = struct.Struct(">III")
 _LENGTHS = struct.Struct(">II")
@@ -381,7 +387,7 @@ class EventStreamDecoder:
     frame that cannot be valid; the bad frame stays at the head, so asking again fails again.
     """
 
-    __slots__ = ("_buf", "_chunk_heads", "_consumed", "_copied", "_fed", "_pos", "_reader")
+    __slots__ = ("_buf", "_consumed", "_copied", "_fed", "_pos", "_reader")
 
     def __init__(self) -> None:
         self._buf = b""  # joined input, immutable so that slicing it yields bytes; read from _pos
@@ -389,8 +395,6 @@ class EventStreamDecoder:
         self._fed = bytearray()  # fed but not joined yet: joined only once a frame can progress
         self._consumed = 0  # stream offset of _buf[0], for error messages
         self._copied = 0  # bytes copied by joins; the tests check it stays linear in the input
-        # First 87 bytes of chunk frames already validated -> (total length, CRC of those bytes).
-        self._chunk_heads: dict[bytes, tuple[int, int]] = {}
         self._reader: Iterator[EventStreamMessage] | None = None  # next_message()'s live generator
 
     @property
@@ -431,11 +435,11 @@ class EventStreamDecoder:
         """The messages complete so far; stops (without error) when more bytes are needed.
 
         Bedrock chunk frames take a fast path: a frame whose first 87 bytes (prelude plus the
-        fixed chunk header block) were already validated once in this stream needs only a CRC over
+        fixed chunk header block) were already validated once in this process needs only a CRC over
         its payload, continued from the CRC of those 87 bytes. Everything else, including the first
-        chunk frame of each length, goes through :meth:`_decode_frame`.
+        chunk frame of each length the process meets, goes through :meth:`_decode_frame`.
         """
-        heads = self._chunk_heads
+        heads = _VALIDATED_CHUNK_HEADS
         head_length = _CHUNK_HEAD_LENGTH
         unpack_u32 = _U32.unpack_from
         crc32 = binascii.crc32
@@ -494,10 +498,10 @@ class EventStreamDecoder:
         headers: Mapping[str, HeaderValue]
         if headers_length == _CHUNK_BLOCK_LENGTH and frame.startswith(_CHUNK_BLOCK, _PRELUDE_LENGTH):
             headers = _CHUNK_HEADERS
-            if len(self._chunk_heads) >= _CHUNK_HEADS_MAX:
-                self._chunk_heads.clear()  # a bound, not an LRU: a stream repeats a few dozen lengths
+            if len(_VALIDATED_CHUNK_HEADS) >= _CHUNK_HEADS_MAX:
+                _VALIDATED_CHUNK_HEADS.clear()  # a bound, not an LRU: streams repeat a few hundred lengths
             head = frame[:_CHUNK_HEAD_LENGTH]
-            self._chunk_heads[head] = (total, binascii.crc32(head))
+            _VALIDATED_CHUNK_HEADS[head] = (total, binascii.crc32(head))
         else:
             try:
                 headers = MappingProxyType(_parse_headers(frame[_PRELUDE_LENGTH:headers_end]))

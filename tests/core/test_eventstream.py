@@ -456,6 +456,40 @@ def test_corrupt_payload_behind_a_known_header_prefix_is_caught() -> None:
         decoder.next_message()
 
 
+def test_chunk_heads_validated_by_one_stream_serve_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second stream's frames of lengths the process has seen take the fast path from its first frame:
+    the validated heads are the process's, not each decoder's (a thousand open streams held a copy each)."""
+    frames = [encode_chunk_event(b'{"type":"content_block_delta","n":%d}' % n, b"p" * n) for n in range(40)]
+    monkeypatch.setattr(eventstream_module, "_VALIDATED_CHUNK_HEADS", {})
+    decoded: list[int] = []
+    full_check = EventStreamDecoder._decode_frame
+
+    def counting(self: EventStreamDecoder) -> EventStreamMessage | None:
+        message = full_check(self)
+        if message is not None:
+            decoded.append(1)
+        return message
+
+    monkeypatch.setattr(EventStreamDecoder, "_decode_frame", counting)
+    assert len(decode_all(b"".join(frames))) == 40
+    assert len(decoded) == 40  # every length new to the process: each checked in full once
+    second = decode_all(b"".join(frames))
+    assert len(decoded) == 40  # the second stream: all on the fast path
+    assert second == decode_all(b"".join(frames))
+    assert not hasattr(EventStreamDecoder(), "__dict__")  # and no per-decoder table (slots only)
+
+
+def test_a_corrupt_frame_is_caught_in_a_stream_after_its_head_was_validated_elsewhere() -> None:
+    """The shared table trusts only the 87 head bytes: the payload CRC is still checked in every stream."""
+    assert decode_all(CHUNK_A + CHUNK_B)  # validates both heads for the process
+    corrupted = bytearray(CHUNK_B)
+    corrupted[100] ^= 0x20
+    decoder = EventStreamDecoder()
+    decoder.feed(bytes(corrupted))
+    with pytest.raises(EventStreamError, match="message CRC mismatch in the frame at stream offset 0"):
+        decoder.next_message()
+
+
 MALFORMED_HEADERS = [
     ("duplicate", header(b"a", 7, b"\x00\x01x") + header(b"a", 7, b"\x00\x01y"), "duplicate header 'a'"),
     ("duplicate-other-type", header(b"a", 0) + header(b"a", 1), "duplicate header 'a'"),
