@@ -1,6 +1,6 @@
 """A paced streaming server: many open streams at once, each trickling Bedrock's exact wire bytes.
 
-Run: ``python benchmarks/_paced_server.py [--port 0] [--interval-ms 20] [--chunks 200] [--truncate N]``;
+Run: ``python benchmarks/_paced_server.py [--port 0] [--interval-ms 50] [--chunks 200] [--truncate N]``;
 the first stdout line is ``endpoint_url=http://127.0.0.1:PORT`` (as the emulator prints it).
 
 Why not the emulator: it builds and writes every stream from its own task, which is right for
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="_paced_server.py", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--interval-ms", type=float, default=20.0, help="pause between text events (default 20)")
+    parser.add_argument("--interval-ms", type=float, default=50.0, help="pause between text events (default 50)")
     parser.add_argument("--chunks", type=int, default=200, help="text events per paced stream (default 200)")
     parser.add_argument("--truncate", type=int, default=None, help="end streams after N text events (a test)")
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ other stream's next token). The sequential-stream figures of ``run.py`` say none
 
 Set-up (``benchmarks/_paced_server.py``): a paced server replays the real emulator's wire bytes --
 event-stream frames for InvokeModelWithResponseStream, SSE for the Messages endpoint -- in its own process
-pinned to the first CPU, one event per stream every ``--interval-ms`` (default 20 ms) from one timer.
+pinned to the first CPU, one event per stream every ``--interval-ms`` (default 50 ms) from one timer.
 Each contender runs alone in a fresh ``bench_streams.py child`` process pinned to the second CPU, under
 asyncio's default loop, with a pool allowing every stream its own connection: it warms up with
 ``--warmup`` one-event streams, then opens ``--streams`` streams of ``--chunks`` text events, spread
@@ -26,16 +26,20 @@ would), and reads them all to the end. Measured over that wave:
 The server's own CPU (``/proc/<pid>/stat``, sampled every 100 ms by this process) is recorded over each
 wave; a figure taken while the server used more than 80% of its core is marked server-bound.
 
-Why 20 ms: 1,000 streams at 20 ms are 50,000 events/s. The server writes each with one
-``transport.write`` (a ``send`` system call, about 5 us), so it stays near a quarter of its core; at
-5 ms it would need about a whole core and the figures would measure it. 20 ms is also how fast a
-model streams (tens of tokens a second per user), and it leaves the fastest clients room to keep up,
-so their loop lag says what a real service would see. A contender that cannot keep up still gets every
-chunk (TCP buffers them); its lag and time to first text grow, and CPU per chunk may drop as reads
-coalesce -- the table says so where it happens (its wave takes longer than the paced 4 s).
+Why 50 ms, not a few: the server writes each event with one ``transport.write`` (a ``send``), and 1,000
+streams at 20 ms (50,000 events/s) already took 28-32% of its core here; at 5 ms (200,000 events/s) it
+would need more than its whole core, and the figures would measure it. The clients bind sooner: at 20 ms
+not even the aiohttp floor kept up on this machine (about 24 us of CPU per chunk, so 1.2 cores at
+50,000 chunks/s; its wave took 13 s instead of 5, its loop lag p99 was seconds), which turns the
+loop-lag and first-text figures into a measure of saturation for everyone. At 50 ms (20,000 events/s,
+a model's real pace of tens of tokens a second per user) the floor needs about half a core, so a client
+that costs about what the floor costs keeps up and its lag says what a service would see; a slower one
+still gets every chunk (TCP buffers them), its lag and first text grow, and its CPU per chunk may drop as
+reads coalesce -- the "wave s" column shows who kept up (about 11 s when paced). ``--interval-ms 20``
+gives the saturated picture.
 
-Full run: one round of 7 contenders, 1,000 streams each, about 4-5 minutes on 2 busy cores (anthropic,
-CPU-bound at this load, takes half of it; ``--rounds N`` for medians); ``--quick``: 200 streams, about a
+Full run: one round of 7 contenders, 1,000 streams each, about 3-4 minutes on 2 busy cores (anthropic,
+CPU-bound at this load, takes a third of it; ``--rounds N`` for medians); ``--quick``: 200 streams, about a
 minute. Only a full run with every contender saves
 ``benchmarks/results/streams.json`` (``--save`` forces it).
 """
@@ -565,7 +569,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="rounds, medians reported (default 1)")
     parser.add_argument("--streams", type=int, default=None, help="concurrent streams (default 1000; quick 200)")
     parser.add_argument("--chunks", type=int, default=200, help="text chunks per stream (default 200)")
-    parser.add_argument("--interval-ms", type=float, default=20.0, help="pause between a stream's chunks (default 20)")
+    parser.add_argument("--interval-ms", type=float, default=50.0, help="pause between a stream's chunks (default 50)")
     parser.add_argument(
         "--ramp-s", type=float, default=None, help="seconds over which streams open (default streams/1000)"
     )
