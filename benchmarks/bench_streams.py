@@ -52,6 +52,7 @@ import contextlib
 import gc
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -69,6 +70,7 @@ from _harness import (
     SECRET_KEY,
     BenchmarkError,
     _kill,
+    _on_signal,
     _spawn,
     choose_cpus,
     kill_all,
@@ -586,6 +588,8 @@ def main(argv: list[str]) -> int:
     if unknown:
         parser.error(f"--only: unknown {unknown}; choose from {list(CONTENDERS)}")
     raise_fd_limit()
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # end through the finally blocks that kill the children
+        signal.signal(sig, _on_signal)
     import _results
 
     server_cpu, client_cpu = choose_cpus()
