@@ -50,11 +50,17 @@ class BenchmarkError(RuntimeError):
     """A child failed or timed out; carries the tail of its stderr."""
 
 
-def _child_env() -> dict[str, str]:
-    """The project root on PYTHONPATH (the suite runs from a checkout), and no stray buffering."""
+def _child_env(*, cache_bytecode: bool = False) -> dict[str, str]:
+    """The project root on PYTHONPATH (the suite runs from a checkout), and no stray buffering.
+
+    ``cache_bytecode``: without ``PYTHONDONTWRITEBYTECODE``, so imports read cached bytecode as an installed
+    package's do (pip compiles at install); with it set, a checkout's modules compile on every import.
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
+    if cache_bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
@@ -68,7 +74,9 @@ def choose_cpus() -> tuple[int | None, int | None]:
     return allowed[0], allowed[1]
 
 
-def _spawn(command: list[str], cpu: int | None, *, stderr: Any = subprocess.PIPE) -> subprocess.Popen[str]:
+def _spawn(
+    command: list[str], cpu: int | None, *, stderr: Any = subprocess.PIPE, cache_bytecode: bool = False
+) -> subprocess.Popen[str]:
     """Start ``command`` in its own process group, pinned to ``cpu``, and track it for cleanup."""
     if cpu is not None and shutil.which("taskset"):
         command = ["taskset", "-c", str(cpu), *command]
@@ -79,7 +87,7 @@ def _spawn(command: list[str], cpu: int | None, *, stderr: Any = subprocess.PIPE
         stderr=stderr,
         stdin=subprocess.DEVNULL,
         text=True,
-        env=_child_env(),
+        env=_child_env(cache_bytecode=cache_bytecode),
         cwd=ROOT,
         start_new_session=True,
     )
@@ -169,9 +177,9 @@ def emulator(cpu: int | None, *flags: str, startup_timeout: float = 30.0) -> Ite
             _kill(process)
 
 
-def run_python(args: list[str], cpu: int | None, timeout: float) -> str:
+def run_python(args: list[str], cpu: int | None, timeout: float, *, cache_bytecode: bool = False) -> str:
     """Run ``python ARGS`` pinned to ``cpu``; its stdout, or BenchmarkError (with stderr) on failure/timeout."""
-    process = _spawn([sys.executable, *args], cpu)
+    process = _spawn([sys.executable, *args], cpu, cache_bytecode=cache_bytecode)
     try:
         try:
             out, err = process.communicate(timeout=timeout)
@@ -209,16 +217,24 @@ def run_client(
     return result
 
 
-_IMPORT_SNIPPET = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+_IMPORT_SNIPPET = (
+    "import sys, time; t = time.perf_counter(); {imports}; print(time.perf_counter() - t, sys.dont_write_bytecode)"
+)
 
 
-def import_seconds(module: str, cpu: int | None, timeout: float = 60.0) -> float:
-    """Seconds ``import module`` takes in a fresh interpreter (bytecode already cached by an earlier run).
+def import_seconds(modules: tuple[str, ...], cpu: int | None, timeout: float = 60.0) -> float:
+    """Seconds ``import`` of ``modules``, in order, takes in a fresh interpreter that caches bytecode.
 
-    Timed inside the child around the import statement alone: the same as timing ``python -c 'import
-    module'`` minus ``python -c 'pass'``, without the noise of two interpreter start-ups.
+    Timed inside the child around the import statements alone: the same as timing ``python -c 'import
+    a; import b'`` minus ``python -c 'pass'``, without the noise of two interpreter start-ups. The child
+    may write bytecode whatever ``PYTHONDONTWRITEBYTECODE`` says here, so after one untimed run the figure
+    is what users of an installed package see (BenchmarkError if it still could not).
     """
-    return float(run_python(["-c", _IMPORT_SNIPPET.format(module=module)], cpu, timeout).strip())
+    imports = "; ".join(f"import {module}" for module in modules)
+    out = run_python(["-c", _IMPORT_SNIPPET.format(imports=imports)], cpu, timeout, cache_bytecode=True).split()
+    if out[1:] != ["False"]:
+        raise BenchmarkError(f"import {', '.join(modules)}: the child could not cache bytecode ({out!r})")
+    return float(out[0])
 
 
 def log(message: str) -> None:

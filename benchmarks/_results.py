@@ -96,3 +96,17 @@ def load(name: str) -> dict[str, Any]:
         raise FileNotFoundError(f"{path} is missing: run the benchmark that writes {name!r}")
     document: dict[str, Any] = json.loads(path.read_text())
     return document
+
+
+def caption(document: dict[str, Any], command: str) -> str:
+    """The line under a rendered table: where and when it was measured, and the command that measures it again.
+
+    A quick run (``meta["quick"]``) says so, so a smoke run's figures never pass for a full run's.
+    """
+    meta = document["meta"]
+    dirty = " + uncommitted changes" if meta.get("dirty") else ""
+    quick = "; **quick run** (smoke-test sizes, not for comparison)" if meta.get("quick") else ""
+    return (
+        f"_{meta['machine']}; Python {meta['python']}; bedrock_chat at {meta['commit']}{dirty}; "
+        f"{meta['started']}{quick}. Measured by `{command}`._"
+    )

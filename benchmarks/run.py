@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _results
 from _clients import CONTENDERS, FLOOR, STREAM_MAX_TOKENS
 from _harness import (
     HERE,
@@ -44,7 +45,30 @@ from _harness import (
 OURS = "bedrock_chat"
 OURS_AIOHTTP = "bedrock_chat+aiohttp"
 CONCURRENCIES = (1, 32, 256)
-IMPORT_MODULES = ("bedrock_chat", "aiobotocore.session", "anthropic", "httpx", "aiohttp")
+BARE, EXPLICIT, DEFAULT_CHAIN = "bedrock_chat", "bedrock_chat + 1st request, keys", "bedrock_chat + 1st request, chain"
+PEER_BARE, PEER_FIRST = "aiobotocore.session", "aiobotocore.session + 1st request"
+#: Each import row: the modules one fresh interpreter imports, in order. "+ 1st request" adds the packages
+#: the first request loads on top (found by diffing sys.modules around a real first request; checked by
+#: tests/test_benchmark_report.py): for bedrock_chat the asyncio transport (aiohttp), anyio's asyncio
+#: backend and certifi and, when the default credential chain is used rather than explicit keys, botocore's
+#: session; aiobotocore.session has loaded all of botocore already, and its first request adds only the
+#: default executor's thread pool.
+IMPORTS: dict[str, tuple[str, ...]] = {
+    BARE: ("bedrock_chat",),
+    EXPLICIT: ("bedrock_chat", "bedrock_chat._http.aiohttp_transport", "anyio._backends._asyncio", "certifi"),
+    DEFAULT_CHAIN: (
+        "bedrock_chat",
+        "bedrock_chat._http.aiohttp_transport",
+        "anyio._backends._asyncio",
+        "botocore.session",
+        "certifi",
+    ),
+    PEER_BARE: ("aiobotocore.session",),
+    PEER_FIRST: ("aiobotocore.session", "concurrent.futures.thread"),
+    "anthropic": ("anthropic",),
+    "httpx": ("httpx",),
+    "aiohttp": ("aiohttp",),
+}
 RESULTS = HERE / "results"
 _VERSIONED = ("bedrock-chat", "aiohttp", "httpx", "httpcore", "httpx-aiohttp", "aiobotocore", "botocore", "anthropic")
 
@@ -60,6 +84,7 @@ class Settings:
     import_samples: int
     contenders: tuple[str, ...]
     micro: bool
+    quick: bool = False
 
     @property
     def single_requests(self) -> int:
@@ -142,13 +167,14 @@ def _measure_micro(settings: Settings, cpu: int | None) -> dict[str, Any]:
     """Run the existing micro-benchmark scripts, pinned to the client core, and read their numbers."""
     results: dict[str, Any] = {}
     try:
-        out = run_python([str(HERE / "bench_sigv4.py")], cpu, timeout=180)
+        out = run_python([str(HERE / "bench_sigv4.py"), "--no-save"], cpu, timeout=180)
         results["sigv4"] = {key: _numbers(pattern, out, "bench_sigv4.py")[0] for key, pattern in _SIGV4.items()}
         log(f"  sigv4: ours {results['sigv4']['ours_us']:.2f} us, botocore {results['sigv4']['botocore_us']:.2f} us")
     except BenchmarkError as exc:
         log(f"  FAILED bench_sigv4.py: {exc}")
     try:
-        out = run_python([str(HERE / "bench_eventstream.py"), "--repeats", str(settings.decoder_repeats)], cpu, 180)
+        args = [str(HERE / "bench_eventstream.py"), "--no-save", "--repeats", str(settings.decoder_repeats)]
+        out = run_python(args, cpu, 180)
         theirs = _numbers(_DECODER_BOTOCORE, out, "bench_eventstream.py")
         ours = _numbers(_DECODER_OURS, out, "bench_eventstream.py")
         if len(theirs) < 2 or len(ours) < 2:
@@ -166,16 +192,16 @@ def _measure_micro(settings: Settings, cpu: int | None) -> dict[str, Any]:
 
 
 def _measure_imports(settings: Settings, cpu: int | None, by: int) -> dict[str, float]:
-    """Median of a few fresh-interpreter import times per module, modules interleaved."""
-    samples: dict[str, list[float]] = {module: [] for module in IMPORT_MODULES}
+    """Median of a few fresh-interpreter import times per row of IMPORTS, rows interleaved."""
+    samples: dict[str, list[float]] = {label: [] for label in IMPORTS}
     for _ in range(settings.import_samples):
-        for module in _rotated(IMPORT_MODULES, by):
+        for label in _rotated(tuple(IMPORTS), by):
             try:
-                samples[module].append(import_seconds(module, cpu) * 1e3)
+                samples[label].append(import_seconds(IMPORTS[label], cpu) * 1e3)
             except BenchmarkError as exc:
-                log(f"  FAILED import {module}: {exc}")
-    result = {module: median(values) for module, values in samples.items() if values}
-    log("  import ms: " + ", ".join(f"{module} {ms:.0f}" for module, ms in result.items()))
+                log(f"  FAILED import {label}: {exc}")
+    result = {label: median(values) for label, values in samples.items() if values}
+    log("  import ms: " + ", ".join(f"{label} {ms:.0f}" for label, ms in result.items()))
     return result
 
 
@@ -319,8 +345,22 @@ _LIBRARY_TARGETS = [
     ),
     Target(
         "import_vs_aiobotocore",
-        "import bedrock_chat vs aiobotocore.session",
-        _ratio(("import_ms", "bedrock_chat"), ("import_ms", "aiobotocore.session")),
+        "import + 1st request's modules vs aiobotocore's (default credential chain)",
+        _ratio(("import_ms", DEFAULT_CHAIN), ("import_ms", PEER_FIRST)),
+        0.5,
+        True,
+    ),
+    Target(
+        "import_keys_vs_aiobotocore",
+        "the same with explicit keys (no botocore)",
+        _ratio(("import_ms", EXPLICIT), ("import_ms", PEER_FIRST)),
+        0.5,
+        True,
+    ),
+    Target(
+        "import_bare_vs_aiobotocore",
+        "bare import bedrock_chat vs aiobotocore.session (unequal work)",
+        _ratio(("import_ms", BARE), ("import_ms", PEER_BARE)),
         0.5,
         True,
     ),
@@ -367,7 +407,7 @@ def aggregate(rounds: list[Round]) -> dict[str, Any]:
                 for k in ("ours_ms", "botocore_ms", "ours_frames_ms", "botocore_frames_ms")
             },
         },
-        "import_ms": {m: med("import_ms", m) for m in IMPORT_MODULES},
+        "import_ms": {label: med("import_ms", label) for label in IMPORTS},
         "targets": {},
     }
     for target in TARGETS:
@@ -377,8 +417,9 @@ def aggregate(rounds: list[Round]) -> dict[str, Any]:
     return summary
 
 
-def _fmt(value: float, digits: int = 2) -> str:
-    return "-" if math.isnan(value) else f"{value:,.{digits}f}"
+def _fmt(value: float | None, digits: int = 2) -> str:
+    """A figure, or ``-`` where it failed (NaN in a run, null once saved)."""
+    return "-" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
 
 
 def markdown(summary: dict[str, Any], meta: dict[str, Any], settings: Settings) -> str:
@@ -432,10 +473,10 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], settings: Settings) 
         f"| the same without the final json.loads, ms | {_fmt(micro['decoder']['ours_frames_ms'])} | "
         f"{_fmt(micro['decoder']['botocore_frames_ms'])} | (both pay that one alike) |",
     ]
-    for module in IMPORT_MODULES[1:]:
-        lines.append(
-            f"| import, ms | {_fmt(imports['bedrock_chat'], 0)} | {_fmt(imports[module], 0)} | import {module} |"
-        )
+    for ours, theirs in ((BARE, PEER_BARE), (EXPLICIT, PEER_FIRST), (DEFAULT_CHAIN, PEER_FIRST)):
+        lines.append(f"| import {ours}, ms | {_fmt(imports[ours], 0)} | {_fmt(imports[theirs], 0)} | import {theirs} |")
+    for other in ("anthropic", "httpx", "aiohttp"):
+        lines.append(f"| import, ms | | {_fmt(imports[other], 0)} | import {other} |")
     lines += [
         "",
         "## Targets (median of per-round values)",
@@ -511,6 +552,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         import_samples=1 if quick else 3,
         contenders=contenders,
         micro=not args.no_micro,
+        quick=quick,
     )
     if settings.rounds < 1 or settings.requests < 1 or settings.streams < 1:
         parser.error("--rounds, --requests and --streams must be >= 1")
@@ -534,8 +576,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def warm(client_cpu: int | None) -> None:
         if settings.micro:  # compile and cache bytecode once, so no round pays for it
-            for module in IMPORT_MODULES:
-                import_seconds(module, client_cpu)
+            for modules in IMPORTS.values():
+                import_seconds(modules, client_cpu)
 
     rounds, meta = run_rounds(
         settings.rounds,
@@ -555,8 +597,18 @@ def main(argv: list[str] | None = None) -> int:
     for name in (f"results-{stamp}", "latest"):
         (RESULTS / f"{name}.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
         (RESULTS / f"{name}.md").write_text(report)
-    log(f"written: {RESULTS / f'results-{stamp}.md'} and .json ({meta['seconds']:.0f} s)")
+    data = {"settings": document["settings"], "summary": document["summary"], "rounds": document["rounds"]}
+    saved = _results.save("suite", data, {**meta, "quick": settings.quick})
+    log(f"written: {RESULTS / f'results-{stamp}.md'} and .json, and {saved} ({meta['seconds']:.0f} s)")
     return 0
+
+
+def render(document: dict[str, Any]) -> str:
+    """The README's suite tables, from ``results/suite.json``: the printed report under the README's headings."""
+    data = document["data"]
+    settings = Settings(**{**data["settings"], "contenders": tuple(data["settings"]["contenders"])})
+    report = markdown(data["summary"], document["meta"], settings).split("\n", 2)[2]  # no title
+    return report.replace("## ", "#### ") + "\n" + _results.caption(document, "python benchmarks/run.py")
 
 
 if __name__ == "__main__":
