@@ -3,7 +3,8 @@
 Each case serves one pre-built stream body from an ``httpx.MockTransport`` (in 64 KiB pieces, as a
 socket would) and drains ``create(stream=True)``: decoding, assembly and the final ChatCompletion,
 no network. The Messages cases must cost about what the text-completion one does per character: the
-assembly is linear on every surface. Run: ``python benchmarks/bench_assembly.py [--quick]``.
+assembly is linear on every surface. Run: ``python benchmarks/bench_assembly.py [--quick] [--no-save]``;
+the figures go to ``benchmarks/results/assembly.json``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import argparse
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import _results
 import anyio
 import httpx
 
@@ -93,20 +96,42 @@ async def drain_once(model: str, surface: str, content_type: str, body: bytes) -
     return took, len(completion.completion)
 
 
-def main() -> None:
+_HEADER = ("| answer | surface | deltas | chars | CPU s | us per delta |", "|---|---|---:|---:|---:|---:|")
+
+
+def _row(row: dict[str, Any]) -> str:
+    return (
+        f"| {row['answer']} | {row['surface']} | {row['deltas']:,} | {row['chars']:,} | {row['cpu_s']:.3f} | "
+        f"{row['cpu_s'] / row['deltas'] * 1e6:.1f} |"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Drain each shape on each surface, print the table and save it (unless ``--no-save``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smaller answers (about a tenth)")
-    args = parser.parse_args()
+    parser.add_argument("--no-save", action="store_true", help="print only; leave results/assembly.json alone")
+    args = parser.parse_args(argv)
     scale = 10 if args.quick else 1
     shapes = [(6000 // scale, 1000, "long deltas"), (100_000 // scale, 5, "word-sized deltas")]
-    print("| answer | surface | deltas | chars | CPU s | us per delta |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("\n".join(_HEADER))
+    rows: list[dict[str, Any]] = []
     for deltas, size, label in shapes:
         for name, (model, surface, content_type, build) in CASES.items():
             body = build(deltas, size)
             took, length = anyio.run(drain_once, model, surface, content_type, body)
             assert length == deltas * size, (name, length)
-            print(f"| {label} | {name} | {deltas:,} | {length:,} | {took:.3f} | {took / deltas * 1e6:.1f} |")
+            rows.append({"answer": label, "surface": name, "deltas": deltas, "chars": length, "cpu_s": took})
+            print(_row(rows[-1]))
+    if not args.no_save:
+        _results.save("assembly", {"piece_bytes": PIECE, "rows": rows}, _results.metadata(quick=args.quick))
+
+
+def render(document: dict[str, Any]) -> str:
+    """The README's stream-assembly table, from ``results/assembly.json``."""
+    rows = [_row(row) for row in document["data"]["rows"]]
+    caption = _results.caption(document, "python benchmarks/bench_assembly.py")
+    return "\n".join([*_HEADER, *rows, "", caption])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Peak memory of ``ChatCompletion.batch`` as the input grows: it should stay flat.
 
-Run: ``python benchmarks/bench_batch_memory.py [--sizes 1000,100000] [--concurrency 16] [--no-peer]``.
+Run: ``python benchmarks/bench_batch_memory.py [--quick] [--sizes 1000,100000] [--concurrency 16] [--no-peer]
+[--no-save]``; the figures go to ``benchmarks/results/batch_memory.json``.
 
 Each measurement runs in a fresh child process (so peak RSS, ``ru_maxrss``, is that run's alone) and
 sends every request through the real client -- argument validation, SigV4 signing, the transport, response
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import _results
 import httpx
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -114,21 +116,25 @@ def measure(mode: str, n: int, concurrency: int) -> dict[str, Any]:
     return report
 
 
-def main() -> None:
-    """Measure each mode at each size and print the table."""
+def main(argv: list[str] | None = None) -> None:
+    """Measure each mode at each size, print the table and save it (unless ``--no-save``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1000,100000", help="comma-separated batch sizes (default 1000,100000)")
+    parser.add_argument("--sizes", help="comma-separated batch sizes (default 1000,100000; quick 1000,10000)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--no-peer", action="store_true", help="skip the asyncio.gather peer")
-    args = parser.parse_args()
-    sizes = [int(size) for size in args.sizes.split(",")]
+    parser.add_argument("--quick", action="store_true", help="sizes 1000,10000")
+    parser.add_argument("--no-save", action="store_true", help="print only; leave results/batch_memory.json alone")
+    args = parser.parse_args(argv)
+    sizes = [int(size) for size in (args.sizes or ("1000,10000" if args.quick else "1000,100000")).split(",")]
     modes = ["batch"] if args.no_peer else ["batch", "gather"]
     print(f"peak RSS over the pre-run baseline, concurrency {args.concurrency}, MockTransport answers")
     print(f"{'mode':<8}{'records':>10}{'baseline MiB':>14}{'peak MiB':>10}{'growth MiB':>12}{'req/s':>9}")
     growth: dict[str, list[float]] = {}
+    runs: list[dict[str, Any]] = []
     for mode in modes:
         for n in sizes:
             report = measure(mode, n, args.concurrency)
+            runs.append(report)
             extra = (report["peak_kib"] - report["before_kib"]) / 1024
             growth.setdefault(mode, []).append(extra)
             print(
@@ -141,6 +147,30 @@ def main() -> None:
         if "gather" in growth:
             ratio = growth["gather"][-1] / max(growth["batch"][-1], 0.1)
             print(f"at {sizes[-1]:,} records, gather's growth is {ratio:.0f}x the batch's")
+    if not args.no_save:
+        data = {"concurrency": args.concurrency, "runs": runs}
+        _results.save("batch_memory", data, _results.metadata(quick=args.quick))
+
+
+_MODES = {"batch": "`ChatCompletion.batch`", "gather": "`asyncio.gather` + semaphore"}
+
+
+def render(document: dict[str, Any]) -> str:
+    """The README's batch-memory table, from ``results/batch_memory.json``: growth over the baseline."""
+    data = document["data"]
+    lines = [
+        f"| peak RSS of a batch, concurrency {data['concurrency']} | records | baseline MiB | peak MiB | "
+        "growth MiB | req/s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for run in data["runs"]:
+        growth = (run["peak_kib"] - run["before_kib"]) / 1024
+        lines.append(
+            f"| {_MODES.get(run['mode'], run['mode'])} | {run['n']:,} | {run['before_kib'] / 1024:.1f} | "
+            f"{run['peak_kib'] / 1024:.1f} | {growth:.1f} | {run['n'] / run['seconds']:,.0f} |"
+        )
+    lines += ["", _results.caption(document, "python benchmarks/bench_batch_memory.py")]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Requests per second of the Bedrock emulator on one core, driven by a raw-socket client in another process.
 
-Run: ``python benchmarks/bench_emulator.py [--seconds 3] [--connections 16]``.
+Run: ``python benchmarks/bench_emulator.py [--quick] [--seconds 3] [--connections 16] [--no-save]``; the figures
+go to ``benchmarks/results/emulator.json``.
 
 The emulator runs as ``python -m bedrock_chat.emulator`` pinned to one CPU; this process (the client)
 pins itself to the others, when the machine has them. The client is deliberately dumb: requests are
@@ -25,7 +26,9 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import _results
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -138,12 +141,15 @@ def drive(endpoint: str, request: bytes, *, connections: int, seconds: float) ->
             conn.sock.close()
 
 
-def main() -> None:
-    """Run the scenarios and print one line each."""
+def main(argv: list[str] | None = None) -> None:
+    """Run the scenarios, print one line each and save them (unless ``--no-save``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, help="measured seconds per scenario (default 3; quick 1)")
     parser.add_argument("--connections", type=int, default=16)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="1 s per scenario")
+    parser.add_argument("--no-save", action="store_true", help="print only; leave results/emulator.json alone")
+    args = parser.parse_args(argv)
+    args.seconds = args.seconds or (1.0 if args.quick else 3.0)
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, os.sched_getaffinity(0) - {0})
     messages = {
@@ -163,6 +169,7 @@ def main() -> None:
             {**messages, "max_tokens": 100},
         ),
     ]
+    rows: list[dict[str, Any]] = []
     for label, flags, path, body in scenarios:
         with emulator(*flags) as endpoint:
             rate, client_cpu = drive(
@@ -176,6 +183,27 @@ def main() -> None:
             f"  {label:<40} {rate:>8,.0f} requests/s{extra};  server {1e6 / rate:6.0f} us/request, "
             f"client {client_cpu * 1e6:4.0f} us/request"
         )
+        rows.append({"scenario": label, "rps": rate, "client_cpu_us_per_request": client_cpu * 1e6})
+    if not args.no_save:
+        data = {"connections": args.connections, "seconds": args.seconds, "scenarios": rows}
+        _results.save("emulator", data, _results.metadata(quick=args.quick))
+
+
+def render(document: dict[str, Any]) -> str:
+    """The README's emulator table, from ``results/emulator.json``."""
+    data = document["data"]
+    lines = [
+        f"| emulator on one core, {data['connections']} keep-alive connections | requests/s | "
+        "server us/request | the load client's CPU us/request |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in data["scenarios"]:
+        lines.append(
+            f"| {row['scenario']} | {row['rps']:,.0f} | {1e6 / row['rps']:,.0f} | "
+            f"{row['client_cpu_us_per_request']:,.0f} |"
+        )
+    lines += ["", _results.caption(document, "python benchmarks/bench_emulator.py")]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

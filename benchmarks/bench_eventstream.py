@@ -4,7 +4,8 @@ Both sides do the whole per-token job a streaming client does: split frames, che
 headers, JSON-decode the ``{"bytes": ...}`` payload, base64-decode it and JSON-decode the model's
 event. Bytes arrive in 1-4 KB pieces as from a socket. Every chunk carries Bedrock's padding field
 ``"p"`` (a prefix of ``a-zA-Z0-9`` of random length, as real streams have it) unless ``--no-padding``.
-Run: ``python benchmarks/bench_eventstream.py``.
+Run: ``python benchmarks/bench_eventstream.py [--quick] [--no-save]``; the figures go to
+``benchmarks/results/eventstream.json`` (``--no-save``: printed only, as run.py's rounds use it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import _results
 from _stream_timing import measure, split
 from botocore.eventstream import EventStreamBuffer
 
@@ -103,13 +105,23 @@ def _frames_only(decode: Callable[..., list[object]]) -> Callable[[list[bytes]],
     return lambda pieces: decode(pieces, bytes)
 
 
-def main() -> None:
-    """Check both decoders agree, then time them and print the ratios."""
+#: (row title, botocore's key, ours): the two comparisons printed, saved and rendered.
+ROWS = (
+    ("full per-token work (frames + payload + base64 + json.loads of the event)", "botocore", "ours"),
+    ("the same without the final json.loads, which both pay alike", "botocore frames", "ours frames"),
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Check both decoders agree, then time them, print the ratios and save them (unless ``--no-save``)."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--chunks", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--repeats", type=int, help="interleaved runs (default 21; quick 5)")
     parser.add_argument("--no-padding", action="store_true", help='chunks without the "p" padding field')
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="5 runs instead of 21")
+    parser.add_argument("--no-save", action="store_true", help="print only; leave results/eventstream.json alone")
+    args = parser.parse_args(argv)
+    args.repeats = args.repeats or (5 if args.quick else 21)
 
     stream = build_stream(args.chunks, padding=not args.no_padding)
     pieces = split(stream)
@@ -131,16 +143,38 @@ def main() -> None:
         args.repeats,
         clock=time.perf_counter,
     )
-    rows = [
-        ("full per-token work (frames + payload + base64 + json.loads of the event)", "botocore", "ours"),
-        ("the same without the final json.loads, which both pay alike", "botocore frames", "ours frames"),
-    ]
-    for title, theirs, ours in rows:
+    for title, theirs, ours in ROWS:
         print(f"{title}:")
         print(f"  botocore EventStreamBuffer + json + base64: {medians[theirs] * 1e3:7.2f} ms/stream")
         print(f"  bedrock_chat decoder + decode_chunk_payload: {medians[ours] * 1e3:7.2f} ms/stream")
         print(f"  speed-up: {medians[theirs] / medians[ours]:.2f}x")
     print(f"(medians of {args.repeats} interleaved runs of 5 streams each)")
+    if not args.no_save:
+        data = {
+            "chunks": args.chunks,
+            "padding": not args.no_padding,
+            "bytes": len(stream),
+            "pieces": len(pieces),
+            "repeats": args.repeats,
+            "ms_per_stream": {name: seconds * 1e3 for name, seconds in medians.items()},
+        }
+        _results.save("eventstream", data, _results.metadata(quick=args.quick))
+
+
+def render(document: dict[str, Any]) -> str:
+    """The README's decoder table, from ``results/eventstream.json``."""
+    data = document["data"]
+    ms = data["ms_per_stream"]
+    padded = 'every chunk padded with `"p"` as Bedrock sends it' if data["padding"] else "no padding"
+    lines = [
+        f"| decode + parse a {data['chunks']:,}-chunk stream ({padded}) | bedrock_chat ms | "
+        "botocore `EventStreamBuffer` + json + base64 ms | speed-up |",
+        "|---|---:|---:|---:|",
+    ]
+    for title, theirs, ours in ROWS:
+        lines.append(f"| {title} | {ms[ours]:.2f} | {ms[theirs]:.2f} | {ms[theirs] / ms[ours]:.2f}x |")
+    lines += ["", _results.caption(document, "python benchmarks/bench_eventstream.py")]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

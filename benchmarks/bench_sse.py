@@ -2,7 +2,8 @@
 
 Both sides do the per-token job a streaming client does on the ``/anthropic/v1/messages`` surface:
 split the bytes into lines and events, decode UTF-8, and ``json.loads`` each event's data. Bytes
-arrive in 1-4 KB pieces as from a socket. Run: ``python benchmarks/bench_sse.py``.
+arrive in 1-4 KB pieces as from a socket. Run: ``python benchmarks/bench_sse.py [--quick] [--no-save]``;
+the figures go to ``benchmarks/results/sse.json``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import _results
 from _stream_timing import measure, split
 from anthropic._streaming import SSEDecoder as SDKDecoder
 
@@ -82,12 +84,22 @@ def _events_only(decode: Callable[..., list[object]]) -> Callable[[list[bytes]],
     return lambda pieces: decode(pieces, str)
 
 
-def main() -> None:
-    """Check both decoders agree, then time them and print the ratios."""
+#: (row title, the SDK's key, ours): the two comparisons printed, saved and rendered.
+ROWS = (
+    ("full per-token work (SSE decoding + json.loads of each event's data)", "sdk", "ours"),
+    ("the same without json.loads, which both pay alike", "sdk events", "ours events"),
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Check both decoders agree, then time them, print the ratios and save them (unless ``--no-save``)."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=21)
-    args = parser.parse_args()
+    parser.add_argument("--repeats", type=int, help="interleaved runs (default 21; quick 5)")
+    parser.add_argument("--quick", action="store_true", help="5 runs instead of 21")
+    parser.add_argument("--no-save", action="store_true", help="print only; leave results/sse.json alone")
+    args = parser.parse_args(argv)
+    args.repeats = args.repeats or (5 if args.quick else 21)
 
     stream = build_stream(args.events)
     pieces = split(stream)
@@ -106,16 +118,36 @@ def main() -> None:
         pieces,
         args.repeats,
     )
-    rows = [
-        ("full per-token work (SSE decoding + json.loads of each event's data)", "sdk", "ours"),
-        ("the same without json.loads, which both pay alike", "sdk events", "ours events"),
-    ]
-    for title, theirs, ours in rows:
+    for title, theirs, ours in ROWS:
         print(f"{title}:")
         print(f"  anthropic SDK SSEDecoder.iter_bytes: {medians[theirs] * 1e3:7.2f} ms CPU/stream")
         print(f"  bedrock_chat SSEDecoder:             {medians[ours] * 1e3:7.2f} ms CPU/stream")
         print(f"  speed-up: {medians[theirs] / medians[ours]:.2f}x")
     print(f"(medians of {args.repeats} interleaved runs of 5 streams each, CPU time)")
+    if not args.no_save:
+        data = {
+            "events": args.events,
+            "bytes": len(stream),
+            "pieces": len(pieces),
+            "repeats": args.repeats,
+            "cpu_ms_per_stream": {name: seconds * 1e3 for name, seconds in medians.items()},
+        }
+        _results.save("sse", data, _results.metadata(quick=args.quick))
+
+
+def render(document: dict[str, Any]) -> str:
+    """The README's SSE decoder table, from ``results/sse.json``."""
+    data = document["data"]
+    ms = data["cpu_ms_per_stream"]
+    lines = [
+        f"| decode a {data['events']:,}-event SSE stream (Messages endpoint) | bedrock_chat CPU ms | "
+        "anthropic SDK `SSEDecoder` CPU ms | speed-up |",
+        "|---|---:|---:|---:|",
+    ]
+    for title, theirs, ours in ROWS:
+        lines.append(f"| {title} | {ms[ours]:.2f} | {ms[theirs]:.2f} | {ms[theirs] / ms[ours]:.2f}x |")
+    lines += ["", _results.caption(document, "python benchmarks/bench_sse.py")]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

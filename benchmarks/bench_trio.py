@@ -23,7 +23,7 @@ so the client's CPU time (``time.process_time``, all threads) is its own. Non-st
 tasks: requests/s, client CPU ms per request, p50/p99 latency. Streaming: sequential
 1,000-chunk streams, CPU per stream and time to first text (median and minimum). Each round measures
 every contender back to back in an order rotated per round, ratios are computed within the round, and
-the report gives medians over rounds. Results go to ``benchmarks/results/trio.json``.
+the report gives medians over rounds. Results go to ``benchmarks/results/trio.json`` (not with ``--no-save``).
 
 Every wait is bounded: the emulator's start-up, each child (its own ``fail_after`` and the parent's
 ``communicate`` timeout), and the emulator's exit.
@@ -32,11 +32,9 @@ Every wait is bounded: the emulator's start-up, each child (its own ``fail_after
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
 import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -44,6 +42,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import _results
 import anyio
 from _clients import (
     INVOKE_MAX_TOKENS,
@@ -64,9 +63,8 @@ from _clients import (
     stream_httpx,
 )
 from _harness import HERE, REGION, BenchmarkError, child_parser, log, median, package_version, run_python, run_rounds
-from run import _json_safe, _rotated
+from run import _rotated
 
-RESULTS = HERE / "results" / "trio.json"
 CONCURRENCIES = (32, 256)
 NEW = "bedrock_chat[httpcore2]"
 OLD = "bedrock_chat[httpx]"
@@ -299,6 +297,8 @@ class Settings:
     rounds: int
     requests: int
     streams: int
+    quick: bool = False
+    save: bool = True
 
 
 def _measure(
@@ -444,16 +444,11 @@ def report(summary: dict[str, Any], meta: dict[str, Any], settings: Settings) ->
     return "\n".join(lines)
 
 
-def _metadata(server_cpu: int | None, client_cpu: int | None) -> dict[str, Any]:
-    return {
-        "started": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": f"{os.cpu_count()} CPUs ({platform.machine()})",
-        "python": platform.python_version(),
-        "server_cpu": server_cpu,
-        "client_cpu": client_cpu,
-        "versions": {name: package_version(name) for name in _VERSIONED},
-        "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    }
+def _metadata(server_cpu: int | None, client_cpu: int | None, quick: bool = False) -> dict[str, Any]:
+    """``_results.metadata`` plus the pinning and the trio-side versions."""
+    meta = _results.metadata(server_cpu=server_cpu, client_cpu=client_cpu, quick=quick)
+    meta["versions"].update({name: package_version(name) for name in _VERSIONED})
+    return meta
 
 
 def parse_settings(argv: list[str]) -> Settings:
@@ -465,11 +460,14 @@ def parse_settings(argv: list[str]) -> Settings:
         "--requests", type=int, help="requests per measurement, at least 4 x concurrency (default 2000; quick 300)"
     )
     parser.add_argument("--streams", type=int, help="streams per contender and round (default 20; quick 5)")
+    parser.add_argument("--no-save", action="store_true", help="print only; leave results/trio.json alone")
     args = parser.parse_args(argv)
     settings = Settings(
         rounds=args.rounds or (2 if args.quick else 5),
         requests=args.requests or (300 if args.quick else 2000),
         streams=args.streams or (5 if args.quick else 20),
+        quick=args.quick,
+        save=not args.no_save,
     )
     if min(settings.rounds, settings.requests, settings.streams) < 1:
         parser.error("--rounds, --requests and --streams must be >= 1")
@@ -482,16 +480,22 @@ def main(argv: list[str]) -> int:
     rounds, meta = run_rounds(
         settings.rounds,
         lambda index, target, client_cpu: measure_round(settings, index, target, client_cpu),
-        _metadata,
+        lambda server_cpu, client_cpu: _metadata(server_cpu, client_cpu, settings.quick),
         *("--reply-tokens", str(STREAM_MAX_TOKENS), "--chunk-tokens", "1"),
     )
     summary = aggregate(rounds)
     print(report(summary, meta, settings))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    document = {"meta": meta, "settings": asdict(settings), "summary": summary, "rounds": rounds}
-    RESULTS.write_text(json.dumps(_json_safe(document), indent=2, allow_nan=False) + "\n")
-    log(f"written: {RESULTS} ({meta['seconds']:.0f} s)")
+    if settings.save:
+        path = _results.save("trio", {"settings": asdict(settings), "summary": summary, "rounds": rounds}, meta)
+        log(f"written: {path} ({meta['seconds']:.0f} s)")
     return 0
+
+
+def render(document: dict[str, Any]) -> str:
+    """The README's trio tables, from ``results/trio.json`` (the printed report without its first line)."""
+    data = document["data"]
+    table = report(data["summary"], document["meta"], Settings(**data["settings"])).split("\n", 2)[2]
+    return table + "\n\n" + _results.caption(document, "python benchmarks/bench_trio.py")
 
 
 if __name__ == "__main__":
