@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import importlib.util
 import json
 import math
 import os
@@ -52,16 +53,24 @@ PEER_BARE, PEER_FIRST = "aiobotocore.session", "aiobotocore.session + 1st reques
 #: tests/test_benchmark_report.py): for bedrock_chat the asyncio transport (aiohttp), anyio's asyncio
 #: backend and certifi and, when the default credential chain is used rather than explicit keys, botocore's
 #: session; aiobotocore.session has loaded all of botocore already, and its first request adds only the
-#: default executor's thread pool.
+#: default executor's thread pool. Where the OpenTelemetry API is installed, bedrock_chat's first request
+#: also imports it (to see whether an SDK is configured), so the rows do too; the saved results list the
+#: modules of every row.
+_OTEL = (
+    ("opentelemetry.context", "opentelemetry.metrics", "opentelemetry.trace")
+    if importlib.util.find_spec("opentelemetry") is not None
+    else ()
+)
 IMPORTS: dict[str, tuple[str, ...]] = {
     BARE: ("bedrock_chat",),
-    EXPLICIT: ("bedrock_chat", "bedrock_chat._http.aiohttp_transport", "anyio._backends._asyncio", "certifi"),
+    EXPLICIT: ("bedrock_chat", "bedrock_chat._http.aiohttp_transport", "anyio._backends._asyncio", "certifi", *_OTEL),
     DEFAULT_CHAIN: (
         "bedrock_chat",
         "bedrock_chat._http.aiohttp_transport",
         "anyio._backends._asyncio",
         "botocore.session",
         "certifi",
+        *_OTEL,
     ),
     PEER_BARE: ("aiobotocore.session",),
     PEER_FIRST: ("aiobotocore.session", "concurrent.futures.thread"),
@@ -598,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / f"{name}.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
         (RESULTS / f"{name}.md").write_text(report)
     data = {"settings": document["settings"], "summary": document["summary"], "rounds": document["rounds"]}
+    data["import_rows"] = {label: list(modules) for label, modules in IMPORTS.items()}
     saved = _results.save("suite", data, {**meta, "quick": settings.quick})
     log(f"written: {RESULTS / f'results-{stamp}.md'} and .json, and {saved} ({meta['seconds']:.0f} s)")
     return 0
@@ -608,7 +618,9 @@ def render(document: dict[str, Any]) -> str:
     data = document["data"]
     settings = Settings(**{**data["settings"], "contenders": tuple(data["settings"]["contenders"])})
     report = markdown(data["summary"], document["meta"], settings).split("\n", 2)[2]  # no title
-    return report.replace("## ", "#### ") + "\n" + _results.caption(document, "python benchmarks/run.py")
+    rows = "; ".join(f"{label}: `{' '.join(modules)}`" for label, modules in data.get("import_rows", {}).items())
+    notes = f"Import rows (the modules each imports): {rows}.\n\n" if rows else ""
+    return report.replace("## ", "#### ") + "\n" + notes + _results.caption(document, "python benchmarks/run.py")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,9 @@ def test_suite_renders_the_honest_import_rows() -> None:
         (run.DEFAULT_CHAIN, run.PEER_FIRST),
     ):
         assert f"| import {ours}, ms | {imports[ours]:,.0f} | {imports[theirs]:,.0f} | import {theirs} |" in rendered
+    # ... and says what each row imported on the machine that measured it.
+    for label, modules in _load("suite")["data"]["import_rows"].items():
+        assert f"{label}: `{' '.join(modules)}`" in rendered
 
 
 def test_check_passes_when_fresh_and_fails_on_a_hand_edited_figure(
