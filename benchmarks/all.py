@@ -3,8 +3,8 @@
 Run: ``python benchmarks/all.py [--quick] [--only NAME,NAME]``. The benchmarks are report.BENCHMARKS, in its
 order; each runs as ``python benchmarks/<script> [--quick]`` (each pins its own processes) and writes
 ``benchmarks/results/<name>.json``; then ``chart.py`` and ``report.py``. A full run takes about the sum of
-the listed minutes (about 16 on the 2-core development machine when idle); ``--quick`` about 4 (12 when
-the machine was shared with other work). A registered script
+the listed minutes (about 20 on the 2-core development machine when idle); ``--quick`` about 5 (the
+quick suite alone took 7 minutes when the machine was shared with other work). A registered script
 that is missing, or a benchmark that fails or outlives three times its stated minutes, stops the run
 before the README is touched: no table is ever rebuilt from a mix of fresh and stale results by accident.
 """

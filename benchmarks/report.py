@@ -61,6 +61,7 @@ BENCHMARKS = {
         Benchmark("trio", "bench_trio.py", 1.6),
         Benchmark("batch_memory", "bench_batch_memory.py", 1.0),
         Benchmark("emulator", "bench_emulator.py", 0.3),
+        Benchmark("streams", "bench_streams.py", 4.0),
         Benchmark("telemetry", "bench_telemetry.py", 4.0),
         Benchmark("otel_compare", "otel_compare.py", 0.1),
     )
@@ -152,12 +153,22 @@ def sections(text: str) -> list[str]:
     return closed
 
 
-def update(text: str, results: Path = RESULTS) -> str:
-    """``text`` with every generated section rendered afresh from ``results``."""
+def update(text: str, results: Path = RESULTS, *, missing_ok: bool = False) -> str:
+    """``text`` with every generated section rendered afresh from ``results``.
+
+    ``missing_ok``: a section whose results file is missing gets :data:`PLACEHOLDER` (never its old table)
+    instead of an error; what ``--check`` in CI accepts until the first full run is committed.
+    """
     sections(text)
 
     def replace(match: re.Match[str]) -> str:
-        body = render(match.group("name"), results)
+        name = match.group("name")
+        if missing_ok and not (results / f"{name}.json").exists():
+            _benchmark(name)
+            print(f"report.py: {name}: no results, placeholder written", file=sys.stderr)
+            body = PLACEHOLDER
+        else:
+            body = render(name, results)
         return f"{match.group(1)}{body}\n{match.group(4)}"
 
     return _SECTION.sub(replace, text)
@@ -201,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a document is stale")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the results directory (default: committed)")
+    parser.add_argument(
+        "--missing-ok", action="store_true", help="sections without a results file read 'Not measured yet'"
+    )
     parser.add_argument("documents", nargs="*", type=Path, help="markdown files (default: both READMEs)")
     args = parser.parse_args(argv)
     problems: list[str] = []
@@ -208,9 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.documents or DOCUMENTS:
             text = path.read_text()
             if args.check:
-                problems += [f"{path}: {problem}" for problem in stale(text, args.results)]
+                problems += [f"{path}: {problem}" for problem in stale(text, args.results, missing_ok=args.missing_ok)]
                 continue
-            fresh = update(text, args.results)
+            fresh = update(text, args.results, missing_ok=args.missing_ok)
             if fresh != text:
                 path.write_text(fresh)
                 print(f"updated {path}", file=sys.stderr)

@@ -238,6 +238,13 @@ def test_an_unbacked_figure_in_a_section_without_results_fails(tmp_path: Path) -
     ]
     with pytest.raises(report.ReportError, match=r"sigv4\.json is missing"):
         report.stale(text, tmp_path)  # --check itself accepts no missing results
+    # --missing-ok writes the placeholder over whatever the section held, and --check --missing-ok accepts it.
+    readme = tmp_path / "README.md"
+    readme.write_text(_document(["sigv4"]))
+    assert report.main(["--check", "--missing-ok", "--results", str(tmp_path), str(readme)]) == 1
+    assert report.main(["--missing-ok", "--results", str(tmp_path), str(readme)]) == 0
+    assert readme.read_text() == text
+    assert report.main(["--check", "--missing-ok", "--results", str(tmp_path), str(readme)]) == 0
 
 
 # -- the import rows time what a first request loads -------------------------------------------------------
