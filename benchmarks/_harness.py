@@ -372,7 +372,9 @@ def child_main(argv: list[str]) -> None:
     if args.profile:
         import cProfile
 
-        with cProfile.Profile() as profile:
+        # Process CPU time, not wall time: on a shared machine a wall-clock profile charges other
+        # processes' time slices to whatever function was running when this one was descheduled.
+        with cProfile.Profile(time.process_time) as profile:
             summary = asyncio.run(_child_run(args))
         profile.dump_stats(args.profile)
     else:
