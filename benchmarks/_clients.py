@@ -51,6 +51,21 @@ class Target:
     access_key: str
     secret_key: str
     pool: int
+    server_pid: int | None = None
+
+
+def _server_cpu(target: Target) -> float | None:
+    """The server's CPU seconds so far (None when unknown): read at both ends of a measured window."""
+    from _harness import process_cpu_seconds
+
+    return process_cpu_seconds(target.server_pid)
+
+
+def _server_figures(before: float | None, after: float | None, wall_s: float) -> dict[str, float]:
+    """Server CPU seconds over the window and its utilisation (CPU / wall: 1.0 is its whole core)."""
+    if before is None or after is None:
+        return {}
+    return {"server_cpu_s": after - before, "server_util": (after - before) / wall_s}
 
 
 @dataclass
@@ -62,11 +77,13 @@ class InvokeResult:
     wall_s: float
     cpu_s: float
     latencies_s: list[float] = field(repr=False)
+    server: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, float]:
-        """The numbers the report uses: throughput, CPU per request and latency percentiles."""
+        """The numbers the report uses: throughput, CPU per request, latency percentiles, the server's CPU."""
         ordered = sorted(self.latencies_s)
         return {
+            **self.server,
             "requests": self.requests,
             "concurrency": self.concurrency,
             "rps": self.requests / self.wall_s,
@@ -85,12 +102,14 @@ class StreamResult:
     cpu_s: float
     ttft_s: list[float] = field(repr=False)
     chunks: int
+    server: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, float]:
         """CPU per stream, time to first text (median, and minimum: the least noisy estimate of the
         client's own share, as the server's time to build the stream varies by milliseconds on a busy
         machine), text chunks seen per stream."""
         return {
+            **self.server,
             "streams": self.streams,
             "cpu_ms_per_stream": self.cpu_s / self.streams * 1e3,
             "wall_ms_per_stream": self.wall_s / self.streams * 1e3,
@@ -128,7 +147,7 @@ def _reply_text(document: Any) -> str:
     return text
 
 
-async def drive(one: OneCall, requests: int, concurrency: int) -> InvokeResult:
+async def drive(one: OneCall, requests: int, concurrency: int, target: Target | None = None) -> InvokeResult:
     """Warm up (open the pool, fill caches), then time ``requests`` calls from ``concurrency`` workers.
 
     The warm-up is ``concurrency`` calls at once plus a few rounds, so every client starts the measured
@@ -149,17 +168,20 @@ async def drive(one: OneCall, requests: int, concurrency: int) -> InvokeResult:
             await one()
             latencies.append(clock() - started)
 
+    server_started = _server_cpu(target) if target else None
     cpu_started, wall_started = time.process_time(), clock()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall, cpu = clock() - wall_started, time.process_time() - cpu_started
-    return InvokeResult(requests, concurrency, wall, cpu, latencies)
+    server = _server_figures(server_started, _server_cpu(target) if target else None, wall)
+    return InvokeResult(requests, concurrency, wall, cpu, latencies, server)
 
 
-async def drive_streams(one: OneStream, streams: int) -> StreamResult:
+async def drive_streams(one: OneStream, streams: int, target: Target | None = None) -> StreamResult:
     """Two warm-up streams, then ``streams`` sequential streams; all must carry the same text chunk count."""
     counts = {(await one())[1] for _ in range(2)}
     ttft: list[float] = []
     clock = time.perf_counter
+    server_started = _server_cpu(target) if target else None
     cpu_started, wall_started = time.process_time(), clock()
     for _ in range(streams):
         started = clock()
@@ -167,9 +189,10 @@ async def drive_streams(one: OneStream, streams: int) -> StreamResult:
         ttft.append(first_text - started)
         counts.add(count)
     wall, cpu = clock() - wall_started, time.process_time() - cpu_started
+    server = _server_figures(server_started, _server_cpu(target) if target else None, wall)
     if len(counts) != 1 or 0 in counts:
         raise RuntimeError(f"streams differ in length or carry no text: {sorted(counts)} text chunks")
-    return StreamResult(streams, wall, cpu, ttft, counts.pop())
+    return StreamResult(streams, wall, cpu, ttft, counts.pop(), server)
 
 
 # -- the floors' minimal event-stream reader -----------------------------------------------------
@@ -227,7 +250,7 @@ async def invoke_aiohttp(target: Target, requests: int, concurrency: int) -> Inv
                     raise RuntimeError(f"HTTP {response.status}: {await response.read()!r}")
                 return _reply_text(json.loads(await response.read()))
 
-        return await drive(one, requests, concurrency)
+        return await drive(one, requests, concurrency, target)
 
 
 async def stream_aiohttp(target: Target, streams: int) -> StreamResult:
@@ -244,7 +267,7 @@ async def stream_aiohttp(target: Target, streams: int) -> StreamResult:
                     raise RuntimeError(f"HTTP {response.status}: {await response.read()!r}")
                 return await _floor_stream(response.content.iter_any(), time.perf_counter)
 
-        return await drive_streams(one, streams)
+        return await drive_streams(one, streams, target)
 
 
 # -- raw httpx --------------------------------------------------------------------------------------
@@ -269,7 +292,7 @@ async def invoke_httpx(target: Target, requests: int, concurrency: int) -> Invok
                 raise RuntimeError(f"HTTP {response.status_code}: {response.content!r}")
             return _reply_text(json.loads(response.content))
 
-        return await drive(one, requests, concurrency)
+        return await drive(one, requests, concurrency, target)
 
 
 async def stream_httpx(target: Target, streams: int) -> StreamResult:
@@ -284,7 +307,7 @@ async def stream_httpx(target: Target, streams: int) -> StreamResult:
                     raise RuntimeError(f"HTTP {response.status_code}")
                 return await _floor_stream(response.aiter_raw(), time.perf_counter)
 
-        return await drive_streams(one, streams)
+        return await drive_streams(one, streams, target)
 
 
 # -- httpx requests straight into httpx_aiohttp's transport ----------------------------------------------
@@ -314,7 +337,7 @@ async def invoke_httpx_aiohttp(target: Target, requests: int, concurrency: int) 
                 raise RuntimeError(f"HTTP {response.status_code}: {data!r}")
             return _reply_text(json.loads(data))
 
-        return await drive(one, requests, concurrency)
+        return await drive(one, requests, concurrency, target)
     finally:
         await transport.aclose()
 
@@ -356,7 +379,7 @@ async def _invoke_aiobotocore(target: Target, requests: int, concurrency: int, *
             )
             return _reply_text(json.loads(await response["body"].read()))
 
-        return await drive(one, requests, concurrency)
+        return await drive(one, requests, concurrency, target)
 
 
 async def stream_aiobotocore(target: Target, streams: int) -> StreamResult:
@@ -377,7 +400,7 @@ async def stream_aiobotocore(target: Target, streams: int) -> StreamResult:
                     count += 1
             return first, count
 
-        return await drive_streams(one, streams)
+        return await drive_streams(one, streams, target)
 
 
 # -- anthropic --------------------------------------------------------------------------------------
@@ -413,7 +436,7 @@ async def invoke_anthropic(target: Target, requests: int, concurrency: int) -> I
             assert isinstance(text, str)
             return text
 
-        return await drive(one, requests, concurrency)
+        return await drive(one, requests, concurrency, target)
 
 
 async def stream_anthropic(target: Target, streams: int) -> StreamResult:
@@ -436,7 +459,7 @@ async def stream_anthropic(target: Target, streams: int) -> StreamResult:
                         count += 1
             return first, count
 
-        return await drive_streams(one, streams)
+        return await drive_streams(one, streams, target)
 
 
 # -- bedrock_chat -----------------------------------------------------------------------------------
@@ -474,7 +497,7 @@ async def _invoke_bedrock_chat(target: Target, requests: int, concurrency: int, 
                 assert isinstance(text, str)
                 return text
 
-            return await drive(one, requests, concurrency)
+            return await drive(one, requests, concurrency, target)
     finally:
         if transport is not None:
             await transport.aclose()
@@ -499,7 +522,7 @@ async def _stream_bedrock_chat(target: Target, streams: int, transport: Any) -> 
                             count += 1
                 return first, count
 
-            return await drive_streams(one, streams)
+            return await drive_streams(one, streams, target)
     finally:
         if transport is not None:
             await transport.aclose()

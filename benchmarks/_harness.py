@@ -147,12 +147,37 @@ def _read_lines(process: subprocess.Popen[str], count: int, deadline: float) -> 
 
 @dataclass(frozen=True)
 class EmulatorInfo:
-    """A running emulator: its URL and the credentials it accepts."""
+    """A running server: its URL, the credentials it accepts, and its process id (for its CPU time)."""
 
     endpoint: str
     region: str
     access_key: str
     secret_key: str
+    pid: int | None = None
+
+
+#: The servers a run may measure against: the full emulator, or the replay server (``_replay_server.py``).
+SERVERS = ("replay", "emulator")
+
+
+@contextmanager
+def _server(command: list[str], cpu: int | None, startup_timeout: float) -> Iterator[EmulatorInfo]:
+    """Run a server that prints ``endpoint_url=...`` and one more line on start-up, pinned to ``cpu``."""
+    # stderr to a file: a long-running server must never block on a full pipe nobody reads.
+    with tempfile.TemporaryFile("w+") as errors:
+        process = _spawn(command, cpu, stderr=errors)
+        try:
+            try:
+                line = _read_lines(process, 2, time.perf_counter() + startup_timeout)[0].strip()
+            except BenchmarkError as exc:
+                errors.seek(0)
+                raise BenchmarkError(f"{exc}\n{errors.read()[-2000:]}") from None
+            if not line.startswith("endpoint_url="):
+                raise BenchmarkError(f"server did not start: {line!r}")
+            # taskset execs the server, so the pid is the server's own.
+            yield EmulatorInfo(line.removeprefix("endpoint_url="), REGION, ACCESS_KEY, SECRET_KEY, process.pid)
+        finally:
+            _kill(process)
 
 
 @contextmanager
@@ -160,21 +185,35 @@ def emulator(cpu: int | None, *flags: str, startup_timeout: float = 30.0) -> Ite
     """Run ``python -m bedrock_chat.emulator`` with signatures unchecked, pinned to ``cpu``."""
     command = [sys.executable, "-m", "bedrock_chat.emulator", "--port", "0", "--no-verify-signatures"]
     command += ["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--region", REGION, *flags]
-    # stderr to a file: a long-running server must never block on a full pipe nobody reads.
-    with tempfile.TemporaryFile("w+") as errors:
-        process = _spawn(command, cpu, stderr=errors)
-        try:
-            # The second line repeats the credentials we passed on the command line.
-            try:
-                line = _read_lines(process, 2, time.perf_counter() + startup_timeout)[0].strip()
-            except BenchmarkError as exc:
-                errors.seek(0)
-                raise BenchmarkError(f"{exc}\n{errors.read()[-2000:]}") from None
-            if not line.startswith("endpoint_url="):
-                raise BenchmarkError(f"emulator did not start: {line!r}")
-            yield EmulatorInfo(line.removeprefix("endpoint_url="), REGION, ACCESS_KEY, SECRET_KEY)
-        finally:
-            _kill(process)
+    # The second start-up line repeats the credentials we passed on the command line.
+    with _server(command, cpu, startup_timeout) as info:
+        yield info
+
+
+@contextmanager
+def replay_server(cpu: int | None, startup_timeout: float = 60.0) -> Iterator[EmulatorInfo]:
+    """Run ``_replay_server.py`` (the emulator's replies, captured at its start-up, replayed), pinned to ``cpu``."""
+    with _server([sys.executable, str(HERE / "_replay_server.py"), "--port", "0"], cpu, startup_timeout) as info:
+        yield info
+
+
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of process ``pid`` (all its threads) from ``/proc``; None where unreadable.
+
+    Clock-tick resolution (10 ms on Linux), so a measured window should last a few tenths of a second.
+    """
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # Fields 14 and 15 of proc(5) (utime, stime); after the ")" the 3rd field is index 0.
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def run_python(args: list[str], cpu: int | None, timeout: float, *, cache_bytecode: bool = False) -> str:
@@ -209,6 +248,8 @@ def run_client(
     args += ["--region", target.region, "--access-key", target.access_key, "--secret-key", target.secret_key]
     args += ["--requests", str(requests), "--concurrency", str(concurrency), "--streams", str(streams)]
     args += ["--timeout", str(timeout)]
+    if target.pid is not None:
+        args += ["--server-pid", str(target.pid)]
     out = run_python(args, cpu, timeout + 30)
     lines = out.strip().splitlines()
     if not lines:
@@ -253,8 +294,11 @@ def run_rounds(
     metadata: Callable[[int | None, int | None], dict[str, Any]],
     *flags: str,
     before: Callable[[int | None], None] | None = None,
+    server: str = "emulator",
 ) -> tuple[list[R], dict[str, Any]]:
-    """``count`` rounds against one emulator started with ``flags``; (the rounds, the run's metadata).
+    """``count`` rounds against one server; (the rounds, the run's metadata).
+
+    ``server`` is ``"emulator"`` (started with ``flags``) or ``"replay"`` (:func:`replay_server`).
 
     The emulator gets the first CPU and each measurement the second (``measure(index, emulator,
     client_cpu)``); ``before(client_cpu)`` runs first (warming caches, say). One server serves every
@@ -270,7 +314,7 @@ def run_rounds(
     try:
         if before is not None:
             before(client_cpu)
-        with emulator(server_cpu, *flags) as target:
+        with replay_server(server_cpu) if server == "replay" else emulator(server_cpu, *flags) as target:
             for index in range(count):
                 log(f"round {index + 1}/{count} ({time.perf_counter() - started:.0f} s elapsed)")
                 rounds.append(measure(index, target, client_cpu))
@@ -292,6 +336,7 @@ def child_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--streams", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--server-pid", type=int, default=None, help="the server's pid: its CPU time is recorded")
     return parser
 
 
@@ -320,7 +365,9 @@ async def _child_run(args: argparse.Namespace) -> dict[str, float]:
     from _clients import CONTENDERS, Target
 
     contender = CONTENDERS[args.client]
-    target = Target(args.endpoint, args.region, args.access_key, args.secret_key, pool=max(args.concurrency, 1))
+    target = Target(
+        args.endpoint, args.region, args.access_key, args.secret_key, max(args.concurrency, 1), args.server_pid
+    )
     if args.kind == "invoke":
         invoke = await asyncio.wait_for(contender.invoke(target, args.requests, args.concurrency), args.timeout)
         return invoke.summary()
@@ -341,7 +388,9 @@ def child_main(argv: list[str]) -> None:
     if args.profile:
         import cProfile
 
-        with cProfile.Profile() as profile:
+        # Process CPU time, not wall time: on a shared machine a wall-clock profile charges other
+        # processes' time slices to whatever function was running when this one was descheduled.
+        with cProfile.Profile(time.process_time) as profile:
             summary = asyncio.run(_child_run(args))
         profile.dump_stats(args.profile)
     else:

@@ -172,7 +172,8 @@ def _join_system(parts: list[Content]) -> str | list[dict[str, Any]] | None:
 
 def normalize_conversation(messages: object, *, system: object = None) -> Conversation:
     """Validate ``messages`` (and an optional ``system`` argument) into a :class:`Conversation`."""
-    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+    # ``type(...) is list``/``dict`` first: the usual arguments, without the ABCs' slower isinstance checks.
+    if type(messages) is not list and (isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence)):
         raise InvalidRequestError("messages", "must be a list of {'role': ..., 'content': ...} dicts")
     if not messages:
         raise InvalidRequestError("messages", "the conversation is empty")
@@ -187,9 +188,9 @@ def normalize_conversation(messages: object, *, system: object = None) -> Conver
     original: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
-        if not isinstance(message, Mapping):
+        if type(message) is not dict and not isinstance(message, Mapping):
             raise InvalidRequestError(where, f"must be a dict with 'role' and 'content', got {type(message).__name__}")
-        unknown = set(message) - _MESSAGE_KEYS
+        unknown = message.keys() - _MESSAGE_KEYS
         if unknown:
             raise InvalidRequestError(where, f"unknown key(s) {sorted(map(str, unknown))}; allowed: role, content")
         role = message.get("role")

@@ -11,6 +11,7 @@ No function here reads the clock or touches a socket: latencies and headers are 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -138,6 +139,12 @@ class Invocation:
 
 def invoke_path(model_id: str, *, stream: bool) -> str:
     """The wire path, with the model id encoded as botocore encodes it (``:`` -> ``%3A``, ``/`` -> ``%2F``)."""
+    return _invoke_path(model_id, stream)
+
+
+@functools.lru_cache(maxsize=256)
+def _invoke_path(model_id: str, stream: bool) -> str:
+    """Memoised: an application calls a handful of models, each path is built once."""
     operation = "invoke-with-response-stream" if stream else "invoke"
     return f"/model/{percent_encode_path_segment(model_id)}/{operation}"
 
@@ -226,6 +233,8 @@ def validate_tools(
     model: ResolvedModel, *, tools: object = None, tool_choice: object = None, anthropic_beta: object = None
 ) -> dict[str, Any]:
     """Tool use and beta flags (Messages models only), as body fields to send."""
+    if tools is None and tool_choice is None and anthropic_beta is None:
+        return {}  # the common call: nothing to check
     given = [
         name
         for name, value in (("tools", tools), ("tool_choice", tool_choice), ("anthropic_beta", anthropic_beta))

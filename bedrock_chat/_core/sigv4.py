@@ -382,7 +382,11 @@ class SigV4Signer:
         if second != cached_second:
             amz_date = self._amz_date(second)
         # The type checks are ordered for speed: a plain dict or list is the common case.
-        pairs = headers.items() if type(headers) is dict or isinstance(headers, Mapping) else headers
+        pairs: Iterable[tuple[str, str]]
+        if type(headers) is tuple or type(headers) is list:
+            pairs = headers  # the transport's (name, value) pairs: no Mapping ABC check on the usual path
+        else:
+            pairs = headers.items() if isinstance(headers, Mapping) else headers
 
         skip = _SKIP_WITH_TOKEN if token else _SKIP
         canon: dict[str, str] = {}

@@ -348,3 +348,22 @@ def test_text_completion_models_refuse_system_blocks(
         text_prompt(conversation, model="anthropic.claude-v2:1")
     assert info.value.field == field
     assert "text-completion" in str(info.value)
+
+
+def test_any_sequence_of_mappings_is_a_conversation_like_a_list_of_dicts() -> None:
+    """The list/dict fast path and the Mapping/Sequence path agree (and refuse the same unknown key)."""
+    import types
+
+    plain = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "yo"},
+        {"role": "user", "content": "?"},
+    ]
+    other = tuple(types.MappingProxyType(message) for message in plain)
+    assert normalize_conversation(other) == normalize_conversation(plain)
+    for messages in (
+        [{"role": "user", "content": "hi", "name": "x"}],
+        (types.MappingProxyType({"role": "user", "content": "hi", "name": "x"}),),
+    ):
+        with pytest.raises(InvalidRequestError, match=r"unknown key\(s\) \['name'\]"):
+            normalize_conversation(messages)

@@ -39,8 +39,10 @@ from bedrock_chat._core.protocol import (
 )
 from bedrock_chat._core.responses import (
     StreamAssembler,
+    invoke_usage,
     parse_error_response,
     parse_invoke_response,
+    usage_from_body,
     usage_from_headers,
 )
 
@@ -479,6 +481,37 @@ def test_usage_from_headers_ignores_garbage() -> None:
     """Token-count headers that are not integers are treated as not reported."""
     usage = usage_from_headers({"x-amzn-bedrock-input-token-count": "12", "x-amzn-bedrock-output-token-count": "x"})
     assert (usage.input_tokens, usage.output_tokens) == (12, None)
+
+
+_USAGE_HEADERS = (
+    "x-amzn-bedrock-input-token-count",
+    "x-amzn-bedrock-output-token-count",
+    "x-amzn-bedrock-cache-read-input-token-count",
+    "x-amzn-bedrock-cache-write-input-token-count",
+    "x-amzn-bedrock-invocation-latency",
+)
+_USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+_COUNTS = st.one_of(st.none(), st.integers(-5, 10**9), st.booleans(), st.text(max_size=3), st.floats())
+
+
+@given(
+    headers=st.dictionaries(st.sampled_from(_USAGE_HEADERS), st.one_of(st.integers(0, 10**6).map(str), st.text())),
+    body=st.one_of(
+        st.none(),
+        st.integers(),
+        st.lists(st.integers(), max_size=2),
+        st.dictionaries(
+            st.sampled_from((*_USAGE_KEYS, "cache_creation")),
+            st.one_of(
+                _COUNTS,
+                st.dictionaries(st.sampled_from(("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")), _COUNTS),
+            ),
+        ),
+    ),
+)
+def test_invoke_usage_is_the_headers_merged_with_the_body(headers: dict[str, str], body: object) -> None:
+    """The one-pass usage of an InvokeModel reply equals the three-object form it replaced."""
+    assert invoke_usage(headers, body) == usage_from_headers(headers).merge(usage_from_body(body))
 
 
 # ---------------------------------------------------------------------------------------------- streams

@@ -527,6 +527,22 @@ def test_repeated_headers_join_in_order() -> None:
     assert "\nx-a:two words,b,a\n" in details.canonical_request
 
 
+def test_headers_as_dict_mapping_list_or_tuple_sign_alike() -> None:
+    """The pairs fast path (list, tuple) and the Mapping path (dict, any Mapping) give one signature."""
+    import types
+
+    signer = SigV4Signer(region="us-east-1")
+    pairs = [("Content-Type", "application/json"), ("Accept", "application/json")]
+    forms: list[Any] = [pairs, tuple(pairs), dict(pairs), types.MappingProxyType(dict(pairs)), iter(pairs)]
+    signatures = {
+        signer.sign(
+            method="POST", host="h", path="/", headers=form, body=b"{}", credentials=EXAMPLE_CREDENTIALS, timestamp=0
+        ).authorization
+        for form in forms
+    }
+    assert len(signatures) == 1
+
+
 def test_declared_payload_hash_is_used() -> None:
     """An X-Amz-Content-SHA256 header replaces the body hash in the canonical request, as in botocore."""
     signer = SigV4Signer(region="us-east-1")
