@@ -122,9 +122,9 @@ class SyncBatchRun:
         return self._run.in_flight
 
     @property
-    def concurrency_limit(self) -> int:
-        """The adaptive concurrency now (lowered by throttling, recovering after it)."""
-        return self._run.concurrency_limit
+    def send_rate(self) -> float:
+        """The adaptive send rate now, in attempts per second (lowered by throttling, probing up after it)."""
+        return self._run.send_rate
 
     @property
     def completed(self) -> int:

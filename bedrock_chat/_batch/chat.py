@@ -109,7 +109,7 @@ class BatchRun:
     """A running ``ChatCompletion.batch``: ``async with`` it, then ``async for`` over its results.
 
     Results come as they finish (``result.index`` is the input position). Leaving the block early
-    cancels what is still running. Live counters (``in_flight``, ``concurrency_limit``, ``completed``,
+    cancels what is still running. Live counters (``in_flight``, ``send_rate``, ``completed``,
     ``failed``) are there for progress displays.
     """
 
@@ -168,9 +168,9 @@ class BatchRun:
         return self._scheduler.in_flight
 
     @property
-    def concurrency_limit(self) -> int:
-        """The adaptive concurrency now (lowered by throttling, recovering after it)."""
-        return self._scheduler.concurrency_limit
+    def send_rate(self) -> float:
+        """The adaptive send rate now, in attempts per second (lowered by throttling, probing up after it)."""
+        return self._scheduler.send_rate
 
     @property
     def completed(self) -> int:

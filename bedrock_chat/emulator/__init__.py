@@ -19,7 +19,8 @@ latency, service tier, metadata: ``_core.request_options``) and Messages content
 ``tool_choice`` (``_content``), answers with a deterministic fake model (rules in ``_fake_model``: see
 :func:`count_tokens` and :func:`fake_reply`; tool calls by the rules in ``_tools``), and injects
 faults by rate (:class:`Faults`) or by script (:meth:`BedrockEmulator.enqueue_faults`, names in
-:data:`FAULT_NAMES`). Hostile clients cannot knock it over: :class:`ServerLimits` bounds header and
+:data:`FAULT_NAMES`), and can enforce an account :class:`Quota` (requests and tokens per minute,
+``_quota``). Hostile clients cannot knock it over: :class:`ServerLimits` bounds header and
 idle time, connections and the request log's memory, and it outlives running out of descriptors.
 
 The emulator checks the client, so it shares only the pure wire codecs (``_core.eventstream``,
@@ -40,6 +41,7 @@ from ._options import (
     DEFAULT_SECRET_KEY,
     EmulatorOptions,
 )
+from ._quota import Quota
 from ._server import MAX_BODY_BYTES, BedrockEmulator, RecordedRequest
 from ._thread import run_emulator_in_thread
 
@@ -54,6 +56,7 @@ __all__ = [
     "FakeReply",
     "Faults",
     "MAX_BODY_BYTES",
+    "Quota",
     "RecordedRequest",
     "ServerLimits",
     "count_tokens",

@@ -28,6 +28,7 @@ from ._options import (
     DEFAULT_SECRET_KEY,
     EmulatorOptions,
 )
+from ._quota import DEFAULT_BURST_SECONDS, Quota
 from ._server import BedrockEmulator
 
 __all__ = [
@@ -49,6 +50,8 @@ _port = bounded(int, 0, 65535)
 _timeout = bounded(float, 0.001, 86400.0)
 _bytes = bounded(int, 0)
 _bytes_per_second = bounded(float, 0.0, 1e12)
+_per_minute = bounded(float, 0.001, 1e12)
+_burst_seconds = bounded(float, 0.001, 86400.0)
 
 
 def _rate_or_none(text: str) -> float | None:
@@ -169,6 +172,32 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
         help="exception frame sent by --stream-exception-rate",
     )
     group.add_argument(
+        "--quota-rpm",
+        dest="emulator_quota_rpm",
+        type=_per_minute,
+        default=None,
+        metavar="N",
+        help="requests per minute the account may make; more are throttled (429) once the bucket is empty "
+        "(default: no quota)",
+    )
+    group.add_argument(
+        "--quota-tpm",
+        dest="emulator_quota_tpm",
+        type=_per_minute,
+        default=None,
+        metavar="N",
+        help="tokens per minute: input and cache writes plus max_tokens reserved, settled to the output used "
+        "(default: no quota)",
+    )
+    group.add_argument(
+        "--quota-burst",
+        dest="emulator_quota_burst",
+        type=_burst_seconds,
+        default=DEFAULT_BURST_SECONDS,
+        metavar="SECONDS",
+        help=f"seconds of its rate each quota bucket holds (default {DEFAULT_BURST_SECONDS:g})",
+    )
+    group.add_argument(
         "--faults",
         dest="emulator_faults",
         type=_fault_list,
@@ -258,7 +287,16 @@ def emulator_options_from_args(args: argparse.Namespace) -> EmulatorOptions:
         reply_tokens=int(reply_tokens) if reply_tokens is not None else None,  # type: ignore[call-overload]
         chunk_tokens=int(chunk_tokens) if chunk_tokens is not None else None,  # type: ignore[call-overload]
         faults=faults,
+        quota=Quota(
+            requests_per_minute=_float_or_none(get("quota_rpm", None)),
+            tokens_per_minute=_float_or_none(get("quota_tpm", None)),
+            burst_seconds=float(get("quota_burst", DEFAULT_BURST_SECONDS)),  # type: ignore[arg-type]
+        ),
     )
+
+
+def _float_or_none(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
 def emulator_limits_from_args(args: argparse.Namespace) -> ServerLimits:

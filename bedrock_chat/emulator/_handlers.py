@@ -45,10 +45,11 @@ from . import _messages_endpoint as messages_endpoint
 from ._auth import INVOKE_SIGNING_NAMES, verify_request
 from ._cache import CacheUsage, PromptCache, plan_cache, split_input
 from ._fake_model import FakeReply, count_tokens, fake_reply, split_chunks
-from ._faults import Fault, FaultInjector, FaultKind
+from ._faults import HTTP_ERRORS, Fault, FaultInjector, FaultKind
 from ._features import features_for
 from ._models import Api, ModelIdError, ModelRef, Surface, parse_model_id
 from ._options import EmulatorOptions
+from ._quota import QuotaState, Reservation
 from ._request_features import NONE, RequestFeatures, check_request_features, citations, thinking_block
 from ._request_options import body_fields, parse_request_options, response_headers
 from ._responses import (
@@ -243,6 +244,18 @@ def _input_tokens(parsed: ParsedRequest, plan: Plan) -> int:
     return total if plan.cache is None else split_input(total, plan.cache)
 
 
+def _reservation(
+    options: EmulatorOptions, parsed: ParsedRequest, plan: Plan, input_tokens: int, output_tokens: int
+) -> Reservation | None:
+    """What a tokens-per-minute quota charges (``_quota``): input and cache writes, not cache reads.
+
+    None without such a quota, so that requests pay for it only when it is on."""
+    if options.quota.tokens_per_minute is None:
+        return None
+    charged = input_tokens + (plan.cache.write if plan.cache is not None else 0)
+    return Reservation(charged + parsed.max_tokens, charged + output_tokens)
+
+
 def _invoke(call: Call) -> Reply:
     """InvokeModel and InvokeModelWithResponseStream: the fake model's reply for a valid body and headers."""
     assert call.model_id is not None
@@ -292,6 +305,7 @@ def _invoke(call: Call) -> Reply:
             latency_ms=round(faults.latency * 1000),
             headers=headers,
             cache=add.cache,
+            reservation=_reservation(options, parsed, plan, input_tokens, generation.output_tokens),
         )
     pieces = split_chunks(generation.text, options.chunk_tokens, generation.rng_seed)
     first_byte_ms = round((faults.latency + faults.time_to_first_byte) * 1000)
@@ -321,7 +335,9 @@ def _invoke(call: Call) -> Reply:
             add=add,
             pad=pad,
         )
-    return stream_reply(frames, request_id=call.request_id, headers=headers)
+    reply = stream_reply(frames, request_id=call.request_id, headers=headers)
+    reservation = _reservation(options, parsed, plan, input_tokens, generation.output_tokens)
+    return reply if reservation is None else attrs.evolve(reply, reservation=reservation)
 
 
 def _count(call: Call) -> Reply:
@@ -379,12 +395,15 @@ def _messages(call: Call) -> Reply:
         body = messages_endpoint.message_body(
             generation, message_id=message_id, model=name, input_tokens=input_tokens, call=tool_call, add=add
         )
-        return messages_endpoint.json_reply(body, request_id=call.request_id)
-    pieces = split_chunks(generation.text, options.chunk_tokens, generation.rng_seed)
-    events = messages_endpoint.sse_events(
-        generation, pieces, message_id=message_id, model=name, input_tokens=input_tokens, call=tool_call, add=add
-    )
-    return messages_endpoint.sse_reply(events, request_id=call.request_id)
+        reply = messages_endpoint.json_reply(body, request_id=call.request_id)
+    else:
+        pieces = split_chunks(generation.text, options.chunk_tokens, generation.rng_seed)
+        events = messages_endpoint.sse_events(
+            generation, pieces, message_id=message_id, model=name, input_tokens=input_tokens, call=tool_call, add=add
+        )
+        reply = messages_endpoint.sse_reply(events, request_id=call.request_id)
+    reservation = _reservation(options, parsed, plan, input_tokens, generation.output_tokens)
+    return reply if reservation is None else attrs.evolve(reply, reservation=reservation)
 
 
 #: What Bedrock answers (400 ValidationException) when Converse is called with a model it does not serve
@@ -475,6 +494,8 @@ class Dispatched(NamedTuple):
     operation: str | None = None
     model_id: str | None = None
     authenticated: bool = False
+    #: A tokens-per-minute reservation to settle once the reply is sent (``Dispatcher.settle``).
+    reservation: Reservation | None = None
 
 
 class Dispatcher:
@@ -484,6 +505,8 @@ class Dispatcher:
         self._injector = injector
         #: The emulator's prompt cache, shared by its connections (``_cache``).
         self.cache = PromptCache()
+        #: The quota's buckets (``_quota``), shared by its connections.
+        self.quota = QuotaState()
 
     def dispatch(
         self, options: EmulatorOptions, method: str, target: str, headers: Sequence[tuple[bytes, bytes]], body: bytes
@@ -529,6 +552,13 @@ class Dispatcher:
             if failure is not None:
                 return Dispatched(route.render_error(failure, request_id), route.operation, call.model_id)
         reply = self._answer(call)
+        reservation = None
+        if options.quota.enabled and reply.status == 200:
+            reservation = reply.reservation
+            if not self.quota.admit(options.quota, reservation):
+                # The quota's bucket is empty: the same 429 as an injected throttle, logged as "quota".
+                throttle = route.render_error(HTTP_ERRORS["throttle"], request_id)
+                return Dispatched(attrs.evolve(throttle, fault="quota"), route.operation, call.model_id, True)
         faults = options.faults
         if faults.latency or faults.time_to_first_byte or faults.chunk_delay:
             reply = attrs.evolve(
@@ -537,7 +567,11 @@ class Dispatcher:
                 first_part_delay=faults.time_to_first_byte if reply.chunked else 0.0,
                 part_delay=faults.chunk_delay if reply.chunked else 0.0,
             )
-        return Dispatched(reply, route.operation, call.model_id, authenticated=True)
+        return Dispatched(reply, route.operation, call.model_id, authenticated=True, reservation=reservation)
+
+    def settle(self, options: EmulatorOptions, reservation: Reservation) -> None:
+        """A reply holding a token reservation has been sent (or abandoned): settle it to the tokens used."""
+        self.quota.settle(options.quota, reservation)
 
     def _answer(self, call: Call) -> Reply:
         """Steps 3 to 6 of the pipeline, for an authenticated request."""

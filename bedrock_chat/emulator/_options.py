@@ -14,6 +14,7 @@ import attrs
 
 from ._faults import Faults
 from ._job_options import JobOptions
+from ._quota import Quota
 
 __all__ = [
     "DEFAULT_ACCESS_KEY",
@@ -67,6 +68,7 @@ class EmulatorOptions:
             always cut at the request's max tokens, so a large value gives exactly max tokens.
         chunk_tokens: tokens per streamed text chunk (None: 1-3, seeded).
         faults: random faults and delays.
+        quota: requests- and tokens-per-minute buckets that throttle when empty (``_quota``; off by default).
         clock: the emulator's wall clock (POSIX seconds), against which ``X-Amz-Date`` is checked.
         cache_clock: the clock (seconds) prompt-cache TTLs run on (``_cache``); a test passes its own
             to expire entries without waiting (apart from ``clock``, so signatures stay valid).
@@ -88,6 +90,7 @@ class EmulatorOptions:
     reply_tokens: int | None = attrs.field(default=None, validator=_non_negative_or_none)
     chunk_tokens: int | None = attrs.field(default=None, validator=_positive_or_none)
     faults: Faults = attrs.field(factory=Faults)
+    quota: Quota = attrs.field(factory=Quota)
     clock: Callable[[], float] = attrs.field(default=time.time, eq=False, repr=False)
     cache_clock: Callable[[], float] = attrs.field(default=time.monotonic, eq=False, repr=False)
     stream_padding: bool = True

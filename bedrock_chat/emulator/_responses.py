@@ -19,6 +19,7 @@ from .._core.eventstream import encode_chunk_event, encode_exception_event
 from ._cache import CacheUsage
 from ._fake_model import FakeReply
 from ._faults import STREAM_EXCEPTIONS, Fault, FaultKind
+from ._quota import Reservation
 from ._tools import ToolCall, content_blocks, tool_events
 from ._wire_errors import ServiceError
 
@@ -159,6 +160,8 @@ class Reply:
     ending: Ending = Ending.COMPLETE
     sent_parts: int = 0
     fault: str | None = None
+    #: Tokens the request reserves from a tokens-per-minute quota, and what it used (``_quota``).
+    reservation: Reservation | None = None
 
 
 def new_request_id() -> str:
@@ -251,6 +254,7 @@ def ok_reply(
     latency_ms: int,
     headers: Headers = (),
     cache: CacheUsage | None = None,
+    reservation: Reservation | None = None,
 ) -> Reply:
     """A 200 InvokeModel reply with Bedrock's usage headers (and ``headers``, e.g. echoed options).
 
@@ -266,7 +270,8 @@ def ok_reply(
             (b"x-amzn-bedrock-cache-read-input-token-count", str(cache.read).encode()),
             (b"x-amzn-bedrock-cache-write-input-token-count", str(cache.write).encode()),
         )
-    return ok_json_reply(body, request_id=request_id, headers=(*usage, *headers))
+    reply = ok_json_reply(body, request_id=request_id, headers=(*usage, *headers))
+    return reply if reservation is None else attrs.evolve(reply, reservation=reservation)
 
 
 def _metrics(input_tokens: int, output_tokens: int, latency_ms: int, first_byte_ms: int) -> dict[str, int]:

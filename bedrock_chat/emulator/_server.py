@@ -242,11 +242,12 @@ class BedrockEmulator:
         return self._injector.pending
 
     def reset(self) -> None:
-        """Forget recorded requests, scripted faults, recorded errors and cached prompts (options are kept)."""
+        """Forget recorded requests, scripted faults, errors, cached prompts and quota use (options are kept)."""
         self.requests.clear()
         self.errors.clear()
         self.clear_faults()
         self.prompt_cache.clear()
+        self._dispatcher.quota.reset()
 
     @property
     def prompt_cache(self) -> PromptCache:
@@ -443,11 +444,17 @@ class BedrockEmulator:
             self._record(method, target, headers, b"", Dispatched(reply), body_size=body)
             await self._play(conn, client, reply, head=False, close=True)
             return False
-        dispatched = self.control_plane.dispatch(
-            self.options, method, target, headers, body
-        ) or self._dispatcher.dispatch(self.options, method, target, headers, body)
+        options = self.options  # one read: the reply and its quota settlement see the same options
+        dispatched = self.control_plane.dispatch(options, method, target, headers, body) or self._dispatcher.dispatch(
+            options, method, target, headers, body
+        )
         self._record(method, target, headers, body, dispatched, body_size=len(body))
-        return await self._play(conn, client, dispatched.reply, head=method == "HEAD", close=False)
+        if dispatched.reservation is None:
+            return await self._play(conn, client, dispatched.reply, head=method == "HEAD", close=False)
+        try:
+            return await self._play(conn, client, dispatched.reply, head=method == "HEAD", close=False)
+        finally:
+            self._dispatcher.settle(options, dispatched.reservation)
 
     def _record(
         self,

@@ -1,0 +1,346 @@
+"""Batch goodput against a quota: how close each client gets to it, and how many of its attempts are throttled.
+
+Run: ``python benchmarks/bench_goodput.py [--quick] [--records N] [--concurrency 16,64,256]``.
+
+Set-up (issue #19): an emulator with a quota of 40 requests/s (``--quota-rpm 2400 --quota-burst 1``: a
+bucket of 40 that refills continuously), 100 ms per answer (``--latency 0.1``), 600 records of
+``max_tokens`` 16, at concurrency 16, 64 and 256. Then the same without a quota but with 30% random,
+load-independent throttling (``--throttle-rate 0.3``), at concurrency 64 and with a third of the records
+(botocore's adaptive mode falls to about 2 requests/s there). Contenders, each in its own process, none
+told the quota:
+
+- ``bedrock-chat batch``: the command line, in a subprocess (its defaults: 6 retries);
+- ``ChatCompletion.batch``: the library (its defaults: 2 retries);
+- ``aiobotocore``: ``invoke_model`` under ``asyncio.Semaphore(concurrency)``, botocore's ``adaptive``
+  retry mode (its client-side CUBIC rate limiter), 3 attempts in all, as the library's 2 retries.
+
+Counts come from the server, the same for every contender: each run gets a fresh emulator (a full
+bucket) whose dispatcher records the time and status of every InvokeModel attempt. **Achieved** is
+successes per second over the server's window (first attempt to last success, plus one answer's latency)
+divided by the quota; **throttled** is 429s out of all attempts. A full run takes about 5 minutes on 2
+cores (9 quota runs of ~16 s; 3 random-throttle runs of 200 records, aiobotocore's ~100 s of them; process
+start-ups); ``--quick`` (200 records and 66 for random throttling, concurrency 64 only) about 1.5 minutes.
+Each run is cut off after 150 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+MODEL = "anthropic.claude-haiku-4-5-20251001-v1:0"
+ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
+SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+REGION = "us-east-1"
+QUOTA_PER_SECOND = 40.0
+LATENCY = 0.1
+RANDOM_THROTTLE = 0.3
+CONTENDERS = ("bedrock-chat batch", "ChatCompletion.batch", "aiobotocore (adaptive)")
+RUN_TIMEOUT = 150.0
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_REGION=REGION)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_BEARER_TOKEN_BEDROCK"):
+        env.pop(name, None)
+    return env
+
+
+def _body(i: int) -> dict[str, Any]:
+    return {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": f"record {i} of the goodput run"}],
+    }
+
+
+# ---------------------------------------------------------------------------------------------- children
+
+
+def serve(args: argparse.Namespace) -> None:
+    """The server child: an emulator that logs (time, status) per InvokeModel attempt; stats on stdin EOF."""
+    from bedrock_chat.emulator import EmulatorOptions, Faults, Quota, ServerLimits, run_emulator_in_thread
+
+    options = EmulatorOptions(
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        region=REGION,
+        verify_signatures=False,
+        faults=Faults(latency=args.latency, throttle_rate=args.throttle_rate, seed=args.seed),
+        quota=Quota(requests_per_minute=args.quota_rpm, burst_seconds=args.burst) if args.quota_rpm else Quota(),
+    )
+    log: list[tuple[float, int]] = []
+    limits = ServerLimits(max_connections=2000, max_recorded_body_bytes=0)
+    with run_emulator_in_thread(options, max_recorded_requests=1, limits=limits) as emulator:
+        dispatcher = emulator._dispatcher
+        dispatch = dispatcher.dispatch
+
+        def recording(*call: Any) -> Any:
+            dispatched = dispatch(*call)
+            if dispatched.operation is not None and dispatched.operation.startswith("InvokeModel"):
+                log.append((time.monotonic(), dispatched.reply.status))
+            return dispatched
+
+        dispatcher.dispatch = recording  # type: ignore[method-assign,assignment]
+        print(f"endpoint_url={emulator.endpoint_url}", flush=True)
+        sys.stdin.read()
+    print(json.dumps(log))
+
+
+async def _library(endpoint: str, records: int, concurrency: int) -> dict[str, int]:
+    from bedrock_chat import AnthropicBedrock
+
+    requests = ({"model": MODEL, "messages": _body(i)["messages"], "max_tokens": 16} for i in range(records))
+    ok = failed = 0
+    async with (
+        AnthropicBedrock(access_key=ACCESS_KEY, secret_key=SECRET_KEY, region=REGION, endpoint_url=endpoint) as client,
+        client.ChatCompletion.batch(requests, concurrency=concurrency) as results,
+    ):
+        async for result in results:
+            ok += result.ok
+            failed += not result.ok
+    return {"ok": ok, "failed": failed}
+
+
+async def _aiobotocore(endpoint: str, records: int, concurrency: int) -> dict[str, int]:
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+    from botocore.exceptions import ClientError
+
+    config = AioConfig(max_pool_connections=concurrency, retries={"mode": "adaptive", "total_max_attempts": 3})
+    counts = {"ok": 0, "failed": 0}
+    semaphore = asyncio.Semaphore(concurrency)
+    async with get_session().create_client(
+        "bedrock-runtime",
+        region_name=REGION,
+        endpoint_url=endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=config,
+    ) as client:
+
+        async def one(i: int) -> None:
+            async with semaphore:
+                try:
+                    response = await client.invoke_model(modelId=MODEL, body=json.dumps(_body(i)))
+                    json.loads(await response["body"].read())
+                    counts["ok"] += 1
+                except ClientError:
+                    counts["failed"] += 1
+
+        await asyncio.gather(*(one(i) for i in range(records)))
+    return counts
+
+
+def client(args: argparse.Namespace) -> None:
+    """A contender child: run the batch, print ``{"ok", "failed"}``."""
+    run = _library if args.contender == "library" else _aiobotocore
+    print(json.dumps(asyncio.run(run(args.endpoint, args.records, args.concurrency))))
+
+
+# ---------------------------------------------------------------------------------------------- the parent
+
+
+class _Server:
+    """A server child for one run."""
+
+    def __init__(self, *, quota: bool, records: int) -> None:
+        command = [sys.executable, str(Path(__file__)), "serve", "--latency", str(LATENCY)]
+        if quota:
+            command += ["--quota-rpm", str(QUOTA_PER_SECOND * 60), "--burst", "1"]
+        else:
+            command += ["--throttle-rate", str(RANDOM_THROTTLE)]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env(), cwd=ROOT
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        if not line.startswith("endpoint_url="):
+            self.process.kill()
+            raise RuntimeError(f"the server did not start: {line!r}")
+        self.endpoint = line.removeprefix("endpoint_url=")
+
+    def log(self) -> list[tuple[float, int]]:
+        """Stop the server; its (time, status) log."""
+        out, _ = self.process.communicate(input="", timeout=30)
+        return [(float(t), int(status)) for t, status in json.loads(out.strip().splitlines()[-1])]
+
+
+def _run_contender(name: str, endpoint: str, records: int, concurrency: int, work: Path) -> dict[str, int]:
+    if name == "bedrock-chat batch":
+        source, output = work / "in.jsonl", work / "out.jsonl"
+        output.unlink(missing_ok=True)
+        source.write_text(
+            "".join(json.dumps({"recordId": f"r{i}", "modelInput": _body(i)}) + "\n" for i in range(records))
+        )
+        command = [sys.executable, "-m", "bedrock_chat", "batch", str(source), "-o", str(output)]
+        command += ["--model", MODEL, "--concurrency", str(concurrency), "--endpoint-url", endpoint]
+        command += ["--region", REGION]
+        subprocess.run(command, env=_env(), cwd=ROOT, timeout=RUN_TIMEOUT, capture_output=True, check=False)
+        results = [json.loads(line) for line in output.read_text().splitlines()] if output.exists() else []
+        ok = sum("modelOutput" in result for result in results)
+        return {"ok": ok, "failed": records - ok}
+    contender = "library" if name == "ChatCompletion.batch" else "aiobotocore"
+    command = [sys.executable, str(Path(__file__)), "client", "--contender", contender, "--endpoint", endpoint]
+    command += ["--records", str(records), "--concurrency", str(concurrency)]
+    done = subprocess.run(command, env=_env(), cwd=ROOT, timeout=RUN_TIMEOUT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{done.stderr[-2000:]}")
+    counts: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
+    return counts
+
+
+def measure(name: str, *, quota: bool, records: int, concurrency: int, work: Path) -> dict[str, Any]:
+    """One contender at one concurrency against a fresh server: the server's counts and the client's outcomes."""
+    server = _Server(quota=quota, records=records)
+    try:
+        outcome = _run_contender(name, server.endpoint, records, concurrency, work)
+    finally:
+        log = server.log()
+    successes = [t for t, status in log if status == 200]
+    throttled = sum(status == 429 for _, status in log)
+    window = (max(successes) - log[0][0] + LATENCY) if successes else float("nan")
+    goodput = len(successes) / window if successes else 0.0
+    row: dict[str, Any] = {
+        "contender": name,
+        "concurrency": concurrency,
+        "records": records,
+        "succeeded": outcome["ok"],
+        "failed": outcome["failed"],
+        "attempts": len(log),
+        "throttled": throttled,
+        "throttled_fraction": throttled / len(log) if log else float("nan"),
+        "seconds": window,
+        "goodput": goodput,
+    }
+    if quota:
+        row["achieved"] = goodput / QUOTA_PER_SECOND
+    return row
+
+
+def _line(row: dict[str, Any]) -> str:
+    achieved = f"achieved {row['achieved']:.2f} of the quota, " if "achieved" in row else ""
+    return (
+        f"{row['contender']:24s} c={row['concurrency']:<4d} {achieved}{row['goodput']:.1f} ok/s, "
+        f"{row['throttled_fraction']:.1%} of {row['attempts']} attempts throttled, {row['failed']} failed"
+    )
+
+
+def render(document: dict[str, Any]) -> str:
+    """The README's tables: achieved/quota and throttled share per contender and concurrency; then random throttles."""
+    data = document["data"]
+    quota_rows = data["quota"]
+    concurrencies = sorted({row["concurrency"] for row in quota_rows})
+    lines = [
+        f"Quota {data['setup']['quota_per_second']:g} requests/s (1 s burst), {data['setup']['latency'] * 1000:g} ms "
+        f"per answer, {data['setup']['records']} records. Achieved share of the quota / attempts throttled:",
+        "",
+        "| contender | " + " | ".join(f"concurrency {c}" for c in concurrencies) + " |",
+        "|---|" + "---:|" * len(concurrencies),
+    ]
+    for name in CONTENDERS:
+        cells = []
+        for concurrency in concurrencies:
+            row = next((r for r in quota_rows if r["contender"] == name and r["concurrency"] == concurrency), None)
+            cells.append("-" if row is None else f"{row['achieved']:.2f} / {row['throttled_fraction']:.1%}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    random_rows = data["random"]
+    if random_rows:
+        lines += [
+            "",
+            f"No quota, {data['setup']['random_throttle']:.0%} random throttling (load-independent), concurrency "
+            f"{random_rows[0]['concurrency']}:",
+            "",
+            "| contender | successes/s | attempts throttled | failed |",
+            "|---|---:|---:|---:|",
+        ]
+        for row in random_rows:
+            lines.append(
+                f"| {row['contender']} | {row['goodput']:.1f} | {row['throttled_fraction']:.1%} | {row['failed']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _concurrencies(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def main(argv: list[str]) -> None:
+    if argv and argv[0] == "serve":
+        parser = argparse.ArgumentParser(prog="bench_goodput.py serve")
+        parser.add_argument("--latency", type=float, default=LATENCY)
+        parser.add_argument("--quota-rpm", type=float, default=None)
+        parser.add_argument("--burst", type=float, default=1.0)
+        parser.add_argument("--throttle-rate", type=float, default=0.0)
+        parser.add_argument("--seed", type=int, default=0)
+        serve(parser.parse_args(argv[1:]))
+        return
+    if argv and argv[0] == "client":
+        parser = argparse.ArgumentParser(prog="bench_goodput.py client")
+        parser.add_argument("--contender", choices=("library", "aiobotocore"), required=True)
+        parser.add_argument("--endpoint", required=True)
+        parser.add_argument("--records", type=int, required=True)
+        parser.add_argument("--concurrency", type=int, required=True)
+        client(parser.parse_args(argv[1:]))
+        return
+    parser = argparse.ArgumentParser(prog="bench_goodput.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="200 records, concurrency 64 only (~1.5 min)")
+    parser.add_argument("--records", type=int, default=None, help="records per run (default 600; quick 200)")
+    parser.add_argument("--concurrency", type=_concurrencies, default=None, help="default 16,64,256 (quick 64)")
+    parser.add_argument("--no-save", action="store_true", help="print only; leave results/goodput.json alone")
+    args = parser.parse_args(argv)
+    records = args.records or (200 if args.quick else 600)
+    concurrencies = args.concurrency or ([64] if args.quick else [16, 64, 256])
+    rows: dict[str, list[dict[str, Any]]] = {"quota": [], "random": []}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as directory:
+        work = Path(directory)
+        for concurrency in concurrencies:
+            for name in CONTENDERS:
+                row = measure(name, quota=True, records=records, concurrency=concurrency, work=work)
+                rows["quota"].append(row)
+                print(_line(row), file=sys.stderr, flush=True)
+        random_concurrency = 64 if 64 in concurrencies else concurrencies[0]
+        for name in CONTENDERS:
+            # A third of the records: aiobotocore's adaptive mode falls to ~2 requests/s here, and the run
+            # must stay bounded.
+            row = measure(name, quota=False, records=records // 3, concurrency=random_concurrency, work=work)
+            rows["random"].append(row)
+            print("random: " + _line(row), file=sys.stderr, flush=True)
+    data = {
+        "setup": {
+            "quota_per_second": QUOTA_PER_SECOND,
+            "burst_seconds": 1.0,
+            "latency": LATENCY,
+            "random_throttle": RANDOM_THROTTLE,
+            "records": records,
+            "quick": args.quick,
+            "seconds": time.perf_counter() - started,
+        },
+        **rows,
+    }
+    import _results
+
+    document = {"benchmark": "goodput", "meta": _results.metadata(), "data": _results.json_safe(data)}
+    if not args.no_save:
+        _results.save("goodput", data)
+    print(render(document))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
