@@ -625,20 +625,20 @@ async def test_token_rate_is_never_exceeded_over_any_minute(bedrock_emulator: Be
 
 
 @pytest.mark.asyncio
-async def test_throttling_lowers_the_send_rate_and_it_recovers(bedrock_emulator: BedrockEmulator) -> None:
-    """A burst of throttles (retried by the client) cuts the send rate; later successes raise it again."""
+async def test_throttling_lowers_the_send_rate(bedrock_emulator: BedrockEmulator) -> None:
+    """A burst of throttles (retried by the client) cuts the send rate below the starting pace, and every
+    record still succeeds. How fast the rate climbs back depends on the clock, so the recovery is checked on
+    a virtual clock (test_a_cut_that_stops_the_throttles_is_kept and the simulated runs), not here."""
     bedrock_emulator.enqueue_faults(*["throttle"] * 4)
     rates: list[float] = []
     async with emulator_client(bedrock_emulator, max_retries=20) as client:
-        run = client.ChatCompletion.batch([chat_request(i) for i in range(80)], concurrency=8)
+        run = client.ChatCompletion.batch([chat_request(i) for i in range(24)], concurrency=8)
         async with run:
             async for result in run:
                 assert result.ok
                 rates.append(run.send_rate)
-    lowest = rates.index(min(rates))
+    assert len(rates) == 24
     assert min(rates) < GoodputController().rate  # cut below even the starting pace
-    assert rates[-1] > 2 * min(rates)
-    assert lowest < len(rates) - 1
 
 
 @pytest.mark.asyncio
