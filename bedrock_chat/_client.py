@@ -56,7 +56,7 @@ from ._http.loops import PerLoop, current_loop, loop_is_closed, on_loop_end
 from ._http.timeouts import validate_timeout
 from ._http.transport import DEFAULT_MAX_RESPONSE_BYTES, BedrockTransport, RawResponse
 from ._streaming import ChatCompletionStream, check_stream_content_type, deadline_expired
-from ._telemetry import CallObserver, Telemetry
+from ._telemetry import CallObserver, Instruments, Telemetry
 from ._types import AwsCredentials, ChatCompletion
 
 if TYPE_CHECKING:
@@ -375,7 +375,7 @@ class AnthropicBedrock:
         body = json.dumps(payload).encode()
         instruments = self._telemetry.instruments()
         if instruments is not None:
-            observer = await self._observer(invocation, operation="count_tokens")
+            observer = await self._observer(instruments, invocation, operation="count_tokens")
             answer = await instruments.run(
                 observer,
                 lambda hook: self._send_raw(path, body, _JSON_HEADERS, on_retry=hook, check=_check_token_count),
@@ -624,10 +624,10 @@ class AnthropicBedrock:
                 f"use a client with region={model.arn_region!r}",
             )
 
-    async def _observer(self, invocation: Invocation, operation: str | None = None) -> CallObserver:
+    async def _observer(
+        self, instruments: Instruments, invocation: Invocation, operation: str | None = None
+    ) -> CallObserver:
         """Start a call's span (telemetry is on): where the call goes is known once the transport is ready."""
-        instruments = self._telemetry.instruments()
-        assert instruments is not None
         return instruments.start(invocation, *await self._server(), operation=operation)
 
     async def _server(self) -> tuple[str, int]:
@@ -645,7 +645,7 @@ class AnthropicBedrock:
         instruments = self._telemetry.instruments()
         if instruments is None:
             return await self._invoke_within(invocation, on_retry, deadline)
-        observer = await self._observer(invocation)
+        observer = await self._observer(instruments, invocation)
         chat = await instruments.run(observer, lambda hook: self._invoke_within(invocation, hook, deadline), on_retry)
         observer.succeed(chat)
         return chat
@@ -719,7 +719,7 @@ class AnthropicBedrock:
         instruments = self._telemetry.instruments()
         if instruments is None:
             return await self._open_stream_within(invocation, deadline, None)
-        observer = await self._observer(invocation)
+        observer = await self._observer(instruments, invocation)
         return await instruments.run(
             observer, lambda _hook: self._open_stream_within(invocation, deadline, observer), None
         )

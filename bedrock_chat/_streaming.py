@@ -24,6 +24,7 @@ import httpx
 
 from ._core.caching import warn_if_uncached
 from ._core.eventstream import EventStreamDecoder, EventStreamMessage, decode_chunk_payload
+from ._core.genai import OUTPUT_CHUNK_TYPES
 from ._core.models import Surface
 from ._core.protocol import Invocation
 from ._core.responses import StreamAssembler, parse_stream_error_event, request_id_from, usage_from_headers
@@ -296,7 +297,7 @@ class ChatCompletionStream:
                 chunk = self._assembler.feed(event)
                 if chunk.text:
                     self._text_handed_out = True
-                if self._observer is not None:
+                if self._observer is not None and chunk.type in OUTPUT_CHUNK_TYPES:
                     self._observer.chunk()
                 return chunk
             if self._eof or self._closed:

@@ -33,15 +33,25 @@ the GenAI conventions' attributes (``bedrock_chat._core.genai``). Choices:
   makes the same spans.
 - **Sampling**: the request attributes (operation, provider, model, server address and port among
   them) are given when the span is created, as the conventions ask, so a sampler can decide on them.
+- **Chunks** are the stream's output events (:data:`genai.OUTPUT_CHUNK_TYPES`): the conventions time
+  "output" chunks, and Anthropic's envelope events (``message_start``, ``content_block_start``/``stop``,
+  ``message_delta``, ``message_stop``, ``ping``) carry none of the model's output.
+
+Cost with an SDK (``benchmarks/bench_telemetry.py``): nearly all of it is the SDK's own work, one span with
+its attributes and three histogram records per call (attribute cleaning and hashing, per record), plus
+one record per output chunk. Ours is kept to what that needs: the span's attributes are built once per
+call and given in two calls (at creation, for samplers, and at the end), response attributes only for a
+recording span, and the metric attribute dicts are built once per (operation, model, server) and reused
+(the SDK copies what it is given); one clock read per event.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
@@ -191,6 +201,9 @@ class Instruments:
         api = _otel()
         self.api = api
         self.content = content
+        self._client_kind = api.trace.SpanKind.CLIENT
+        #: (operation, model, address, port) -> its metric attribute dicts (bounded: see :meth:`_dimensions`).
+        self._dims: dict[tuple[object, ...], _Dimensions] = {}
         self.tracer = api.trace.get_tracer(_SCOPE, _VERSION, tracer_provider=tracer_provider)
         meter = api.metrics.get_meter(_SCOPE, _VERSION, meter_provider=meter_provider)
         self.duration = meter.create_histogram(
@@ -225,12 +238,13 @@ class Instruments:
         name = operation or genai.operation_name(invocation)
         attributes = genai.request_attributes(invocation, operation=name, server_address=address, server_port=port)
         span = self.tracer.start_span(
-            f"{name} {invocation.model.model_id}", kind=self.api.trace.SpanKind.CLIENT, attributes=attributes
+            f"{name} {invocation.model.model_id}", kind=self._client_kind, attributes=attributes
         )
-        if self.content and operation is None and span.is_recording():
+        recording = span.is_recording()
+        if self.content and operation is None and recording:
             tools = json.loads(invocation.body).get("tools")
             span.set_attributes(genai.content_attributes(invocation.conversation, tools))
-        return CallObserver(self, span, genai.metric_attributes(attributes), stream=invocation.stream)
+        return CallObserver(self, span, self._dimensions(attributes), recording, stream=invocation.stream)
 
     def start_raw(
         self,
@@ -246,42 +260,94 @@ class Instruments:
         attributes = genai.raw_request_attributes(
             model, body, headers, operation=name, server_address=address, server_port=port
         )
-        span = self.tracer.start_span(
-            f"{name} {model.model_id}", kind=self.api.trace.SpanKind.CLIENT, attributes=attributes
-        )
-        if self.content and span.is_recording():
+        span = self.tracer.start_span(f"{name} {model.model_id}", kind=self._client_kind, attributes=attributes)
+        recording = span.is_recording()
+        if self.content and recording:
             span.set_attributes(genai.raw_content_attributes(body))
-        return CallObserver(self, span, genai.metric_attributes(attributes), stream=False)
+        return CallObserver(self, span, self._dimensions(attributes), recording, stream=False)
+
+    def _dimensions(self, span_attributes: Mapping[str, Any]) -> _Dimensions:
+        """The metric attribute dicts of a call with these span attributes, made once and then reused.
+
+        Keyed by what they hold (the provider is constant); bounded, as model ids and endpoints come from
+        callers: past :data:`_MAX_DIMENSIONS` combinations the cache starts again (correct, only slower).
+        """
+        key = (
+            span_attributes.get(genai.GEN_AI_OPERATION_NAME),
+            span_attributes.get(genai.GEN_AI_REQUEST_MODEL),
+            span_attributes.get(genai.SERVER_ADDRESS),
+            span_attributes.get(genai.SERVER_PORT),
+        )
+        found = self._dims.get(key)
+        if found is None:
+            if len(self._dims) >= _MAX_DIMENSIONS:
+                self._dims.clear()
+            found = self._dims[key] = _Dimensions(genai.metric_attributes(span_attributes))
+        return found
 
     async def run(
         self, observer: CallObserver, call: Callable[[RetryHook], Awaitable[T]], on_retry: RetryHook | None
     ) -> T:
         """``call(hook)`` with the span current; success or failure ends it (``hook`` records retries)."""
+        hook: RetryHook = observer.retry
+        if on_retry is not None:
 
-        def hook(error: BedrockError, number: int) -> None:
-            observer.retry(error, number)
-            if on_retry is not None:
+            def hook(error: BedrockError, number: int) -> None:
+                observer.retry(error, number)
                 on_retry(error, number)
 
-        token = self.api.context.attach(self.api.trace.set_span_in_context(observer.span))
+        api = self.api
+        token = api.context.attach(api.trace.set_span_in_context(observer.span))
         try:
-            result = await call(hook)
+            return await call(hook)
         except BaseException as error:
             observer.fail(error)
             raise
         finally:
-            self.api.context.detach(token)
-        return result
+            api.context.detach(token)
+
+
+#: How many (operation, model, server) combinations an :class:`Instruments` keeps metric attributes for.
+_MAX_DIMENSIONS = 256
+
+
+class _Dimensions:
+    """The metric attribute dicts of one (operation, model, server): never mutated once made, so reused
+    by every call (the SDK cleans each measurement's attributes into its own copy)."""
+
+    __slots__ = ("_answered", "base")
+
+    def __init__(self, base: dict[str, Any]) -> None:
+        #: The request's dimensions: time to first chunk and per output chunk (no response model yet).
+        self.base = base
+        self._answered: dict[str | None, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {}
+
+    def answered(self, model: str | None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """Duration's, input tokens' and output tokens' attributes once the answer named its model."""
+        found = self._answered.get(model)
+        if found is None:
+            if len(self._answered) >= _MAX_DIMENSIONS:
+                self._answered.clear()
+            duration = dict(self.base)
+            if model:
+                duration[genai.GEN_AI_RESPONSE_MODEL] = model
+            found = self._answered[model] = (
+                duration,
+                {**duration, genai.GEN_AI_TOKEN_TYPE: "input"},
+                {**duration, genai.GEN_AI_TOKEN_TYPE: "output"},
+            )
+        return found
 
 
 class CallObserver:
     """One call's span and metrics: retries, chunks, and how it ended (ending is idempotent)."""
 
     __slots__ = (
+        "_dims",
         "_ended",
         "_instruments",
         "_last_chunk",
-        "_metric_attributes",
+        "_recording",
         "_retries",
         "_started",
         "span",
@@ -289,13 +355,15 @@ class CallObserver:
     )
 
     def __init__(
-        self, instruments: Instruments, span: Span, metric_attributes: dict[str, Any], *, stream: bool
+        self, instruments: Instruments, span: Span, dims: _Dimensions, recording: bool, *, stream: bool
     ) -> None:
         self._instruments = instruments
         self.span = span
-        self._metric_attributes = metric_attributes
+        self._dims = dims
+        #: The span records attributes (sampled): asked once, at its start.
+        self._recording = recording
         self.stream = stream
-        self._started = time.monotonic()
+        self._started = perf_counter()
         self._last_chunk: float | None = None
         self._ended = False
         self._retries = 0
@@ -307,7 +375,7 @@ class CallObserver:
         count within one send, which starts again at 1 when a stream is re-sent after failing mid-way.
         """
         self._retries += 1
-        if self.span.is_recording():
+        if self._recording:
             attributes: dict[str, Any] = {
                 genai.ERROR_TYPE: type(error).__name__,
                 "bedrock_chat.retry.number": self._retries,
@@ -320,16 +388,18 @@ class CallObserver:
             self.span.add_event("bedrock_chat.retry", attributes)
 
     def chunk(self) -> None:
-        """A stream handed out a chunk: time to the first, and between each later one and the one before."""
-        now = time.monotonic()
-        last, self._last_chunk = self._last_chunk, now
-        if last is None:
-            elapsed = now - self._started
-            self._instruments.first_chunk.record(elapsed, self._metric_attributes)
-            if self.span.is_recording():
-                self.span.set_attribute(genai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, elapsed)
-        else:
-            self._instruments.per_chunk.record(now - last, self._metric_attributes)
+        """A stream handed out an output chunk: time to the first, and between each later one and the one
+        before (one clock read and one record with the prebuilt attributes)."""
+        now = perf_counter()
+        last = self._last_chunk
+        self._last_chunk = now
+        if last is not None:
+            self._instruments.per_chunk.record(now - last, self._dims.base)
+            return
+        elapsed = now - self._started
+        self._instruments.first_chunk.record(elapsed, self._dims.base)
+        if self._recording:
+            self.span.set_attribute(genai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, elapsed)
 
     def watch(self, stream: object) -> None:
         """End the span as ``abandoned`` if ``stream`` is garbage-collected before it ended (see the module
@@ -345,8 +415,12 @@ class CallObserver:
         """The answer is complete: response attributes, usage metrics, and the end of the span."""
         if self._ended:
             return
-        output = genai.output_attributes(chat) if self._instruments.content and self.span.is_recording() else None
-        self._succeed(chat.model, genai.response_attributes(chat), output, chat.usage)
+        attributes = None
+        if self._recording:
+            attributes = genai.response_attributes(chat)
+            if self._instruments.content:
+                attributes.update(genai.output_attributes(chat))
+        self._succeed(chat.model, attributes, chat.usage)
 
     def succeed_raw(self, response: InvokeModelResponse) -> None:
         """A raw request (:meth:`Instruments.start_raw`) answered: the same, read from the model's JSON body."""
@@ -354,45 +428,43 @@ class CallObserver:
             return
         body = response.body
         model = body.get("model")
-        output = genai.raw_output_attributes(body) if self._instruments.content and self.span.is_recording() else None
-        attributes = genai.raw_response_attributes(body, response.usage, response.request_id)
-        self._succeed(model if isinstance(model, str) else None, attributes, output, response.usage)
+        attributes = None
+        if self._recording:
+            attributes = genai.raw_response_attributes(body, response.usage, response.request_id)
+            if self._instruments.content:
+                attributes.update(genai.raw_output_attributes(body))
+        self._succeed(model if isinstance(model, str) else None, attributes, response.usage)
 
-    def _succeed(
-        self, model: str | None, response: dict[str, Any], output: dict[str, Any] | None, usage: Usage
-    ) -> None:
+    def _succeed(self, model: str | None, attributes: dict[str, Any] | None, usage: Usage) -> None:
+        """``attributes``: the response's, for a recording span (None otherwise), set in one call."""
+        elapsed = perf_counter() - self._started
         self._ended = True
         span = self.span
-        attributes = self._metric_attributes
-        if model:
-            attributes[genai.GEN_AI_RESPONSE_MODEL] = model
-        if span.is_recording():
-            span.set_attributes(response)
-            if output is not None:
-                span.set_attributes(output)
-        self._record_usage(usage)
-        self._instruments.duration.record(time.monotonic() - self._started, attributes)
+        if attributes is not None:
+            span.set_attributes(attributes)
+        instruments = self._instruments
+        duration, input_attributes, output_attributes = self._dims.answered(model)
+        total = genai.input_tokens(usage)
+        if total is not None:
+            instruments.tokens.record(total, input_attributes)
+        if usage.output_tokens is not None:
+            instruments.tokens.record(usage.output_tokens, output_attributes)
+        instruments.duration.record(elapsed, duration)
         span.end()
 
     def counted(self, count: int, request_id: str | None) -> None:
         """CountTokens answered: the count is the input tokens (no usage metric: nothing was billed)."""
         if self._ended:
             return
+        elapsed = perf_counter() - self._started
         self._ended = True
-        if self.span.is_recording():
-            self.span.set_attribute(genai.GEN_AI_USAGE_INPUT_TOKENS, count)
+        if self._recording:
+            attributes: dict[str, Any] = {genai.GEN_AI_USAGE_INPUT_TOKENS: count}
             if request_id:
-                self.span.set_attribute(genai.AWS_REQUEST_ID, request_id)
-        self._instruments.duration.record(time.monotonic() - self._started, self._metric_attributes)
+                attributes[genai.AWS_REQUEST_ID] = request_id
+            self.span.set_attributes(attributes)
+        self._instruments.duration.record(elapsed, self._dims.base)
         self.span.end()
-
-    def _record_usage(self, usage: Usage) -> None:
-        tokens = self._instruments.tokens
-        total = genai.input_tokens(usage)
-        if total is not None:
-            tokens.record(total, {**self._metric_attributes, genai.GEN_AI_TOKEN_TYPE: "input"})
-        if usage.output_tokens is not None:
-            tokens.record(usage.output_tokens, {**self._metric_attributes, genai.GEN_AI_TOKEN_TYPE: "output"})
 
     def fail(self, error: BaseException, description: str | None = None) -> None:
         """The call failed (or was cancelled): status ERROR, ``error.type``, and the end of the span."""
@@ -401,18 +473,18 @@ class CallObserver:
     def _fail_as(self, kind: str, request_id: str | None, description: str | None) -> None:
         if self._ended:
             return
+        elapsed = perf_counter() - self._started
         self._ended = True
         span = self.span
-        if span.is_recording():
-            span.set_attribute(genai.ERROR_TYPE, kind)
+        if self._recording:
+            attributes: dict[str, Any] = {genai.ERROR_TYPE: kind}
             if request_id:
-                span.set_attribute(genai.AWS_REQUEST_ID, request_id)
+                attributes[genai.AWS_REQUEST_ID] = request_id
+            span.set_attributes(attributes)
             # The class name only: an error's message may quote what the server sent back.
             api = self._instruments.api
             span.set_status(api.trace.Status(api.trace.StatusCode.ERROR, description or kind))
-        self._instruments.duration.record(
-            time.monotonic() - self._started, {**self._metric_attributes, genai.ERROR_TYPE: kind}
-        )
+        self._instruments.duration.record(elapsed, {**self._dims.base, genai.ERROR_TYPE: kind})
         span.end()
 
     def closed(self) -> None:

@@ -59,6 +59,7 @@ __all__ = [
     "GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS",
     "GEN_AI_USAGE_INPUT_TOKENS",
     "GEN_AI_USAGE_OUTPUT_TOKENS",
+    "OUTPUT_CHUNK_TYPES",
     "PROVIDER",
     "SERVER_ADDRESS",
     "SERVER_PORT",
@@ -111,6 +112,13 @@ BASE_MODEL_ID = "bedrock_chat.model.base_id"
 PROVIDER = "aws.bedrock"
 #: The operation name of ``count_tokens`` (no well-known value applies).
 COUNT_TOKENS = "count_tokens"
+#: The stream events (``StreamChunk.type``) that are the conventions' output chunks, timed by
+#: ``time_to_first_chunk`` and ``time_per_output_chunk``: those carrying the model's output (a legacy
+#: model's ``completion`` events; a Messages model's ``content_block_delta``: text, thinking, tool-call
+#: arguments, citations). The envelope (``message_start``, ``content_block_start``/``stop``,
+#: ``message_delta``, ``message_stop``, ``ping``) carries none: a gap before ``message_stop`` is not the time
+#: per output chunk, and the first chunk is the first output, what a reader waits for.
+OUTPUT_CHUNK_TYPES = frozenset({"completion", "content_block_delta"})
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 

@@ -25,14 +25,14 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Decision, Sampler, SamplingResult
 from opentelemetry.semconv._incubating.attributes import aws_attributes, error_attributes, gen_ai_attributes
 from opentelemetry.semconv._incubating.metrics import gen_ai_metrics
 from opentelemetry.semconv.attributes import server_attributes
 from opentelemetry.trace import SpanKind, StatusCode
 from reliability.reliability_helpers import LoopbackServer, read_request
 
-from bedrock_chat import AnthropicBedrock, AnthropicBedrockSync, BedrockError, RetryPolicy, ThrottlingError
+from bedrock_chat import AnthropicBedrock, AnthropicBedrockSync, BedrockError, RetryPolicy, ThrottlingError, _telemetry
 from bedrock_chat._core import genai
 from bedrock_chat._core.eventstream import encode_chunk_event, encode_exception_event
 from bedrock_chat._log import LOGGER_NAME
@@ -273,13 +273,52 @@ async def test_a_stream_closed_early_ends_its_span_as_cancelled(
     async with recorder.client(bedrock_emulator) as client:
         stream = await client.ChatCompletion.create(model=MODEL, messages=_messages(), stream=True, surface=surface)
         async with stream:
-            await stream.__anext__()
+            while (await stream.__anext__()).type not in genai.OUTPUT_CHUNK_TYPES:
+                pass
             assert recorder.spans() == []  # open while the stream is
     [span] = recorder.spans()
     assert span.status.status_code is StatusCode.ERROR
     assert (span.attributes or {})["error.type"] == "cancelled"
     assert "gen_ai.usage.output_tokens" not in (span.attributes or {})
     assert "gen_ai.response.time_to_first_chunk" in (span.attributes or {})
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("model", "surface"), [(MODEL, "invoke"), (MODEL, "messages-endpoint"), (LEGACY, "invoke")])
+async def test_output_chunks_are_the_content_events_not_the_envelope(
+    bedrock_emulator: BedrockEmulator, recorder: Recorder, model: str, surface: str
+) -> None:
+    """time_per_output_chunk is recorded for each output chunk after the first; message_start, block
+    start/stop, message_delta and message_stop are not output chunks."""
+    async with recorder.client(bedrock_emulator) as client:
+        stream = await client.ChatCompletion.create(
+            model=model, messages=_messages(), stream=True, surface=surface, max_tokens=40
+        )
+        async with stream:
+            types = [chunk.type async for chunk in stream]
+    outputs = sum(kind in ("content_block_delta", "completion") for kind in types)
+    assert outputs >= 3
+    if model == MODEL:
+        assert len(types) > outputs  # the envelope was there, and is not counted
+    points = recorder.points()
+    [first] = points["gen_ai.client.operation.time_to_first_chunk"]
+    [per_chunk] = points["gen_ai.client.operation.time_per_output_chunk"]
+    assert (first.count, per_chunk.count) == (1, outputs - 1)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("surface", SURFACES)
+async def test_a_stream_closed_before_its_first_output_has_no_time_to_first_chunk(
+    bedrock_emulator: BedrockEmulator, recorder: Recorder, surface: str
+) -> None:
+    async with recorder.client(bedrock_emulator) as client:
+        stream = await client.ChatCompletion.create(model=MODEL, messages=_messages(), stream=True, surface=surface)
+        async with stream:
+            assert (await stream.__anext__()).type == "message_start"
+    [span] = recorder.spans()
+    assert (span.attributes or {})["error.type"] == "cancelled"
+    assert "gen_ai.response.time_to_first_chunk" not in (span.attributes or {})
+    assert "gen_ai.client.operation.time_to_first_chunk" not in recorder.points()
 
 
 @pytest.mark.asyncio
@@ -884,3 +923,98 @@ async def test_a_batch_span_starts_when_the_batch_runs_under_the_span_current_th
     batch = next(span for span in recorder.spans() if span.name == "bedrock_chat.batch")
     assert batch.parent is not None
     assert batch.parent.span_id == caller.get_span_context().span_id
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("stream", [False, True])
+async def test_metric_attributes_are_built_once_per_model_and_server(
+    bedrock_emulator: BedrockEmulator, recorder: Recorder, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    """Calls to the same model and endpoint reuse one set of metric attribute dicts (the SDK copies them)."""
+    built: list[dict[str, Any]] = []
+    original = genai.metric_attributes
+
+    def counting(span_attributes: Any) -> dict[str, Any]:
+        built.append(original(span_attributes))
+        return built[-1]
+
+    monkeypatch.setattr(genai, "metric_attributes", counting)
+    async with recorder.client(bedrock_emulator) as client:
+        for _ in range(3):
+            await _call(client, stream=stream, surface="invoke")
+        await client.ChatCompletion.create(model=LEGACY, messages=_messages())
+    assert len(built) == 2  # MODEL once, LEGACY once
+    assert "gen_ai.response.model" not in built[0]  # never mutated by an answer
+    points = recorder.points()
+    [mine, legacy] = sorted(points["gen_ai.client.operation.duration"], key=lambda p: -p.count)
+    assert (mine.count, legacy.count) == (3, 1)
+    assert mine.attributes["gen_ai.request.model"] == MODEL
+    assert mine.attributes["gen_ai.response.model"]
+    tokens = {
+        p.attributes["gen_ai.token.type"]: p.count
+        for p in points["gen_ai.client.token.usage"]
+        if p.attributes["gen_ai.request.model"] == MODEL
+    }
+    assert tokens == {"input": 3, "output": 3}
+
+
+def test_metric_attribute_cache_is_bounded_and_right() -> None:
+    provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    try:
+        instruments = Telemetry(True, meter_provider=provider).instruments()
+        assert instruments is not None
+        limit = _telemetry._MAX_DIMENSIONS
+        for port in range(limit + 10):
+            attributes = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "aws.bedrock",
+                "gen_ai.request.model": "m",
+                "gen_ai.request.max_tokens": 5,
+                "server.address": "h",
+                "server.port": port,
+            }
+            dims = instruments._dimensions(attributes)
+            assert dims.base == genai.metric_attributes(attributes)
+            assert instruments._dimensions(attributes) is dims
+            duration, tokens_in, tokens_out = dims.answered(f"r{port}")
+            assert duration == {**dims.base, "gen_ai.response.model": f"r{port}"}
+            assert tokens_in == {**duration, "gen_ai.token.type": "input"}
+            assert tokens_out == {**duration, "gen_ai.token.type": "output"}
+            assert dims.answered(None)[0] == dims.base
+            assert len(instruments._dims) <= limit
+    finally:
+        provider.shutdown()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_sampled_out_call_records_metrics_and_builds_no_span_attributes(
+    bedrock_emulator: BedrockEmulator, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    """A span the sampler drops costs no response attributes; the metrics are recorded all the same."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("response attributes built for a span that is not recording")
+
+    monkeypatch.setattr(genai, "response_attributes", refuse)
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        async with emulator_client(bedrock_emulator, tracer_provider=tracer_provider, meter_provider=meters) as client:
+            await _call(client, stream=stream, surface="invoke")
+        data = reader.get_metrics_data()
+        assert data is not None
+        points: dict[str, Any] = {
+            m.name: m.data.data_points for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+        }
+    finally:
+        tracer_provider.shutdown()
+        meters.shutdown()
+    assert exporter.get_finished_spans() == ()
+    [duration] = points["gen_ai.client.operation.duration"]
+    assert duration.attributes["gen_ai.response.model"]
+    assert sorted(p.attributes["gen_ai.token.type"] for p in points["gen_ai.client.token.usage"]) == ["input", "output"]
+    assert ("gen_ai.client.operation.time_per_output_chunk" in points) is stream
