@@ -26,6 +26,11 @@ then N calls; CPU per request = process CPU over the measured part / N) or ``_cl
 them: ``api, no SDK`` within 3%, ``sdk -> memory`` within 25%, for both kinds (NOISY, not FAIL, when over the
 target while the A/A pair differed by at least the target: the machine was too busy to tell). Results go to
 ``benchmarks/results/telemetry.json`` (``_results.save``); :func:`render` turns that file into the README's table.
+
+Each ``sdk -> memory`` child then times the SDK's own work for what one call records (:func:`_sdk_floor`: a
+span with the attributes the client gave its last span, three histogram records with the client's metric
+attributes, and one chunk record), so the report can say how much of the overhead no instrumentation could
+avoid with this SDK set-up.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ TARGETS: dict[str, float | None] = {"absent (A/A)": None, "api, no SDK": 0.03, "
 KINDS = ("invoke", "stream")
 CONCURRENCY = 32
 _MODES = {"absent": "absent", "absent (A/A)": "absent", "api, no SDK": "api", "sdk -> memory": "sdk"}
+SDK = "sdk -> memory"
 
 
 # -- child side -----------------------------------------------------------------------------------------
@@ -97,16 +103,17 @@ def _prepare(mode: str) -> Any:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
     trace.set_tracer_provider(tracer_provider)
-    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-    return tracer_provider, exporter, reader
+    metrics.set_meter_provider(meter_provider)
+    return tracer_provider, exporter, reader, meter_provider
 
 
 def _emitted(mode: str, sdk: Any) -> dict[str, Any]:
     """After the measured part: what was emitted (sdk), and whether bedrock_chat loaded opentelemetry at all."""
     found: dict[str, Any] = {"otel_loaded": _otel_loaded()}
     if mode == "sdk":
-        tracer_provider, exporter, reader = sdk
+        tracer_provider, exporter, reader, _ = sdk
         tracer_provider.force_flush(30_000)
         found["spans"] = len(exporter.get_finished_spans())
         data = reader.get_metrics_data()
@@ -127,6 +134,63 @@ async def _child_run(args: argparse.Namespace) -> dict[str, Any]:
     return dict(streamed.summary())
 
 
+#: Keys a call's span gets when it ends (the rest were given at its creation).
+_RESPONSE_KEYS = ("gen_ai.response.", "gen_ai.usage.", "aws.request_id")
+FLOOR_REPEATS = 2000
+
+
+def _sdk_floor(sdk: Any) -> dict[str, float]:
+    """The SDK's own work for what one call records, in this process after the measured part: a CLIENT span
+    given the attributes the client gave its last span (request ones at creation, response ones at the end),
+    the three histogram records of a request with the client's metric attributes, and one record of a chunk.
+
+    A hot loop (best of 3), so a lower bound: what no instrumentation could avoid, to set beside what the
+    measured part added. Microseconds per request and per record."""
+    import time
+
+    from opentelemetry.trace import SpanKind
+
+    tracer_provider, exporter, reader, meter_provider = sdk
+    finished = exporter.get_finished_spans()
+    if not finished:
+        raise SystemExit("no span to time the SDK floor with")
+    span_attributes = dict(finished[-1].attributes or {})
+    created = {k: v for k, v in span_attributes.items() if not k.startswith(_RESPONSE_KEYS)}
+    ended = {k: v for k, v in span_attributes.items() if k.startswith(_RESPONSE_KEYS)}
+    data = reader.get_metrics_data()
+    points = {m.name: m.data.data_points for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    duration_attributes = dict(points["gen_ai.client.operation.duration"][0].attributes)
+    token_attributes = [dict(point.attributes) for point in points["gen_ai.client.token.usage"]][:2]
+    chunk_attributes = {k: v for k, v in duration_attributes.items() if k != "gen_ai.response.model"}
+    tracer = tracer_provider.get_tracer("bench_telemetry.floor")
+    meter = meter_provider.get_meter("bench_telemetry.floor")
+    duration = meter.create_histogram("floor.duration", unit="s")
+    tokens = meter.create_histogram("floor.tokens", unit="{token}")
+    kind = SpanKind.CLIENT
+
+    def request() -> None:
+        span = tracer.start_span(finished[-1].name, kind=kind, attributes=created)
+        span.set_attributes(ended)
+        for attributes in token_attributes:
+            tokens.record(100, attributes)
+        duration.record(0.01, duration_attributes)
+        span.end()
+
+    def record() -> None:
+        duration.record(0.001, chunk_attributes)
+
+    def best(step: Any) -> float:
+        times = []
+        for _ in range(3):
+            started = time.process_time()
+            for _ in range(FLOOR_REPEATS):
+                step()
+            times.append((time.process_time() - started) / FLOOR_REPEATS * 1e6)
+        return min(times)
+
+    return {"request_us": best(request), "record_us": best(record)}
+
+
 def child_main(argv: list[str]) -> None:
     """One configuration, one kind: its summary and what it emitted, as one JSON line on stdout."""
     parser = child_parser("bench_telemetry.py child")
@@ -135,6 +199,8 @@ def child_main(argv: list[str]) -> None:
     sdk = _prepare(args.mode)
     summary = asyncio.run(_child_run(args))
     summary.update(_emitted(args.mode, sdk))
+    if args.mode == "sdk":
+        summary["sdk_floor_us"] = _sdk_floor(sdk)
     calls = args.requests + 1 + 2 * args.concurrency if args.kind == "invoke" else args.streams + 2
     summary["calls"] = calls
     print(json.dumps(summary))
@@ -242,7 +308,31 @@ def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             else:
                 # Over the target, but two identical runs differed as much: this machine cannot tell.
                 verdicts[kind][config] = "NOISY" if noise >= limit or noise != noise else "FAIL"
-    return {"cpu_ms": cpu, "ratio": ratio, "verdict": verdicts}
+    return {"cpu_ms": cpu, "ratio": ratio, "verdict": verdicts, "sdk_floor": sdk_floor(rounds, cpu)}
+
+
+def sdk_floor(rounds: list[dict[str, Any]], cpu: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Medians of the SDK's own work per request and per record (timed in the sdk children), and what that
+    floor alone would add to ``absent``: per request, and per stream (a span, its three records, and one
+    record per text chunk)."""
+    found: dict[str, list[float]] = {"request_us": [], "record_us": [], "chunks": []}
+    for r in rounds:
+        for kind in KINDS:
+            result = r["results"][kind].get(SDK) or {}
+            for key in ("request_us", "record_us"):
+                if key in result.get("sdk_floor_us", {}):
+                    found[key].append(result["sdk_floor_us"][key])
+            if "text_chunks_per_stream" in result:
+                found["chunks"].append(result["text_chunks_per_stream"])
+    if not found["request_us"]:
+        return {}
+    request_us, record_us = median(found["request_us"]), median(found["record_us"])
+    floor = {"request_us": request_us, "record_us": record_us}
+    floor["invoke_ratio"] = 1 + request_us / 1e3 / cpu["invoke"][BASELINE]
+    if found["chunks"]:
+        per_stream_us = request_us + record_us * median(found["chunks"])  # first chunk + one per later chunk
+        floor["stream_ratio"] = 1 + per_stream_us / 1e3 / cpu["stream"][BASELINE]
+    return floor
 
 
 def _fmt(value: float | None, digits: int) -> str:
@@ -277,6 +367,15 @@ def render(document: dict[str, Any]) -> str:
         f"{settings['streams']} streams per configuration and round; ratios within each round); "
         f"{meta.get('machine', '?')}, commit {meta.get('commit', '?')}, {meta.get('started', '?')}.",
     ]
+    floor = summary.get("sdk_floor")
+    if floor:
+        lines[-1] += (
+            f" The SDK's own work for what a call records, timed in the sdk child in a hot loop with the"
+            f" client's attributes (a lower bound): {floor['request_us']:.0f} µs per request (a span and three"
+            f" histogram records; alone {_fmt(floor['invoke_ratio'], 3)}x absent) and {floor['record_us']:.1f} µs"
+            f" per histogram record (one per text chunk: alone {_fmt(floor.get('stream_ratio'), 2)}x absent"
+            " per stream)."
+        )
     full = parse_settings([])
     if settings["rounds"] < full.rounds or settings["requests"] < full.requests or settings["streams"] < full.streams:
         lines[-1] += " A reduced run: indicative only."
