@@ -33,6 +33,11 @@ the GenAI conventions' attributes (``bedrock_chat._core.genai``). Choices:
   makes the same spans.
 - **Sampling**: the request attributes (operation, provider, model, server address and port among
   them) are given when the span is created, as the conventions ask, so a sampler can decide on them.
+- **Exemplars**: a call's duration, token usage and time to first chunk are recorded in the context of
+  its span (as OpenTelemetry's own GenAI utilities do), so an SDK's trace-based exemplar filter links them
+  to the call's span, also when the caller has none. Per-chunk records are made in the reader's context:
+  offering each of a stream's chunks as an exemplar costs about a sixth of a record each, for exemplars
+  that say nothing the call's own do not.
 - **Chunks** are the stream's output events (:data:`genai.OUTPUT_CHUNK_TYPES`): the conventions time
   "output" chunks, and Anthropic's envelope events (``message_start``, ``content_block_start``/``stop``,
   ``message_delta``, ``message_stop``, ``ping``) carry none of the model's output.
@@ -297,7 +302,7 @@ class Instruments:
                 on_retry(error, number)
 
         api = self.api
-        token = api.context.attach(api.trace.set_span_in_context(observer.span))
+        token = api.context.attach(observer.context)
         try:
             return await call(hook)
         except BaseException as error:
@@ -350,6 +355,7 @@ class CallObserver:
         "_recording",
         "_retries",
         "_started",
+        "context",
         "span",
         "stream",
     )
@@ -359,6 +365,8 @@ class CallObserver:
     ) -> None:
         self._instruments = instruments
         self.span = span
+        #: A context with the span current: the call runs in it, and its metrics are recorded in it.
+        self.context = instruments.api.trace.set_span_in_context(span)
         self._dims = dims
         #: The span records attributes (sampled): asked once, at its start.
         self._recording = recording
@@ -397,7 +405,7 @@ class CallObserver:
             self._instruments.per_chunk.record(now - last, self._dims.base)
             return
         elapsed = now - self._started
-        self._instruments.first_chunk.record(elapsed, self._dims.base)
+        self._instruments.first_chunk.record(elapsed, self._dims.base, self.context)
         if self._recording:
             self.span.set_attribute(genai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, elapsed)
 
@@ -444,12 +452,13 @@ class CallObserver:
             span.set_attributes(attributes)
         instruments = self._instruments
         duration, input_attributes, output_attributes = self._dims.answered(model)
+        context = self.context
         total = genai.input_tokens(usage)
         if total is not None:
-            instruments.tokens.record(total, input_attributes)
+            instruments.tokens.record(total, input_attributes, context)
         if usage.output_tokens is not None:
-            instruments.tokens.record(usage.output_tokens, output_attributes)
-        instruments.duration.record(elapsed, duration)
+            instruments.tokens.record(usage.output_tokens, output_attributes, context)
+        instruments.duration.record(elapsed, duration, context)
         span.end()
 
     def counted(self, count: int, request_id: str | None) -> None:
@@ -463,7 +472,7 @@ class CallObserver:
             if request_id:
                 attributes[genai.AWS_REQUEST_ID] = request_id
             self.span.set_attributes(attributes)
-        self._instruments.duration.record(elapsed, self._dims.base)
+        self._instruments.duration.record(elapsed, self._dims.base, self.context)
         self.span.end()
 
     def fail(self, error: BaseException, description: str | None = None) -> None:
@@ -484,7 +493,7 @@ class CallObserver:
             # The class name only: an error's message may quote what the server sent back.
             api = self._instruments.api
             span.set_status(api.trace.Status(api.trace.StatusCode.ERROR, description or kind))
-        self._instruments.duration.record(elapsed, {**self._dims.base, genai.ERROR_TYPE: kind})
+        self._instruments.duration.record(elapsed, {**self._dims.base, genai.ERROR_TYPE: kind}, self.context)
         span.end()
 
     def closed(self) -> None:

@@ -1018,3 +1018,30 @@ async def test_a_sampled_out_call_records_metrics_and_builds_no_span_attributes(
     assert duration.attributes["gen_ai.response.model"]
     assert sorted(p.attributes["gen_ai.token.type"] for p in points["gen_ai.client.token.usage"]) == ["input", "output"]
     assert ("gen_ai.client.operation.time_per_output_chunk" in points) is stream
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("caller_span", [False, True])
+async def test_a_calls_metrics_have_exemplars_of_its_own_span(
+    bedrock_emulator: BedrockEmulator, recorder: Recorder, stream: bool, caller_span: bool
+) -> None:
+    """Duration, token usage and time to first chunk are recorded in the call span's context, so the SDK's
+    default (trace-based) exemplar filter links them to that span, with or without a span of the caller's."""
+    tracer = recorder.tracer_provider.get_tracer("test")
+    async with recorder.client(bedrock_emulator) as client:
+        if caller_span:
+            with tracer.start_as_current_span("caller"):
+                await _call(client, stream=stream, surface="invoke")
+        else:
+            await _call(client, stream=stream, surface="invoke")
+    [call] = [span for span in recorder.spans() if span.name != "caller"]
+    assert call.context is not None
+    points = recorder.points()
+    names = ["gen_ai.client.operation.duration", "gen_ai.client.token.usage"]
+    if stream:
+        names.append("gen_ai.client.operation.time_to_first_chunk")
+    for name in names:
+        for point in points[name]:
+            assert point.exemplars, name
+            assert {exemplar.span_id for exemplar in point.exemplars} == {call.context.span_id}, name
