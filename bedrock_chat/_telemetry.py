@@ -1,6 +1,7 @@
 """OpenTelemetry spans and metrics of each call, when the application has set up OpenTelemetry.
 
-Cost model: ``opentelemetry-api`` (the ``[otel]`` extra) is imported on first use, once; without it, or
+Cost model: ``opentelemetry-api`` (the ``[otel]`` extra) is imported on first use, once, and only once the
+application has imported it itself (until then no SDK can be configured: no import time for others); without it, or
 with only the API's own no-op/proxy providers in place (no SDK configured), :meth:`Telemetry.instruments`
 returns None and the request path runs exactly as without this module (one method call per request).
 Once a real provider is set (it can be set only once per process), instruments are made once per client.
@@ -54,6 +55,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from time import perf_counter
@@ -97,6 +99,8 @@ DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 
 _UNSET: Any = object()
+#: Setting a tracer or meter provider imports one of these; until one is imported no SDK can be configured.
+_OTEL_MODULES = frozenset({"opentelemetry.trace", "opentelemetry.metrics"})
 _api: Any = _UNSET  # the opentelemetry modules, or None when the API is not installed
 
 
@@ -187,6 +191,10 @@ class Telemetry:
         found = self._instruments
         if found is not None or self._enabled is False:
             return found
+        if _api is _UNSET and not _OTEL_MODULES.intersection(sys.modules):
+            # Nobody has imported the API, so nobody can have set an SDK provider: importing it here would
+            # only add its import time to the first request of every application that does not use it.
+            return None
         api = _otel()
         if api is None:
             self._enabled = False  # not installed: never looked for again

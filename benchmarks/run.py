@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import importlib.util
 import math
 import os
 import re
@@ -52,24 +51,18 @@ PEER_BARE, PEER_FIRST = "aiobotocore.session", "aiobotocore.session + 1st reques
 #: tests/test_benchmark_report.py): for bedrock_chat the asyncio transport (aiohttp), anyio's asyncio
 #: backend and certifi and, when the default credential chain is used rather than explicit keys, botocore's
 #: session; aiobotocore.session has loaded all of botocore already, and its first request adds only the
-#: default executor's thread pool. Where the OpenTelemetry API is installed, bedrock_chat's first request
-#: also imports it (to see whether an SDK is configured), so the rows do too; the saved results list the
+#: default executor's thread pool. The OpenTelemetry API is not among them even where it is installed: the
+#: client looks for an SDK only once the application has imported the API. The saved results list the
 #: modules of every row.
-_OTEL = (
-    ("opentelemetry.context", "opentelemetry.metrics", "opentelemetry.trace")
-    if importlib.util.find_spec("opentelemetry") is not None
-    else ()
-)
 IMPORTS: dict[str, tuple[str, ...]] = {
     BARE: ("bedrock_chat",),
-    EXPLICIT: ("bedrock_chat", "bedrock_chat._http.aiohttp_transport", "anyio._backends._asyncio", "certifi", *_OTEL),
+    EXPLICIT: ("bedrock_chat", "bedrock_chat._http.aiohttp_transport", "anyio._backends._asyncio", "certifi"),
     DEFAULT_CHAIN: (
         "bedrock_chat",
         "bedrock_chat._http.aiohttp_transport",
         "anyio._backends._asyncio",
         "botocore.session",
         "certifi",
-        *_OTEL,
     ),
     PEER_BARE: ("aiobotocore.session",),
     PEER_FIRST: ("aiobotocore.session", "concurrent.futures.thread"),

@@ -331,6 +331,8 @@ def test_bedrock_chat_rows_import_everything_its_first_request_loads(
     assert "bedrock_chat._http.aiohttp_transport" in bare
     assert "aiohttp" in bare
     assert ("botocore.session" in bare) == (row == run.DEFAULT_CHAIN)
+    # An application that never imports OpenTelemetry does not pay for its import on the first request.
+    assert not [module for module in bare if module.startswith("opentelemetry")]
 
 
 def test_aiobotocore_row_imports_everything_its_first_request_loads(bedrock_emulator: Any, tmp_path: Path) -> None:
