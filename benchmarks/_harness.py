@@ -161,19 +161,19 @@ SERVERS = ("replay", "emulator")
 
 
 @contextmanager
-def _server(command: list[str], cpu: int | None, startup_timeout: float) -> Iterator[EmulatorInfo]:
-    """Run a server that prints ``endpoint_url=...`` and one more line on start-up, pinned to ``cpu``."""
+def _server(command: list[str], cpu: int | None, startup_timeout: float, lines: int = 2) -> Iterator[EmulatorInfo]:
+    """Run a server that prints ``endpoint_url=...`` (and ``lines - 1`` more lines) on start-up, pinned to ``cpu``."""
     # stderr to a file: a long-running server must never block on a full pipe nobody reads.
     with tempfile.TemporaryFile("w+") as errors:
         process = _spawn(command, cpu, stderr=errors)
         try:
             try:
-                line = _read_lines(process, 2, time.perf_counter() + startup_timeout)[0].strip()
+                line = _read_lines(process, lines, time.perf_counter() + startup_timeout)[0].strip()
             except BenchmarkError as exc:
                 errors.seek(0)
                 raise BenchmarkError(f"{exc}\n{errors.read()[-2000:]}") from None
             if not line.startswith("endpoint_url="):
-                raise BenchmarkError(f"server did not start: {line!r}")
+                raise BenchmarkError(f"{command[1]} did not start: {line!r}")
             # taskset execs the server, so the pid is the server's own.
             yield EmulatorInfo(line.removeprefix("endpoint_url="), REGION, ACCESS_KEY, SECRET_KEY, process.pid)
         finally:

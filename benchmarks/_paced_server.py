@@ -37,7 +37,6 @@ import re
 import resource
 import socket
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import ACCESS_KEY, BenchmarkError, _kill, _read_lines, _spawn
+from _harness import ACCESS_KEY, BenchmarkError, _server
 
 INVOKE_PATH = "/model/anthropic.claude-haiku-4-5-20251001-v1%3A0/invoke-with-response-stream"
 MESSAGES_PATH = "/anthropic/v1/messages"
@@ -316,21 +315,9 @@ def paced_server(
     ]
     if truncate is not None:
         command += ["--truncate", str(truncate)]
-    import tempfile
-
-    with tempfile.TemporaryFile("w+") as errors:
-        process = _spawn(command, cpu, stderr=errors)
-        try:
-            try:
-                line = _read_lines(process, 1, time.perf_counter() + startup_timeout)[0].strip()
-            except BenchmarkError as exc:
-                errors.seek(0)
-                raise BenchmarkError(f"{exc}\n{errors.read()[-2000:]}") from None
-            if not line.startswith("endpoint_url="):
-                raise BenchmarkError(f"paced server did not start: {line!r}")
-            yield PacedInfo(line.removeprefix("endpoint_url="), process.pid)
-        finally:
-            _kill(process)
+    with _server(command, cpu, startup_timeout, lines=1) as info:
+        assert info.pid is not None  # taskset execs the server: the pid is the server's own
+        yield PacedInfo(info.endpoint, info.pid)
 
 
 def process_cpu_seconds(pid: int) -> float:
