@@ -10,27 +10,41 @@ load-independent throttling (``--throttle-rate 0.3``), at concurrency 64 and wit
 told the quota:
 
 - ``bedrock-chat batch``: the command line, in a subprocess (its defaults: 6 retries);
-- ``ChatCompletion.batch``: the library (its defaults: 2 retries);
+- ``ChatCompletion.batch``: the library (its defaults);
+- both again as they were before the goodput controller ("today" in issue #19: commit e28bad5, AIMD on
+  concurrency, labelled ``(e28bad5)``): that commit's ``bedrock_chat`` is extracted once per run
+  (``git archive``) into the run's temporary directory, removed on any exit, and each of them runs in a
+  child with only that tree on its path and as its working directory. The server is always this tree's;
 - ``aiobotocore``: ``invoke_model`` under ``asyncio.Semaphore(concurrency)``, botocore's ``adaptive``
   retry mode (its client-side CUBIC rate limiter), 3 attempts in all, as the library's 2 retries.
 
 Counts come from the server, the same for every contender: each run gets a fresh emulator (a full
 bucket) whose dispatcher records the time and status of every InvokeModel attempt. **Achieved** is
 successes per second over the server's window (first attempt to last success, plus one answer's latency)
-divided by the quota; **throttled** is 429s out of all attempts. A full run takes about 5 minutes on 2
-cores (9 quota runs of ~16 s; 3 random-throttle runs of 200 records, aiobotocore's ~100 s of them; process
-start-ups); ``--quick`` (200 records and 66 for random throttling, concurrency 64 only) about 1.5 minutes.
-Each run is cut off after 150 s.
+divided by the quota; **throttled** is 429s out of all attempts. Under random throttling the last success
+comes after the slowest record's retries (with 6 retries, up to 1 + 2 + 4 + 8 + 16 s of backoff), so the
+rate over the first 90% of the records is given too; the render shows new / e28bad5 for both. The
+server's random draws are seeded, so every contender meets the same sequence of throttles.
+
+A full run takes about 8 minutes on 2 cores (15 quota runs of ~16 s; 5 random-throttle runs of 200
+records: ~5-11 s each for the new code, ~20-25 s for e28bad5's, ~100 s for aiobotocore's; process
+start-ups); ``--quick`` (200 records and 66 for random throttling, concurrency 64 only) about 70 s: at 66
+records a batch is over before e28bad5's AIMD, which starts at full concurrency, has been slowed by the
+throttles, so only the full run's 200 records compare the controllers. Each run is cut off after 150 s
+(marked in the table).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
+import math
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -47,13 +61,21 @@ REGION = "us-east-1"
 QUOTA_PER_SECOND = 40.0
 LATENCY = 0.1
 RANDOM_THROTTLE = 0.3
-CONTENDERS = ("bedrock-chat batch", "ChatCompletion.batch", "aiobotocore (adaptive)")
+#: "Today": the code before GoodputController (e28bad5, AIMD on concurrency), run from a copy of its tree.
+TODAY = "e28bad5"
+CLI, LIBRARY, AIOBOTOCORE = "bedrock-chat batch", "ChatCompletion.batch", "aiobotocore (adaptive)"
+CONTENDERS = (CLI, LIBRARY, f"{CLI} ({TODAY})", f"{LIBRARY} ({TODAY})", AIOBOTOCORE)
+#: Each new contender and its "today" counterpart: the render shows new / today.
+PAIRS = ((CLI, f"{CLI} ({TODAY})"), (LIBRARY, f"{LIBRARY} ({TODAY})"))
 RUN_TIMEOUT = 150.0
+#: The share of the records behind the "first 90%" rate (less tail-bound than the rate over all).
+BODY = 0.9
 
 
-def _env() -> dict[str, str]:
+def _env(tree: Path = ROOT) -> dict[str, str]:
+    """The children's environment: ``tree``'s bedrock_chat first on the path, the benchmark's keys."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = str(tree)  # only it: the caller's PYTHONPATH may name this tree
     env["PYTHONUNBUFFERED"] = "1"
     env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_REGION=REGION)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_BEARER_TOKEN_BEDROCK"):
@@ -181,8 +203,31 @@ class _Server:
         return [(float(t), int(status)) for t, status in json.loads(out.strip().splitlines()[-1])]
 
 
-def _run_contender(name: str, endpoint: str, records: int, concurrency: int, work: Path) -> dict[str, int]:
-    if name == "bedrock-chat batch":
+def today_tree(directory: Path) -> Path:
+    """``bedrock_chat`` as it was at TODAY, extracted under ``directory`` (a temporary one: the caller removes it)."""
+    tree = directory / TODAY
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", TODAY, "bedrock_chat"], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter="data")
+    return tree
+
+
+def _run_contender(
+    name: str, endpoint: str, records: int, concurrency: int, work: Path, today: Path | None
+) -> dict[str, Any]:
+    """Run one contender to the end (or RUN_TIMEOUT); its own count of ok and failed records.
+
+    A "today" contender runs with only ``today`` (the old tree) on its path and as its working directory, so
+    neither ``-m bedrock_chat`` nor an import can pick up this tree's package.
+    """
+    tree = ROOT
+    if name.endswith(f"({TODAY})"):
+        assert today is not None, "today's tree was not extracted"
+        name, tree = name.removesuffix(f" ({TODAY})"), today
+    if name == CLI:
         source, output = work / "in.jsonl", work / "out.jsonl"
         output.unlink(missing_ok=True)
         source.write_text(
@@ -191,42 +236,63 @@ def _run_contender(name: str, endpoint: str, records: int, concurrency: int, wor
         command = [sys.executable, "-m", "bedrock_chat", "batch", str(source), "-o", str(output)]
         command += ["--model", MODEL, "--concurrency", str(concurrency), "--endpoint-url", endpoint]
         command += ["--region", REGION]
-        subprocess.run(command, env=_env(), cwd=ROOT, timeout=RUN_TIMEOUT, capture_output=True, check=False)
+        cut_off = False
+        try:
+            subprocess.run(command, env=_env(tree), cwd=tree, timeout=RUN_TIMEOUT, capture_output=True, check=False)
+        except subprocess.TimeoutExpired:  # the child is killed; what it wrote stands
+            cut_off = True
         results = [json.loads(line) for line in output.read_text().splitlines()] if output.exists() else []
         ok = sum("modelOutput" in result for result in results)
-        return {"ok": ok, "failed": records - ok}
-    contender = "library" if name == "ChatCompletion.batch" else "aiobotocore"
+        return {"ok": ok, "failed": len(results) - ok, "cut_off": cut_off}
+    contender = "library" if name == LIBRARY else "aiobotocore"
     command = [sys.executable, str(Path(__file__)), "client", "--contender", contender, "--endpoint", endpoint]
     command += ["--records", str(records), "--concurrency", str(concurrency)]
-    done = subprocess.run(command, env=_env(), cwd=ROOT, timeout=RUN_TIMEOUT, capture_output=True, text=True)
+    try:
+        done = subprocess.run(
+            command, env=_env(tree), cwd=tree, timeout=RUN_TIMEOUT, capture_output=True, text=True, check=False
+        )
+    except subprocess.TimeoutExpired:  # the child is killed: the server's log says what succeeded
+        return {"ok": -1, "failed": -1, "cut_off": True}
     if done.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{done.stderr[-2000:]}")
-    counts: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
+    counts: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    counts["cut_off"] = False
     return counts
 
 
-def measure(name: str, *, quota: bool, records: int, concurrency: int, work: Path) -> dict[str, Any]:
+def measure(
+    name: str, *, quota: bool, records: int, concurrency: int, work: Path, today: Path | None = None
+) -> dict[str, Any]:
     """One contender at one concurrency against a fresh server: the server's counts and the client's outcomes."""
     server = _Server(quota=quota, records=records)
     try:
-        outcome = _run_contender(name, server.endpoint, records, concurrency, work)
+        outcome = _run_contender(name, server.endpoint, records, concurrency, work, today)
     finally:
         log = server.log()
-    successes = [t for t, status in log if status == 200]
+    start = log[0][0] if log else 0.0
+    successes = sorted(t for t, status in log if status == 200)
     throttled = sum(status == 429 for _, status in log)
-    window = (max(successes) - log[0][0] + LATENCY) if successes else float("nan")
+    window = (successes[-1] - start + LATENCY) if successes else float("nan")
     goodput = len(successes) / window if successes else 0.0
+    # The rate over the first 90% of the records: what the tail of retries (a few records backing off for
+    # seconds while everything else is done) does not decide.
+    body = math.ceil(BODY * records)
+    body_rate = body / (successes[body - 1] - start + LATENCY) if len(successes) >= body else float("nan")
+    if outcome["cut_off"] and outcome["ok"] < 0:
+        outcome = {"ok": len(successes), "failed": 0, "cut_off": True}
     row: dict[str, Any] = {
         "contender": name,
         "concurrency": concurrency,
         "records": records,
         "succeeded": outcome["ok"],
         "failed": outcome["failed"],
+        "cut_off": outcome["cut_off"],
         "attempts": len(log),
         "throttled": throttled,
         "throttled_fraction": throttled / len(log) if log else float("nan"),
         "seconds": window,
         "goodput": goodput,
+        "body_goodput": body_rate,
     }
     if quota:
         row["achieved"] = goodput / QUOTA_PER_SECOND
@@ -235,20 +301,44 @@ def measure(name: str, *, quota: bool, records: int, concurrency: int, work: Pat
 
 def _line(row: dict[str, Any]) -> str:
     achieved = f"achieved {row['achieved']:.2f} of the quota, " if "achieved" in row else ""
+    cut = " (cut off)" if row.get("cut_off") else ""
     return (
-        f"{row['contender']:24s} c={row['concurrency']:<4d} {achieved}{row['goodput']:.1f} ok/s, "
-        f"{row['throttled_fraction']:.1%} of {row['attempts']} attempts throttled, {row['failed']} failed"
+        f"{row['contender']:32s} c={row['concurrency']:<4d} {achieved}{row['goodput']:.1f} ok/s "
+        f"({row['body_goodput']:.1f} over the first {BODY:.0%}), {row['throttled_fraction']:.1%} of "
+        f"{row['attempts']} attempts throttled, {row['failed']} failed{cut}"
     )
 
 
+def _find(rows: list[dict[str, Any]], name: str, concurrency: int | None = None) -> dict[str, Any] | None:
+    return next(
+        (r for r in rows if r["contender"] == name and concurrency in (None, r["concurrency"])),
+        None,
+    )
+
+
+def _ratio(new: dict[str, Any] | None, old: dict[str, Any] | None, key: str) -> str:
+    if new is None or old is None:
+        return "-"
+    top, bottom = new.get(key, math.nan), old.get(key, math.nan)
+    return f"{top / bottom:.2f}x" if math.isfinite(top) and math.isfinite(bottom) and bottom > 0 else "-"
+
+
+def _rate(row: dict[str, Any], key: str) -> str:
+    value = row.get(key, math.nan)
+    return f"{value:.1f}" if math.isfinite(value) else "-"
+
+
 def render(document: dict[str, Any]) -> str:
-    """The README's tables: achieved/quota and throttled share per contender and concurrency; then random throttles."""
+    """The README's tables: achieved/quota and throttled share per contender and concurrency, new / today;
+    then random throttles."""
     data = document["data"]
     quota_rows = data["quota"]
     concurrencies = sorted({row["concurrency"] for row in quota_rows})
     lines = [
         f"Quota {data['setup']['quota_per_second']:g} requests/s (1 s burst), {data['setup']['latency'] * 1000:g} ms "
-        f"per answer, {data['setup']['records']} records. Achieved share of the quota / attempts throttled:",
+        f"per answer, {data['setup']['records']} records. Achieved share of the quota / attempts throttled "
+        f'("{TODAY}": the code before the goodput controller, AIMD on concurrency; new / {TODAY}: ratio of the '
+        "achieved shares):",
         "",
         "| contender | " + " | ".join(f"concurrency {c}" for c in concurrencies) + " |",
         "|---|" + "---:|" * len(concurrencies),
@@ -256,22 +346,40 @@ def render(document: dict[str, Any]) -> str:
     for name in CONTENDERS:
         cells = []
         for concurrency in concurrencies:
-            row = next((r for r in quota_rows if r["contender"] == name and r["concurrency"] == concurrency), None)
+            row = _find(quota_rows, name, concurrency)
             cells.append("-" if row is None else f"{row['achieved']:.2f} / {row['throttled_fraction']:.1%}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for new, old in PAIRS:
+        cells = [
+            _ratio(_find(quota_rows, new, concurrency), _find(quota_rows, old, concurrency), "achieved")
+            for concurrency in concurrencies
+        ]
+        lines.append(f"| {new}: new / {TODAY} | " + " | ".join(cells) + " |")
     random_rows = data["random"]
     if random_rows:
         lines += [
             "",
             f"No quota, {data['setup']['random_throttle']:.0%} random throttling (load-independent), concurrency "
-            f"{random_rows[0]['concurrency']}:",
+            f"{random_rows[0]['concurrency']}, {random_rows[0]['records']} records. Successes/s over the whole run "
+            f"(to the last success, so a few records' retry backoff decides it) and over the first "
+            f"{BODY:.0%} of the records; new / {TODAY} for both:",
             "",
-            "| contender | successes/s | attempts throttled | failed |",
-            "|---|---:|---:|---:|",
+            f"| contender | successes/s | first {BODY:.0%}/s | attempts throttled | failed | new / {TODAY} |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
-        for row in random_rows:
+        olds = dict(PAIRS)
+        for name in CONTENDERS:
+            row = _find(random_rows, name)
+            if row is None:
+                continue
+            compared = "-"
+            if name in olds:
+                before = _find(random_rows, olds[name])
+                compared = f"{_ratio(row, before, 'goodput')}; {_ratio(row, before, 'body_goodput')}"
+            cut = f" (cut off at {RUN_TIMEOUT:g} s)" if row.get("cut_off") else ""
             lines.append(
-                f"| {row['contender']} | {row['goodput']:.1f} | {row['throttled_fraction']:.1%} | {row['failed']} |"
+                f"| {name}{cut} | {_rate(row, 'goodput')} | {_rate(row, 'body_goodput')} | "
+                f"{row['throttled_fraction']:.1%} | {row['failed']} | {compared} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -299,7 +407,7 @@ def main(argv: list[str]) -> None:
         client(parser.parse_args(argv[1:]))
         return
     parser = argparse.ArgumentParser(prog="bench_goodput.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="200 records, concurrency 64 only (~1.5 min)")
+    parser.add_argument("--quick", action="store_true", help="200 records, concurrency 64 only (~70 s)")
     parser.add_argument("--records", type=int, default=None, help="records per run (default 600; quick 200)")
     parser.add_argument("--concurrency", type=_concurrencies, default=None, help="default 16,64,256 (quick 64)")
     parser.add_argument("--no-save", action="store_true", help="print only; leave results/goodput.json alone")
@@ -308,18 +416,23 @@ def main(argv: list[str]) -> None:
     concurrencies = args.concurrency or ([64] if args.quick else [16, 64, 256])
     rows: dict[str, list[dict[str, Any]]] = {"quota": [], "random": []}
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as directory:
+    # The temporary directory holds today's tree too: it goes on any exit, Ctrl-C included (subprocess.run
+    # kills its child before the exception leaves it).
+    with tempfile.TemporaryDirectory(prefix="bench_goodput-") as directory:
         work = Path(directory)
+        today = today_tree(work)
         for concurrency in concurrencies:
             for name in CONTENDERS:
-                row = measure(name, quota=True, records=records, concurrency=concurrency, work=work)
+                row = measure(name, quota=True, records=records, concurrency=concurrency, work=work, today=today)
                 rows["quota"].append(row)
                 print(_line(row), file=sys.stderr, flush=True)
         random_concurrency = 64 if 64 in concurrencies else concurrencies[0]
         for name in CONTENDERS:
             # A third of the records: aiobotocore's adaptive mode falls to ~2 requests/s here, and the run
             # must stay bounded.
-            row = measure(name, quota=False, records=records // 3, concurrency=random_concurrency, work=work)
+            row = measure(
+                name, quota=False, records=records // 3, concurrency=random_concurrency, work=work, today=today
+            )
             rows["random"].append(row)
             print("random: " + _line(row), file=sys.stderr, flush=True)
     data = {
@@ -329,6 +442,7 @@ def main(argv: list[str]) -> None:
             "latency": LATENCY,
             "random_throttle": RANDOM_THROTTLE,
             "records": records,
+            "today": TODAY,
             "quick": args.quick,
             "seconds": time.perf_counter() - started,
         },
