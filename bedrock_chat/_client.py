@@ -636,31 +636,45 @@ class AnthropicBedrock:
         return url.host, url.port or (443 if url.scheme == "https" else 80)
 
     async def _invoke(
-        self, invocation: Invocation, *, on_retry: RetryHook | None = None, deadline: float | None = None
+        self,
+        invocation: Invocation,
+        *,
+        on_retry: RetryHook | None = None,
+        deadline: float | None = None,
+        max_retries: int | None = None,
     ) -> ChatCompletion:
         """Send a prepared call and parse its answer; ``on_retry`` sees every retried error (batches adapt to it).
 
-        ``deadline`` (seconds; None: the client's) bounds the whole call with one cancel scope.
+        ``deadline`` (seconds; None: the client's) bounds the whole call with one cancel scope;
+        ``max_retries`` (None: the client's) is a batch's own retry budget.
         """
         instruments = self._telemetry.instruments()
         if instruments is None:
-            return await self._invoke_within(invocation, on_retry, deadline)
+            return await self._invoke_within(invocation, on_retry, deadline, max_retries)
         observer = await self._observer(instruments, invocation)
-        chat = await instruments.run(observer, lambda hook: self._invoke_within(invocation, hook, deadline), on_retry)
+        chat = await instruments.run(
+            observer, lambda hook: self._invoke_within(invocation, hook, deadline, max_retries), on_retry
+        )
         observer.succeed(chat)
         return chat
 
     async def _invoke_within(
-        self, invocation: Invocation, on_retry: RetryHook | None, deadline: float | None
+        self,
+        invocation: Invocation,
+        on_retry: RetryHook | None,
+        deadline: float | None,
+        max_retries: int | None = None,
     ) -> ChatCompletion:
         seconds = self._deadline if deadline is None else deadline
         if seconds is None:
-            return await self._invoke_now(invocation, on_retry)
+            return await self._invoke_now(invocation, on_retry, max_retries)
         with anyio.CancelScope(deadline=anyio.current_time() + seconds):
-            return await self._invoke_now(invocation, on_retry)
+            return await self._invoke_now(invocation, on_retry, max_retries)
         raise deadline_expired(seconds)  # reached only when the scope cancelled the call
 
-    async def _invoke_now(self, invocation: Invocation, on_retry: RetryHook | None) -> ChatCompletion:
+    async def _invoke_now(
+        self, invocation: Invocation, on_retry: RetryHook | None, max_retries: int | None = None
+    ) -> ChatCompletion:
         transport = await self._ready()
         self._check_model_region(invocation.model)
         started = time.monotonic()
@@ -670,7 +684,13 @@ class AnthropicBedrock:
             return parse_invoke_response(invocation, raw.headers, raw.body, latency=time.monotonic() - started)
 
         return await transport.send(
-            invocation.path, invocation.body, invocation.headers, stream=False, on_retry=on_retry, read=read
+            invocation.path,
+            invocation.body,
+            invocation.headers,
+            stream=False,
+            on_retry=on_retry,
+            max_retries=max_retries,
+            read=read,
         )
 
     async def _send_raw(

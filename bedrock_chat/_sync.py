@@ -166,6 +166,7 @@ class _SyncChatCompletions:
         concurrency: int = 16,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
+        max_retries: int | None = None,
     ) -> SyncBatchRun:
         """Same arguments as ``AnthropicBedrock.ChatCompletion.batch``; ``with ... as results: for r in results``.
 
@@ -179,6 +180,7 @@ class _SyncChatCompletions:
                 concurrency=concurrency,
                 requests_per_minute=requests_per_minute,
                 tokens_per_minute=tokens_per_minute,
+                max_retries=max_retries,
             )
         )
         return SyncBatchRun(portal, run)
@@ -190,6 +192,7 @@ class _SyncChatCompletions:
         concurrency: int = 16,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
+        max_retries: int | None = None,
     ) -> list[BatchResult]:
         """Same arguments and result as ``AnthropicBedrock.ChatCompletion.batch_in_order``, blocking."""
         portal, client = self._owner._live()
@@ -200,6 +203,7 @@ class _SyncChatCompletions:
                 concurrency=concurrency,
                 requests_per_minute=requests_per_minute,
                 tokens_per_minute=tokens_per_minute,
+                max_retries=max_retries,
             )
         )
 

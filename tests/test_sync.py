@@ -276,6 +276,18 @@ def test_sync_batch_in_order_returns_results_in_input_order(bedrock_emulator: Be
     assert [result.unwrap().completion.split()[1] for result in results] == [str(i) for i in range(12)]
 
 
+def test_sync_batches_take_max_retries(bedrock_emulator: BedrockEmulator) -> None:
+    """``max_retries`` reaches the engine from both blocking calls (the default would retry these throttles)."""
+    bedrock_emulator.enqueue_faults("throttle", "throttle")
+    with _emulator_client(bedrock_emulator) as client:
+        (first,) = client.ChatCompletion.batch_in_order(_requests(1), max_retries=0)
+        with client.ChatCompletion.batch(_requests(1), max_retries=0) as results:
+            (second,) = list(results)
+    assert isinstance(first.error, ThrottlingError)
+    assert isinstance(second.error, ThrottlingError)
+    assert len(bedrock_emulator.requests) == 2
+
+
 def test_leaving_a_sync_batch_early_stops_it_and_the_client_goes_on(bedrock_emulator: BedrockEmulator) -> None:
     """A ``break`` ends the batch (the rest of a long input is never read); the client still works after it."""
     read: list[int] = []

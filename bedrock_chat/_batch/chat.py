@@ -15,12 +15,21 @@ from .._core.protocol import Invocation
 from .._errors import BedrockError, InvalidRequestError
 from .._telemetry import BatchTelemetry
 from .._types import ChatCompletion
-from .scheduler import DEFAULT_CONCURRENCY, WINDOW, Operation, RetryHook, Scheduler, estimate_tokens, used_tokens
+from .scheduler import (
+    DEFAULT_BATCH_RETRIES,
+    DEFAULT_CONCURRENCY,
+    WINDOW,
+    Operation,
+    RetryHook,
+    Scheduler,
+    estimate_tokens,
+    used_tokens,
+)
 
 if TYPE_CHECKING:
     from .._client import AnthropicBedrock
 
-__all__ = ["BatchResult", "BatchRun", "Requests", "chat_batch", "collect_in_order", "prepare_chat"]
+__all__ = ["BatchResult", "BatchRun", "Requests", "batch_retries", "chat_batch", "collect_in_order", "prepare_chat"]
 
 
 Requests: TypeAlias = Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]]
@@ -190,19 +199,20 @@ def chat_batch(
     concurrency: int = DEFAULT_CONCURRENCY,
     requests_per_minute: float | None = None,
     tokens_per_minute: float | None = None,
+    max_retries: int | None = None,
     clock: Callable[[], float] = anyio.current_time,
     sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
     window: float = WINDOW,
 ) -> BatchRun:
     """The engine behind ``ChatCompletion.batch`` (``clock``, ``sleep`` and ``window`` are for tests)."""
-
+    retries = batch_retries(client, max_retries)
     instruments = client._telemetry.instruments()
     telemetry = None if instruments is None else BatchTelemetry(instruments)
 
     def execute(invocation: Invocation, on_retry: RetryHook) -> Awaitable[ChatCompletion]:
         if telemetry is not None:
-            return telemetry.run(lambda hook: client._invoke(invocation, on_retry=hook), on_retry)
-        return client._invoke(invocation, on_retry=on_retry)
+            return telemetry.run(lambda hook: client._invoke(invocation, on_retry=hook, max_retries=retries), on_retry)
+        return client._invoke(invocation, on_retry=on_retry, max_retries=retries)
 
     operation: Operation[Mapping[str, Any], Invocation, ChatCompletion] = Operation(
         prepare=functools.partial(prepare_chat, client),
@@ -221,6 +231,15 @@ def chat_batch(
         window=window,
     )
     return BatchRun(scheduler, telemetry)
+
+
+def batch_retries(client: AnthropicBedrock, max_retries: object) -> int:
+    """A batch's retries per request: ``max_retries`` if given, else DEFAULT_BATCH_RETRIES or the client's, if more."""
+    if max_retries is None:
+        return max(client._retry.max_retries, DEFAULT_BATCH_RETRIES)
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+        raise InvalidRequestError("max_retries", f"must be an integer >= 0 (or None), got {max_retries!r}")
+    return max_retries
 
 
 async def collect_in_order(run: BatchRun) -> list[BatchResult]:

@@ -93,6 +93,7 @@ from .._errors import BedrockError, ConfigurationError, CredentialsError, Invali
 from .._types import Usage
 
 __all__ = [
+    "DEFAULT_BATCH_RETRIES",
     "DEFAULT_CONCURRENCY",
     "GoodputController",
     "Operation",
@@ -104,6 +105,10 @@ __all__ = [
 ]
 
 DEFAULT_CONCURRENCY = 16
+#: Retries per request of a batch unless told otherwise (``ChatCompletion.batch`` takes the client's if it
+#: allows more): a batch can wait, and a request out of retries is a lost record. At 30% throttling, 2
+#: retries lose 0.3**3 = 2.7% of the records; 6 lose 0.02%.
+DEFAULT_BATCH_RETRIES = 6
 #: The rate limits' window: "per minute".
 WINDOW = 60.0
 

@@ -64,7 +64,15 @@ from .._batch.records import (
     result_line,
     scan_input,
 )
-from .._batch.scheduler import Operation, Outcome, RetryHook, Scheduler, estimate_tokens, used_tokens
+from .._batch.scheduler import (
+    DEFAULT_BATCH_RETRIES,
+    Operation,
+    Outcome,
+    RetryHook,
+    Scheduler,
+    estimate_tokens,
+    used_tokens,
+)
 from .._client import AnthropicBedrock
 from .._core.argtypes import bounded
 from .._core.config import RetryPolicy
@@ -120,7 +128,10 @@ def add_batch_parser(subparsers: Any) -> None:
     parser.add_argument("--rpm", type=positive_int, help="most requests in any 60 seconds")
     parser.add_argument("--tpm", type=positive_int, help="most tokens in any 60 seconds (estimated, then reconciled)")
     parser.add_argument(
-        "--max-retries", type=_non_negative_int, default=6, help="retries per request (throttling, 5xx; default 6)"
+        "--max-retries",
+        type=_non_negative_int,
+        default=DEFAULT_BATCH_RETRIES,
+        help=f"retries per request (throttling, 5xx; default {DEFAULT_BATCH_RETRIES})",
     )
     parser.add_argument(
         "--backoff",

@@ -647,14 +647,54 @@ async def test_throttles_that_exhaust_retries_are_results_and_lower_the_rate(
 ) -> None:
     """Without retries a throttle is that request's ThrottlingError, and the controller still backs off."""
     bedrock_emulator.enqueue_faults("throttle", "throttle")
-    async with emulator_client(bedrock_emulator, max_retries=0) as client:
-        run = client.ChatCompletion.batch([chat_request(i) for i in range(4)], concurrency=4)
+    async with emulator_client(bedrock_emulator) as client:
+        run = client.ChatCompletion.batch([chat_request(i) for i in range(4)], concurrency=4, max_retries=0)
         async with run:
             results = [result async for result in run]
             assert run.send_rate < GoodputController().rate
     errors = [result.error for result in results if not result.ok]
     assert len(errors) == 2
     assert all(isinstance(error, ThrottlingError) for error in errors)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("client_retries", "batch_retries", "throttles", "attempts", "ok"),
+    [
+        (2, None, 6, 7, True),  # the client's default 2 would have lost the record: a batch retries 6 times
+        (2, None, 7, 7, False),
+        (8, None, 8, 9, True),  # a client that allows more keeps its own
+        (2, 1, 2, 2, False),  # and batch(max_retries=) is exactly that
+        (2, 0, 1, 1, False),
+    ],
+)
+async def test_a_batch_retries_six_times_unless_told(
+    bedrock_emulator: BedrockEmulator,
+    client_retries: int,
+    batch_retries: int | None,
+    throttles: int,
+    attempts: int,
+    ok: bool,
+) -> None:
+    """A request out of retries is a lost record: a batch's default is 6 retries (``bedrock-chat batch``'s), or
+    the client's if more; ``max_retries=`` sets it. Counted at the emulator."""
+    bedrock_emulator.enqueue_faults(*["throttle"] * throttles)
+    async with emulator_client(bedrock_emulator, max_retries=client_retries) as client:
+        (result,) = await client.ChatCompletion.batch_in_order([chat_request(0)], max_retries=batch_retries)
+    assert result.ok is ok
+    if not ok:
+        assert isinstance(result.error, ThrottlingError)
+    assert len(bedrock_emulator.requests) == attempts
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("bad", [-1, True, 1.5, "6"])
+async def test_a_bad_max_retries_is_refused_before_any_request(bedrock_emulator: BedrockEmulator, bad: Any) -> None:
+    async with emulator_client(bedrock_emulator) as client:
+        with pytest.raises(InvalidRequestError) as caught:
+            client.ChatCompletion.batch([chat_request(0)], max_retries=bad)
+    assert caught.value.field == "max_retries"
+    assert not bedrock_emulator.requests
 
 
 @pytest.mark.asyncio
