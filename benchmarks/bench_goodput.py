@@ -10,13 +10,13 @@ load-independent throttling (``--throttle-rate 0.3``), at concurrency 64 and wit
 told the quota:
 
 - ``bedrock-chat batch``: the command line, in a subprocess (its defaults: 6 retries);
-- ``ChatCompletion.batch``: the library (its defaults);
+- ``ChatCompletion.batch``: the library (its defaults: 6 retries since da269fc; e28bad5's used the client's 2);
 - both again as they were before the goodput controller ("today" in issue #19: commit e28bad5, AIMD on
   concurrency, labelled ``(e28bad5)``): that commit's ``bedrock_chat`` is extracted once per run
   (``git archive``) into the run's temporary directory, removed on any exit, and each of them runs in a
   child with only that tree on its path and as its working directory. The server is always this tree's;
 - ``aiobotocore``: ``invoke_model`` under ``asyncio.Semaphore(concurrency)``, botocore's ``adaptive``
-  retry mode (its client-side CUBIC rate limiter), 3 attempts in all, as the library's 2 retries.
+  retry mode (its client-side CUBIC rate limiter), 7 attempts in all, as our batches' 6 retries.
 
 Counts come from the server, the same for every contender: each run gets a fresh emulator (a full
 bucket) whose dispatcher records the time and status of every InvokeModel attempt. **Achieved** is
@@ -68,6 +68,8 @@ CONTENDERS = (CLI, LIBRARY, f"{CLI} ({TODAY})", f"{LIBRARY} ({TODAY})", AIOBOTOC
 #: Each new contender and its "today" counterpart: the render shows new / today.
 PAIRS = ((CLI, f"{CLI} ({TODAY})"), (LIBRARY, f"{LIBRARY} ({TODAY})"))
 RUN_TIMEOUT = 150.0
+#: aiobotocore's attempts: as many as our batches make (6 retries).
+AIOBOTOCORE_ATTEMPTS = 7
 #: The share of the records behind the "first 90%" rate (less tail-bound than the rate over all).
 BODY = 0.9
 
@@ -144,7 +146,9 @@ async def _aiobotocore(endpoint: str, records: int, concurrency: int) -> dict[st
     from aiobotocore.session import get_session
     from botocore.exceptions import ClientError
 
-    config = AioConfig(max_pool_connections=concurrency, retries={"mode": "adaptive", "total_max_attempts": 3})
+    config = AioConfig(
+        max_pool_connections=concurrency, retries={"mode": "adaptive", "total_max_attempts": AIOBOTOCORE_ATTEMPTS}
+    )
     counts = {"ok": 0, "failed": 0}
     semaphore = asyncio.Semaphore(concurrency)
     async with get_session().create_client(
