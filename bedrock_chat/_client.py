@@ -650,6 +650,8 @@ class AnthropicBedrock:
         """
         instruments = self._telemetry.instruments()
         if instruments is None:
+            if deadline is None and self._deadline is None:
+                return await self._invoke_now(invocation, on_retry, max_retries)  # no deadline: a coroutine fewer
             return await self._invoke_within(invocation, on_retry, deadline, max_retries)
         observer = await self._observer(instruments, invocation)
         chat = await instruments.run(

@@ -396,7 +396,13 @@ class BedrockTransport:
                     _log_attempt(path, 200, started, request_id_from(outcome.headers))
                 if read is None:
                     return outcome
-                return await self._read_answer(outcome, read)
+                if outcome.response is not None:
+                    return await self._read_answer(outcome, read)
+                try:  # a whole body: nothing to close, so no coroutine for it (the hot path)
+                    return read(outcome)
+                except BedrockError as unreadable:
+                    failure = from_the_server(unreadable, scrubber)
+                raise failure  # outside the except block: no context holds the parser's frames
             error, retry_after = outcome
             from_the_server(error, scrubber)
             if started is not None:
