@@ -95,6 +95,13 @@ _SKIP_WITH_TOKEN = _SKIP | {"x-amz-security-token"}
 _SIMPLE_PATH = re.compile(r"/|(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._~%-]+)+/?")
 _UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")
 _KEY_CACHE_SIZE = 4
+#: Canonical-request templates kept per signer: one per distinct (path, headers, host, token) it signs.
+_TEMPLATE_CACHE_SIZE = 64
+#: Where the date goes in a template: no canonical header value can hold a line break (whitespace
+#: runs are collapsed), and a path or query is percent-encoded, so only a header name could.
+_DATE_SLOT = "\n<x-amz-date>\n"
+#: (text before the date, text between the date and the payload hash, signed header names, declared hash).
+_Template = tuple[str, str, str, str | None]
 _sha256 = hashlib.sha256
 _IPAD = bytes(byte ^ 0x36 for byte in range(256))
 _OPAD = bytes(byte ^ 0x5C for byte in range(256))
@@ -226,6 +233,14 @@ def _hmac_pads(key: bytes) -> tuple[_Hash, _Hash]:
     )
 
 
+def _hashable(value: object) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
 def string_to_sign(*, amz_date: str, scope: str, canonical_request: str) -> str:
     """The SigV4 string to sign for a canonical request and credential scope."""
     digest = hashlib.sha256(canonical_request.encode()).hexdigest()
@@ -277,10 +292,12 @@ class SigV4Signer:
     """Signs requests for one (region, service).
 
     Caches the derived signing key per (secret, date, region, service), keeping only the few most
-    recent. Safe to share between threads and tasks: its caches are replaced atomically, never mutated.
+    recent, and the canonical request's constant text per (method, host, path, query, headers given
+    as a tuple, session token), a few dozen at most (a client signs one per surface and mode). Safe to
+    share between threads and tasks: its caches are replaced atomically, never mutated.
     """
 
-    __slots__ = ("_date", "_keys", "_region", "_scope_tail", "_service", "_token")
+    __slots__ = ("_date", "_keys", "_region", "_scope_tail", "_service", "_templates", "_token")
 
     def __init__(self, *, region: str, service: str = "bedrock") -> None:
         self._region = region
@@ -290,6 +307,7 @@ class SigV4Signer:
         self._keys: tuple[tuple[str, str, tuple[_Hash, _Hash]], ...] = ()
         self._date: tuple[int | None, str] = (None, "")
         self._token: tuple[str | None, str] = (None, "")
+        self._templates: dict[tuple[object, ...], _Template] = {}
 
     @property
     def region(self) -> str:
@@ -381,6 +399,57 @@ class SigV4Signer:
         cached_second, amz_date = self._date  # hit path inlined: this runs per request
         if second != cached_second:
             amz_date = self._amz_date(second)
+        # A tuple of headers (the client's: one per surface and mode) may have its template already.
+        template = None
+        if type(headers) is tuple:
+            # try, not contextlib.suppress: a context manager per request costs 4k instructions.
+            try:  # noqa: SIM105
+                template = self._templates.get((method, host, path, query, headers, token, scheme))
+            except TypeError:  # unhashable pairs (lists): signed the long way
+                pass
+        if template is None:
+            creq, signed = self._canonical(method, host, path, query, headers, token, scheme, amz_date, body)
+        else:
+            head, tail, signed, declared_hash = template
+            payload_hash = _sha256(body).hexdigest() if declared_hash is None else declared_hash
+            creq = f"{head}{amz_date}{tail}{payload_hash}"
+        datestamp = amz_date[:8]
+        scope = datestamp + self._scope_tail
+        sts = f"{ALGORITHM}\n{amz_date}\n{scope}\n{_sha256(creq.encode()).hexdigest()}"
+        secret_key = credentials.secret_key
+        keys = self._keys  # the newest entry's check is inlined; _signing_pads searches the rest
+        if keys and keys[0][1] == datestamp and keys[0][0] == secret_key:
+            inner_pad, outer_pad = keys[0][2]
+        else:
+            inner_pad, outer_pad = self._signing_pads(secret_key, datestamp)
+        inner = inner_pad.copy()
+        inner.update(sts.encode())
+        outer = outer_pad.copy()
+        outer.update(inner.digest())
+        signature = outer.hexdigest()  # == hmac.digest(signing_key, sts, "sha256").hex()
+        authorization = (
+            f"{ALGORITHM} Credential={credentials.access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
+        )
+        return creq, sts, SignedHeaders(authorization, amz_date, token or None)
+
+    def _canonical(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        token: str | None,
+        scheme: str,
+        amz_date: str,
+        body: bytes,
+    ) -> tuple[str, str]:
+        """The canonical request and signed header names, the long way; keeps a template for a tuple of headers.
+
+        Everything in the canonical request but the date and the payload hash depends only on the
+        arguments, so the text around those two is kept (keyed by all the arguments) and the next
+        request with the same ones only fills them in.
+        """
         # The type checks are ordered for speed: a plain dict or list is the common case.
         pairs: Iterable[tuple[str, str]]
         if type(headers) is tuple or type(headers) is list:
@@ -407,31 +476,23 @@ class SigV4Signer:
                 canon[lname] = f"{previous},{trimmed}"
         if "host" not in canon:
             canon["host"] = canonical_host(host, scheme)
-        canon["x-amz-date"] = amz_date
         if token:
             canon["x-amz-security-token"] = self._canonical_token(token)
-
         payload_hash = _sha256(body).hexdigest() if declared_hash is None else declared_hash
-
-        creq, signed = _canonical_request(method, path, query, canon, payload_hash)
-        datestamp = amz_date[:8]
-        scope = datestamp + self._scope_tail
-        sts = f"{ALGORITHM}\n{amz_date}\n{scope}\n{_sha256(creq.encode()).hexdigest()}"
-        secret_key = credentials.secret_key
-        keys = self._keys  # the newest entry's check is inlined; _signing_pads searches the rest
-        if keys and keys[0][1] == datestamp and keys[0][0] == secret_key:
-            inner_pad, outer_pad = keys[0][2]
-        else:
-            inner_pad, outer_pad = self._signing_pads(secret_key, datestamp)
-        inner = inner_pad.copy()
-        inner.update(sts.encode())
-        outer = outer_pad.copy()
-        outer.update(inner.digest())
-        signature = outer.hexdigest()  # == hmac.digest(signing_key, sts, "sha256").hex()
-        authorization = (
-            f"{ALGORITHM} Credential={credentials.access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
-        )
-        return creq, sts, SignedHeaders(authorization, amz_date, token or None)
+        canon["x-amz-date"] = _DATE_SLOT
+        text, signed = _canonical_request(method, path, query, canon, "")
+        head, slot, tail = text.partition(_DATE_SLOT)
+        if not slot or _DATE_SLOT in tail:  # a header name holding the slot's text: no template
+            canon["x-amz-date"] = amz_date
+            return _canonical_request(method, path, query, canon, payload_hash)
+        if type(headers) is tuple and _hashable(headers):
+            templates = self._templates
+            if len(templates) >= _TEMPLATE_CACHE_SIZE:
+                templates = {}
+            # Replaced, never mutated: see the class docstring.
+            key = (method, host, path, query, headers, token, scheme)
+            self._templates = {**templates, key: (head, tail, signed, declared_hash)}
+        return f"{head}{amz_date}{tail}{payload_hash}", signed
 
     def _canonical_token(self, token: str) -> str:
         """The token's canonical header value, memoised: tokens are long and reused for hours."""

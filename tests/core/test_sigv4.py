@@ -355,6 +355,60 @@ def test_matches_botocore(req: dict[str, Any]) -> None:
     assert sorted(our_headers) == sorted(botocore_headers)
 
 
+def _sign_with(signer: SigV4Signer, req: dict[str, Any]) -> SignedHeaders:
+    return signer.sign(
+        method=req["method"],
+        host=req["authority"],
+        path=req["path"],
+        query=req["query"],
+        headers=tuple(req["headers"]),  # a tuple: the signer keeps its canonical-request template
+        body=req["body"],
+        credentials=AwsCredentials(req["access_key"], req["secret_key"], req["token"]),
+        timestamp=req["micros"] / 1_000_000,
+        scheme=req["scheme"],
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(requests(), bodies, st.integers(1, 10**9))
+def test_template_signs_as_botocore(req: dict[str, Any], other_body: bytes, later: int) -> None:
+    """Headers given as a tuple: the first signing keeps a template, the next (another body, another
+    second) fills it in; both equal botocore's signature."""
+    signer = SigV4Signer(region=req["region"], service=req["service"])
+    first = _sign_with(signer, req)
+    assert first.authorization == dict(_botocore_sign(req))["authorization"]
+    assert len(signer._templates) == 1
+    again = {**req, "body": other_body, "micros": req["micros"] + later}
+    assert _sign_with(signer, again).authorization == dict(_botocore_sign(again))["authorization"]
+    assert len(signer._templates) == 1  # the same template, filled in
+
+
+def test_template_cache_is_bounded_and_keyed_by_everything_signed() -> None:
+    """A different path, header value or token is a different template; the cache stays bounded."""
+    signer = SigV4Signer(region="us-east-1")
+    base = _sign_simple(signer, headers=(("accept", "application/json"),))
+    other = _sign_simple(signer, headers=(("accept", "text/plain"),))
+    assert base.authorization != other.authorization
+    with_token = _sign_simple(signer, AwsCredentials("AK", "secret", "token-1"), headers=(("accept", "a"),))
+    other_token = _sign_simple(signer, AwsCredentials("AK", "secret", "token-2"), headers=(("accept", "a"),))
+    assert (with_token.security_token, other_token.security_token) == ("token-1", "token-2")
+    assert with_token.authorization != other_token.authorization
+    for i in range(3 * _sigv4._TEMPLATE_CACHE_SIZE):
+        _sign_simple(signer, headers=(("x-amzn-bedrock-trace", str(i)),))
+    assert 0 < len(signer._templates) <= _sigv4._TEMPLATE_CACHE_SIZE
+
+
+def test_headers_that_defeat_the_template_sign_the_long_way() -> None:
+    """Pairs that cannot be a cache key (lists), and a header name holding the template's date slot,
+    sign exactly as the same headers given as a list."""
+    signer = SigV4Signer(region="us-east-1")
+    for headers in ((["accept", "application/json"],), ((f"x-odd{_sigv4._DATE_SLOT}", "v"),)):
+        expected = _sign_simple(SigV4Signer(region="us-east-1"), headers=list(headers))
+        assert _sign_simple(signer, headers=headers) == expected
+        assert _sign_simple(signer, headers=headers, timestamp=1_700_000_001.0).amz_date == "20231114T221321Z"
+    assert signer._templates == {}
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.sampled_from("/.%~:aZ9-_ \u00e9\u1234"), max_size=20))
 def test_canonical_uri_matches_botocore(path: str) -> None:
