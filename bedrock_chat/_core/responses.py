@@ -40,6 +40,8 @@ __all__ = [
 
 
 _loads = json.loads
+#: A second byte that would make json.loads detect UTF-16 or UTF-32, or none at all.
+_NUL = (b"\x00", b"")
 
 
 def _header_int(headers: Mapping[str, str], name: str) -> int | None:
@@ -130,12 +132,13 @@ def invoke_usage(headers: Mapping[str, str], usage: object) -> Usage:
     return Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cache_read_input_tokens=_first_int(
-            get("cache_read_input_tokens"), headers, "x-amzn-bedrock-cache-read-input-token-count"
-        ),
-        cache_creation_input_tokens=_first_int(
-            get("cache_creation_input_tokens"), headers, "x-amzn-bedrock-cache-write-input-token-count"
-        ),
+        # Absent from most replies: straight to the header then, without _first_int's checks.
+        cache_read_input_tokens=_header_int(headers, "x-amzn-bedrock-cache-read-input-token-count")
+        if (cache_read := get("cache_read_input_tokens")) is None
+        else _first_int(cache_read, headers, "x-amzn-bedrock-cache-read-input-token-count"),
+        cache_creation_input_tokens=_header_int(headers, "x-amzn-bedrock-cache-write-input-token-count")
+        if (cache_write := get("cache_creation_input_tokens")) is None
+        else _first_int(cache_write, headers, "x-amzn-bedrock-cache-write-input-token-count"),
         invocation_latency_ms=_header_int(headers, "x-amzn-bedrock-invocation-latency"),
         cache_creation=CacheCreation(
             ephemeral_5m_input_tokens=_int_or_none(split.get("ephemeral_5m_input_tokens")),
@@ -250,7 +253,9 @@ def _structured(invocation: Invocation, completion: str, stop_reason: str | None
 def _json_object(body: bytes, request_id: str | None) -> dict[str, Any]:
     """A 200 body that must be one JSON object; anything else is a malformed answer."""
     try:
-        data = _loads(body)
+        # An object whose second byte is not NUL is UTF-8 to json.loads (no BOM, not UTF-16/32), so
+        # decode it here as it would, without its Python-level encoding detection (every reply).
+        data = _loads(body.decode("utf-8", "surrogatepass") if body[:1] == b"{" and body[1:2] not in _NUL else body)
     except ValueError:
         raise _malformed("not JSON", request_id) from None
     except RecursionError:  # nested past the decoder's depth: still the server's fault, typed as such

@@ -435,6 +435,39 @@ def test_any_success_body_parses_or_raises_a_typed_error(body: object, model: st
     json.dumps(chat.to_dict())
 
 
+REPLY = {"content": [{"type": "text", "text": "h\u00e9llo \U0001f600"}], "stop_reason": "end_turn", "usage": {}}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        json.dumps(REPLY).encode(),  # ASCII with escapes: the decoded fast path
+        json.dumps(REPLY, ensure_ascii=False).encode(),  # raw UTF-8
+        b"\xef\xbb\xbf" + json.dumps(REPLY).encode(),  # a UTF-8 BOM: json.loads' own detection
+        json.dumps(REPLY, ensure_ascii=False).encode("utf-16-le"),  # "{" then NUL: UTF-16, as json.loads reads it
+        json.dumps(REPLY, ensure_ascii=False).encode("utf-32-le"),
+        json.dumps(REPLY, ensure_ascii=False).encode("utf-16"),  # with its BOM
+    ],
+)
+def test_success_bodies_decode_as_json_loads_decodes_them(raw: bytes) -> None:
+    """A reply is read in whichever encoding json.loads detects for those bytes, fast path or not."""
+    chat = parse_invoke_response(_invocation(MESSAGES_MODEL, HI), {}, raw, latency=0)
+    assert chat.completion == "h\u00e9llo \U0001f600" == json.loads(raw)["content"][0]["text"]
+
+
+@pytest.mark.parametrize("raw", [b'{"content": "\xff"}', b"{", b'{"\xed\xa0\x80": 1}'])
+def test_undecodable_success_bodies_agree_with_json_loads(raw: bytes) -> None:
+    """Bytes json.loads refuses are a malformed reply; a lone surrogate it lets through parses (then fails on shape)."""
+    try:
+        json.loads(raw)
+    except ValueError:
+        with pytest.raises(APIError, match="not JSON"):
+            parse_invoke_response(_invocation(MESSAGES_MODEL, HI), {}, raw, latency=0)
+    else:
+        with pytest.raises(APIError, match="no 'content' list"):
+            parse_invoke_response(_invocation(MESSAGES_MODEL, HI), {}, raw, latency=0)
+
+
 # ---------------------------------------------------------------------------------------------- errors
 
 
