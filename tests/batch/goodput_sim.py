@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 from typing import Protocol
 
@@ -39,11 +40,24 @@ class Run:
     failed: int
     attempts: int
     throttled: int
+    #: When each success came back, in order.
+    success_times: tuple[float, ...] = ()
 
     @property
     def goodput(self) -> float:
         """Successful requests per second."""
         return self.succeeded / self.seconds
+
+    def seconds_to(self, share: float) -> float:
+        """When ``share`` of the records had succeeded (infinite if they never did): the run without its
+        tail of retries, which a few unlucky records' backoff decides."""
+        needed = math.ceil(share * self.records)
+        return self.success_times[needed - 1] if 0 < needed <= len(self.success_times) else math.inf
+
+    @property
+    def records(self) -> int:
+        """Records in the run: each ends as a success or a failure."""
+        return self.succeeded + self.failed
 
     @property
     def throttled_fraction(self) -> float:
@@ -115,6 +129,7 @@ def simulate(
 
     remaining = records
     in_flight = succeeded = failed = attempts = throttled = 0
+    success_times: list[float] = []
     feeder_waiting = False
     finished = 0.0
     at(0.0, "feed")
@@ -145,6 +160,7 @@ def simulate(
             controller.on_result(epoch, now, throttled=not ok)
             if ok:
                 succeeded += 1
+                success_times.append(now)
             else:
                 throttled += 1
                 if retry < retries:
@@ -156,4 +172,4 @@ def simulate(
             finished = now
             if not feeder_waiting:
                 at(now, "feed")
-    return Run(finished, succeeded, failed, attempts, throttled)
+    return Run(finished, succeeded, failed, attempts, throttled, tuple(success_times))
