@@ -26,12 +26,19 @@ comes after the slowest record's retries (with 6 retries, up to 1 + 2 + 4 + 8 + 
 rate over the first 90% of the records is given too; the render shows new / e28bad5 for both. The
 server's random draws are seeded, so every contender meets the same sequence of throttles.
 
-A full run takes about 8 minutes on 2 cores (15 quota runs of ~16 s; 5 random-throttle runs of 200
-records: ~5-11 s each for the new code, ~20-25 s for e28bad5's, ~100 s for aiobotocore's; process
-start-ups); ``--quick`` (200 records and 66 for random throttling, concurrency 64 only) about 70 s: at 66
-records a batch is over before e28bad5's AIMD, which starts at full concurrency, has been slowed by the
-throttles, so only the full run's 200 records compare the controllers. Each run is cut off after 150 s
-(marked in the table).
+**A small batch** under the same 30% random throttling: 66 records at concurrency 16 and 64, most of which
+a batch sends while its controller is still starting. Contenders: ``ChatCompletion.batch`` now; the same
+with the start-up it had before (``(cutting start)``: the first throttle signal cuts the rate, before the
+start learnt load-independent throttles; the child swaps that start in, selectable here only); e28bad5's;
+each over ``SMALL_SEEDS`` server seeds (median shown); and aiobotocore's adaptive mode on the first seed
+only (it is far behind, and slow: ~35 s). The figure is the time to the first 90% of the records (the
+rest is a few records' retry backoff).
+
+A full run takes about 11 minutes on 2 cores (15 quota runs of ~16 s; 5 random-throttle runs of 200
+records: ~5-11 s each for the new code, ~20-25 s for e28bad5's, ~100 s for aiobotocore's; the small batch,
+about 3 minutes: 2 x (3 x 3 runs of ~1-12 s, aiobotocore's ~6-19 s); process start-ups); ``--quick`` (200
+records at concurrency 64 against the quota, and the small batch at concurrency 64 on one seed) about 80 s;
+``--only small`` the small batch alone. Each run is cut off after 150 s (marked in the table).
 """
 
 from __future__ import annotations
@@ -65,6 +72,14 @@ RANDOM_THROTTLE = 0.3
 TODAY = "e28bad5"
 CLI, LIBRARY, AIOBOTOCORE = "bedrock-chat batch", "ChatCompletion.batch", "aiobotocore (adaptive)"
 CONTENDERS = (CLI, LIBRARY, f"{CLI} ({TODAY})", f"{LIBRARY} ({TODAY})", AIOBOTOCORE)
+#: ``ChatCompletion.batch`` with the start-up before it learnt load-independent throttles (a bench-only swap).
+LIBRARY_CUTTING = f"{LIBRARY} (cutting start)"
+SMALL_CONTENDERS = (LIBRARY, LIBRARY_CUTTING, f"{LIBRARY} ({TODAY})", AIOBOTOCORE)
+#: The small batch: records, concurrencies, and the server seeds each contender but aiobotocore meets.
+SMALL_RECORDS = 66
+SMALL_CONCURRENCIES = (16, 64)
+SMALL_SEEDS = (0, 1, 2)
+SCENARIOS = ("quota", "random", "small")
 #: Each new contender and its "today" counterpart: the render shows new / today.
 PAIRS = ((CLI, f"{CLI} ({TODAY})"), (LIBRARY, f"{LIBRARY} ({TODAY})"))
 RUN_TIMEOUT = 150.0
@@ -126,6 +141,18 @@ def serve(args: argparse.Namespace) -> None:
     print(json.dumps(log))
 
 
+def _use_cutting_start() -> None:
+    """Swap in the start-up before it learnt load-independent throttles: the first signal cuts (bench only)."""
+    from bedrock_chat._batch import scheduler
+
+    class CuttingStart(scheduler.GoodputController):
+        def __init__(self, **settings: Any) -> None:
+            super().__init__(**settings)
+            self._starting = False  # no start-up learning: every throttle is tested as after a cut
+
+    scheduler.GoodputController = CuttingStart  # type: ignore[misc]
+
+
 async def _library(endpoint: str, records: int, concurrency: int) -> dict[str, int]:
     from bedrock_chat import AnthropicBedrock
 
@@ -175,7 +202,9 @@ async def _aiobotocore(endpoint: str, records: int, concurrency: int) -> dict[st
 
 def client(args: argparse.Namespace) -> None:
     """A contender child: run the batch, print ``{"ok", "failed"}``."""
-    run = _library if args.contender == "library" else _aiobotocore
+    if args.contender == "library-cutting":
+        _use_cutting_start()
+    run = _aiobotocore if args.contender == "aiobotocore" else _library
     print(json.dumps(asyncio.run(run(args.endpoint, args.records, args.concurrency))))
 
 
@@ -185,8 +214,8 @@ def client(args: argparse.Namespace) -> None:
 class _Server:
     """A server child for one run."""
 
-    def __init__(self, *, quota: bool, records: int) -> None:
-        command = [sys.executable, str(Path(__file__)), "serve", "--latency", str(LATENCY)]
+    def __init__(self, *, quota: bool, records: int, seed: int = 0) -> None:
+        command = [sys.executable, str(Path(__file__)), "serve", "--latency", str(LATENCY), "--seed", str(seed)]
         if quota:
             command += ["--quota-rpm", str(QUOTA_PER_SECOND * 60), "--burst", "1"]
         else:
@@ -248,7 +277,7 @@ def _run_contender(
         results = [json.loads(line) for line in output.read_text().splitlines()] if output.exists() else []
         ok = sum("modelOutput" in result for result in results)
         return {"ok": ok, "failed": len(results) - ok, "cut_off": cut_off}
-    contender = "library" if name == LIBRARY else "aiobotocore"
+    contender = {LIBRARY: "library", LIBRARY_CUTTING: "library-cutting"}.get(name, "aiobotocore")
     command = [sys.executable, str(Path(__file__)), "client", "--contender", contender, "--endpoint", endpoint]
     command += ["--records", str(records), "--concurrency", str(concurrency)]
     try:
@@ -265,10 +294,10 @@ def _run_contender(
 
 
 def measure(
-    name: str, *, quota: bool, records: int, concurrency: int, work: Path, today: Path | None = None
+    name: str, *, quota: bool, records: int, concurrency: int, work: Path, today: Path | None = None, seed: int = 0
 ) -> dict[str, Any]:
     """One contender at one concurrency against a fresh server: the server's counts and the client's outcomes."""
-    server = _Server(quota=quota, records=records)
+    server = _Server(quota=quota, records=records, seed=seed)
     try:
         outcome = _run_contender(name, server.endpoint, records, concurrency, work, today)
     finally:
@@ -288,6 +317,7 @@ def measure(
         "contender": name,
         "concurrency": concurrency,
         "records": records,
+        "seed": seed,
         "succeeded": outcome["ok"],
         "failed": outcome["failed"],
         "cut_off": outcome["cut_off"],
@@ -334,7 +364,7 @@ def _rate(row: dict[str, Any], key: str) -> str:
 
 def render(document: dict[str, Any]) -> str:
     """The README's tables: achieved/quota and throttled share per contender and concurrency, new / today;
-    then random throttles."""
+    then random throttles; then the small batch."""
     data = document["data"]
     quota_rows = data["quota"]
     concurrencies = sorted({row["concurrency"] for row in quota_rows})
@@ -359,6 +389,8 @@ def render(document: dict[str, Any]) -> str:
             for concurrency in concurrencies
         ]
         lines.append(f"| {new}: new / {TODAY} | " + " | ".join(cells) + " |")
+    if not quota_rows:  # a run of one other scenario (--only)
+        lines = []
     random_rows = data["random"]
     if random_rows:
         lines += [
@@ -385,7 +417,58 @@ def render(document: dict[str, Any]) -> str:
                 f"| {name}{cut} | {_rate(row, 'goodput')} | {_rate(row, 'body_goodput')} | "
                 f"{row['throttled_fraction']:.1%} | {row['failed']} | {compared} |"
             )
+    small_rows = data.get("small", [])  # absent from runs before the small batch was added
+    if small_rows:
+        lines += [*([""] if lines else []), *_render_small(data["setup"], small_rows)]
     return "\n".join(lines) + "\n"
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(value for value in values if math.isfinite(value))
+    if not ordered:
+        return math.nan
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _render_small(setup: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """The small batch: seconds to the first 90% of the records per contender and concurrency (median over
+    the seeds it ran), and ours against the cutting start and e28bad5's."""
+    concurrencies = sorted({row["concurrency"] for row in rows})
+    records = rows[0]["records"]
+    body = math.ceil(BODY * records)
+
+    def seconds(name: str, concurrency: int) -> tuple[float, int]:
+        runs = [r for r in rows if r["contender"] == name and r["concurrency"] == concurrency]
+        return _median([body / r["body_goodput"] if r["body_goodput"] > 0 else math.nan for r in runs]), len(runs)
+
+    lines = [
+        f"A small batch: {records} records, no quota, {setup['random_throttle']:.0%} random throttling, "
+        f"{setup['latency'] * 1000:g} ms per answer. Seconds to the first {BODY:.0%} of the records (median "
+        f'over the seeds run, in brackets when more than one); "cutting start": ours with the start-up that '
+        "cut on the first throttles; ratios below 1 mean ours is faster:",
+        "",
+        "| contender | " + " | ".join(f"concurrency {c}" for c in concurrencies) + " |",
+        "|---|" + "---:|" * len(concurrencies),
+    ]
+    for name in SMALL_CONTENDERS:
+        cells = []
+        for concurrency in concurrencies:
+            value, runs = seconds(name, concurrency)
+            cells.append(
+                "-"
+                if not runs
+                else (f"{value:.2f}" if math.isfinite(value) else "-") + (f" ({runs})" if runs > 1 else "")
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for other in (LIBRARY_CUTTING, f"{LIBRARY} ({TODAY})", AIOBOTOCORE):
+        cells = []
+        for concurrency in concurrencies:
+            ours, theirs = seconds(LIBRARY, concurrency)[0], seconds(other, concurrency)[0]
+            finite = math.isfinite(ours) and math.isfinite(theirs) and theirs > 0
+            cells.append(f"{ours / theirs:.2f}x" if finite else "-")
+        lines.append(f"| {LIBRARY} / {other} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _concurrencies(text: str) -> list[int]:
@@ -404,34 +487,44 @@ def main(argv: list[str]) -> None:
         return
     if argv and argv[0] == "client":
         parser = argparse.ArgumentParser(prog="bench_goodput.py client")
-        parser.add_argument("--contender", choices=("library", "aiobotocore"), required=True)
+        parser.add_argument("--contender", choices=("library", "library-cutting", "aiobotocore"), required=True)
         parser.add_argument("--endpoint", required=True)
         parser.add_argument("--records", type=int, required=True)
         parser.add_argument("--concurrency", type=int, required=True)
         client(parser.parse_args(argv[1:]))
         return
     parser = argparse.ArgumentParser(prog="bench_goodput.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="200 records, concurrency 64 only (~70 s)")
+    parser.add_argument("--quick", action="store_true", help="200 records, concurrency 64 only (~80 s)")
     parser.add_argument("--records", type=int, default=None, help="records per run (default 600; quick 200)")
     parser.add_argument("--concurrency", type=_concurrencies, default=None, help="default 16,64,256 (quick 64)")
     parser.add_argument("--no-save", action="store_true", help="print only; leave results/goodput.json alone")
+    parser.add_argument(
+        "--only",
+        choices=SCENARIOS,
+        default=None,
+        help="run one scenario (prints; saves nothing: results/goodput.json holds a whole run)",
+    )
     args = parser.parse_args(argv)
     records = args.records or (200 if args.quick else 600)
     concurrencies = args.concurrency or ([64] if args.quick else [16, 64, 256])
-    rows: dict[str, list[dict[str, Any]]] = {"quota": [], "random": []}
+    # Quick: the small batch stands for random throttling (the quick run's random scenario was 66 records too).
+    scenarios = (args.only,) if args.only else (("quota", "small") if args.quick else SCENARIOS)
+    small_concurrencies = [64] if args.quick else list(SMALL_CONCURRENCIES)
+    small_seeds = SMALL_SEEDS[:1] if args.quick else SMALL_SEEDS
+    rows: dict[str, list[dict[str, Any]]] = {scenario: [] for scenario in SCENARIOS}
     started = time.perf_counter()
     # The temporary directory holds today's tree too: it goes on any exit, Ctrl-C included (subprocess.run
     # kills its child before the exception leaves it).
     with tempfile.TemporaryDirectory(prefix="bench_goodput-") as directory:
         work = Path(directory)
         today = today_tree(work)
-        for concurrency in concurrencies:
+        for concurrency in concurrencies if "quota" in scenarios else ():
             for name in CONTENDERS:
                 row = measure(name, quota=True, records=records, concurrency=concurrency, work=work, today=today)
                 rows["quota"].append(row)
                 print(_line(row), file=sys.stderr, flush=True)
         random_concurrency = 64 if 64 in concurrencies else concurrencies[0]
-        for name in CONTENDERS:
+        for name in CONTENDERS if "random" in scenarios else ():
             # A third of the records: aiobotocore's adaptive mode falls to ~2 requests/s here, and the run
             # must stay bounded.
             row = measure(
@@ -439,6 +532,22 @@ def main(argv: list[str]) -> None:
             )
             rows["random"].append(row)
             print("random: " + _line(row), file=sys.stderr, flush=True)
+        for concurrency in small_concurrencies if "small" in scenarios else ():
+            for seed in small_seeds:
+                for name in SMALL_CONTENDERS:
+                    if name == AIOBOTOCORE and seed != small_seeds[0]:
+                        continue
+                    row = measure(
+                        name,
+                        quota=False,
+                        records=SMALL_RECORDS,
+                        concurrency=concurrency,
+                        work=work,
+                        today=today,
+                        seed=seed,
+                    )
+                    rows["small"].append(row)
+                    print(f"small, seed {seed}: " + _line(row), file=sys.stderr, flush=True)
     data = {
         "setup": {
             "quota_per_second": QUOTA_PER_SECOND,
@@ -446,6 +555,7 @@ def main(argv: list[str]) -> None:
             "latency": LATENCY,
             "random_throttle": RANDOM_THROTTLE,
             "records": records,
+            "small_records": SMALL_RECORDS,
             "today": TODAY,
             "quick": args.quick,
             "seconds": time.perf_counter() - started,
@@ -455,7 +565,7 @@ def main(argv: list[str]) -> None:
     import _results
 
     document = {"benchmark": "goodput", "meta": _results.metadata(), "data": _results.json_safe(data)}
-    if not args.no_save:
+    if not args.no_save and not args.only:
         _results.save("goodput", data)
     print(render(document))
 

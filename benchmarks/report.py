@@ -62,7 +62,7 @@ BENCHMARKS = {
         Benchmark("batch_memory", "bench_batch_memory.py", 1.0),
         Benchmark("emulator", "bench_emulator.py", 0.3),
         Benchmark("streams", "bench_streams.py", 4.0),
-        Benchmark("goodput", "bench_goodput.py", 8.0),
+        Benchmark("goodput", "bench_goodput.py", 11.0),
         Benchmark("telemetry", "bench_telemetry.py", 4.0),
         Benchmark("otel_compare", "otel_compare.py", 0.1),
     )

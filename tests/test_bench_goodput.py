@@ -81,3 +81,64 @@ def test_render_shows_new_over_today() -> None:
     assert f"| {cli} | 30.0 | 60.0 | 26.0% | 0 | 3.00x; - |" in lines
     assert f"| {cli} (e28bad5) | 10.0 | - | 26.0% | 0 | - |" in lines
     assert f"| {library} (cut off at 150 s) | 40.0 | 50.0 | 26.0% | 0 | -; - |" in lines
+
+
+def test_render_small_batch_shows_medians_and_ratios() -> None:
+    """The small batch: seconds to the first 90% (60 of 66 records), the median over seeds, ours over each."""
+    library, cutting, today = bench_goodput.LIBRARY, bench_goodput.LIBRARY_CUTTING, f"{bench_goodput.LIBRARY} (e28bad5)"
+
+    def small(name: str, concurrency: int, seconds: float, seed: int = 0) -> dict[str, Any]:
+        return {**_row(name, concurrency, body_goodput=60 / seconds, seed=seed), "records": 66}
+
+    document = {
+        "data": {
+            "setup": {"quota_per_second": 40.0, "latency": 0.1, "random_throttle": 0.3, "records": 600},
+            "quota": [],
+            "random": [],
+            "small": [
+                *(small(library, 16, seconds, seed) for seed, seconds in enumerate([2.0, 3.0, 9.0])),
+                *(small(cutting, 16, seconds, seed) for seed, seconds in enumerate([6.0, 12.0, 1.0])),
+                small(today, 16, 4.0),
+                small(library, 64, 2.0),
+            ],
+        }
+    }
+    lines = bench_goodput.render(document).splitlines()
+    assert lines[0].startswith("A small batch: 66 records")  # no quota table without quota rows
+    assert f"| {library} | 3.00 (3) | 2.00 |" in lines
+    assert f"| {cutting} | 6.00 (3) | - |" in lines
+    assert f"| {library} / {cutting} | 0.50x | - |" in lines
+    assert f"| {library} / {today} | 0.75x | - |" in lines
+    assert f"| {library} / {bench_goodput.AIOBOTOCORE} | - | - |" in lines
+
+
+def test_the_cutting_start_is_swapped_in_by_the_child_only() -> None:
+    """The bench's "cutting start" child builds schedulers whose controller skips the start's learning; this
+    process's controller (the library's) learns."""
+    from bedrock_chat._batch.scheduler import GoodputController
+
+    probe = (
+        "import bench_goodput; bench_goodput._use_cutting_start(); "
+        "from bedrock_chat._batch import scheduler; "
+        "op = scheduler.Operation(lambda i: i, None, lambda p: 1, lambda v: None); "
+        "print(scheduler.Scheduler([], op).controller._starting)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=bench_goodput._env(),
+        cwd=bench_goodput.HERE,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == ["False"]
+    assert GoodputController()._starting
+
+
+def test_the_cutting_start_contender_runs_a_batch_against_the_server(tmp_path: Path) -> None:
+    """The contender child with the swapped start sends every record."""
+    row = bench_goodput.measure(
+        bench_goodput.LIBRARY_CUTTING, quota=True, records=12, concurrency=4, work=tmp_path, seed=3
+    )
+    assert (row["succeeded"], row["failed"], row["cut_off"], row["seed"]) == (12, 0, False, 3)
