@@ -22,13 +22,13 @@ What that instrumentation does for Bedrock (read in its source, 0.66b2: ``extens
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import attrs
-import boto3
-from botocore.config import Config
 from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, HistogramDataPoint, InMemoryMetricReader
@@ -37,6 +37,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bedrock_chat.emulator import BedrockEmulator
+
+# The boto3 client is tests/emulator's (emulator_testing), a directory pytest puts on the path only for its own
+# tests; this module is also imported from tests/telemetry, by benchmarks/otel_compare.py and by child processes.
+_EMULATOR_TESTS = str(Path(__file__).resolve().parent / "emulator")
+if _EMULATOR_TESTS not in sys.path:
+    sys.path.append(_EMULATOR_TESTS)
+from emulator_testing import boto3_runtime_client  # noqa: E402
 
 #: Served on both surfaces by the emulator, with profiles ``global.``/``us.``; its cache floor is 2,048 tokens.
 MODEL = "anthropic.claude-opus-4-7"
@@ -217,20 +224,10 @@ def instrumented_boto3(emu: BedrockEmulator, *, max_attempts: int = 1) -> Iterat
         raise RuntimeError("botocore is already instrumented in this process")
     telemetry = MemoryTelemetry()
     instrumentor.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)
-    client = boto3.client(
-        "bedrock-runtime",
-        endpoint_url=emu.endpoint_url,
-        region_name=emu.region,
-        aws_access_key_id=emu.access_key,
-        aws_secret_access_key=emu.secret_key,
-        config=Config(
-            retries={"total_max_attempts": max_attempts, "mode": "standard"}, read_timeout=10, connect_timeout=10
-        ),
-    )
     try:
-        yield InstrumentedBoto3(emu, telemetry, client)
+        with boto3_runtime_client(emu, retries=max_attempts - 1) as client:
+            yield InstrumentedBoto3(emu, telemetry, client)
     finally:
-        client.close()
         instrumentor.uninstrument()
         telemetry.shutdown()
 

@@ -128,15 +128,18 @@ def chunk_events(data: bytes) -> list[Any]:
 
 
 @contextlib.contextmanager
-def boto3_runtime_client(emu: BedrockEmulator) -> Iterator[Any]:
-    """A single-attempt boto3 bedrock-runtime client aimed at ``emu`` with its keys, closed afterwards."""
+def boto3_runtime_client(emu: BedrockEmulator, *, retries: int = 0) -> Iterator[Any]:
+    """A boto3 bedrock-runtime client aimed at ``emu`` with its keys, closed afterwards: a single attempt
+    unless ``retries`` (botocore's standard mode, so a retried call reports its retry count)."""
     client = boto3.client(
         "bedrock-runtime",
         endpoint_url=emu.endpoint_url,
         region_name=emu.region,
         aws_access_key_id=emu.access_key,
         aws_secret_access_key=emu.secret_key,
-        config=Config(retries={"total_max_attempts": 1}, read_timeout=10, connect_timeout=10),
+        config=Config(
+            retries={"total_max_attempts": 1 + retries, "mode": "standard"}, read_timeout=10, connect_timeout=10
+        ),
     )
     try:
         yield client
