@@ -37,7 +37,8 @@ rest is a few records' retry backoff).
 A full run takes about 11 minutes on 2 cores (15 quota runs of ~16 s; 5 random-throttle runs of 200
 records: ~5-11 s each for the new code, ~20-25 s for e28bad5's, ~100 s for aiobotocore's; the small batch,
 about 3 minutes: 2 x (3 x 3 runs of ~1-12 s, aiobotocore's ~6-19 s); process start-ups); ``--quick`` (200
-records at concurrency 64 against the quota, and the small batch at concurrency 64 on one seed) about 80 s;
+records at concurrency 64 against the quota, and the small batch at concurrency 64 on one seed: indicative
+only, as one seed may spare even the cutting start its cut) about 65 s;
 ``--only small`` the small batch alone. Each run is cut off after 150 s (marked in the table).
 """
 
@@ -494,7 +495,7 @@ def main(argv: list[str]) -> None:
         client(parser.parse_args(argv[1:]))
         return
     parser = argparse.ArgumentParser(prog="bench_goodput.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="200 records, concurrency 64 only (~80 s)")
+    parser.add_argument("--quick", action="store_true", help="200 records, concurrency 64 only (~65 s)")
     parser.add_argument("--records", type=int, default=None, help="records per run (default 600; quick 200)")
     parser.add_argument("--concurrency", type=_concurrencies, default=None, help="default 16,64,256 (quick 64)")
     parser.add_argument("--no-save", action="store_true", help="print only; leave results/goodput.json alone")
