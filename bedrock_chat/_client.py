@@ -76,7 +76,7 @@ DEFAULT_STREAM_IDLE_TIMEOUT = 120.0
 DEFAULT_MAX_CONNECTIONS = 100
 
 _JSON_HEADERS = [("accept", "application/json"), ("content-type", "application/json")]
-_HTTP_BACKENDS = ("auto", "aiohttp", "httpcore2", "httpx")
+_HTTP_BACKENDS = ("auto", "httptools", "aiohttp", "httpcore2", "httpx")
 
 
 def _check_api_key(api_key: object, source: str) -> None:
@@ -145,8 +145,10 @@ class AnthropicBedrock:
         api_key: a Bedrock API key, sent as ``Authorization: Bearer`` instead of SigV4 signing
             (``AWS_BEARER_TOKEN_BEDROCK`` is used when no credentials or profile are given).
         use_fips_endpoint, use_dualstack_endpoint: the FIPS and/or dual-stack endpoint of the region.
-        http_backend: the default transport's engine: ``"auto"`` (aiohttp under asyncio, httpcore2
-            under trio), ``"aiohttp"``, ``"httpcore2"`` (asyncio or trio) or ``"httpx"`` (httpx's own
+        http_backend: the default transport's engine: ``"auto"`` (under asyncio httptools, or aiohttp
+            when a proxy applies; httpcore2 under trio), ``"httptools"`` (our own keep-alive pool on
+            asyncio protocols with httptools' C parser, the least CPU per request; asyncio only, no
+            proxies), ``"aiohttp"`` (asyncio only), ``"httpcore2"`` (asyncio or trio) or ``"httpx"`` (httpx's own
             ``AsyncHTTPTransport``, what respx mocks; a request cancelled while its connection is
             being assigned can strand a pool slot there, encode/httpcore#1093). Ignored when
             ``transport`` is given.
@@ -194,7 +196,7 @@ class AnthropicBedrock:
         api_key: str | None = None,
         use_fips_endpoint: bool = False,
         use_dualstack_endpoint: bool = False,
-        http_backend: Literal["auto", "aiohttp", "httpcore2", "httpx"] = "auto",
+        http_backend: Literal["auto", "httptools", "aiohttp", "httpcore2", "httpx"] = "auto",
         proxy: str | None = None,
         trust_env: bool = True,
         control_plane_endpoint_url: str | None = None,
@@ -225,6 +227,8 @@ class AnthropicBedrock:
         self._http_backend = http_backend
         # Kept parsed: its repr masks the credentials (the message of a bad URL never shows them either).
         self._proxy = parse_proxy(proxy) if proxy is not None else None
+        if self._proxy is not None and http_backend == "httptools":
+            raise ConfigurationError("http_backend: 'httptools' does not go through proxies; use 'auto' or 'aiohttp'")
         self._trust_env = bool(trust_env)
         self._fips = bool(use_fips_endpoint)
         self._dualstack = bool(use_dualstack_endpoint)
@@ -427,11 +431,28 @@ class AnthropicBedrock:
     # -- internals ------------------------------------------------------------------------------
 
     def _default_transport(self, endpoint_url: str) -> httpx.AsyncBaseTransport:
-        """aiohttp's pool under asyncio (several times cheaper per request); httpcore2's under trio."""
+        """Under asyncio our httptools pool (the least CPU per request), or aiohttp's where a proxy applies
+        (httptools' pool speaks to the endpoint only); httpcore2's under trio."""
         proxy = proxy_for(endpoint_url, explicit=self._proxy, trust_env=self._trust_env, environ=os.environ)
         backend = self._http_backend
         if backend == "auto":
-            backend = "aiohttp" if sniffio.current_async_library() == "asyncio" else "httpcore2"
+            if sniffio.current_async_library() != "asyncio":
+                backend = "httpcore2"
+            else:
+                backend = "aiohttp" if proxy is not None else "httptools"
+        if backend == "httptools":
+            if sniffio.current_async_library() != "asyncio":
+                raise ConfigurationError(
+                    "http_backend: 'httptools' runs only under asyncio; under trio use 'auto' or 'httpcore2'"
+                )
+            if proxy is not None:
+                raise ConfigurationError(
+                    "http_backend: 'httptools' does not go through proxies; use 'auto' or 'aiohttp' with a proxy"
+                )
+            # httptools loads only with its backend (start-up time)
+            from ._http.httptools_transport import HttptoolsTransport
+
+            return HttptoolsTransport(max_connections=self._max_connections)
         if backend == "aiohttp":
             if sniffio.current_async_library() != "asyncio":
                 raise ConfigurationError(

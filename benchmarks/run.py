@@ -48,7 +48,7 @@ BARE, EXPLICIT, DEFAULT_CHAIN = "bedrock_chat", "bedrock_chat + 1st request, key
 PEER_BARE, PEER_FIRST = "aiobotocore.session", "aiobotocore.session + 1st request"
 #: Each import row: the modules one fresh interpreter imports, in order. "+ 1st request" adds the packages
 #: the first request loads on top (found by diffing sys.modules around a real first request; checked by
-#: tests/test_benchmark_report.py): for bedrock_chat the asyncio transport (aiohttp), anyio's asyncio
+#: tests/test_benchmark_report.py): for bedrock_chat the asyncio transport (httptools), anyio's asyncio
 #: backend and certifi and, when the default credential chain is used rather than explicit keys, botocore's
 #: session; aiobotocore.session has loaded all of botocore already, and its first request adds only the
 #: default executor's thread pool. The OpenTelemetry API is not among them even where it is installed: the
@@ -56,10 +56,10 @@ PEER_BARE, PEER_FIRST = "aiobotocore.session", "aiobotocore.session + 1st reques
 #: modules of every row.
 IMPORTS: dict[str, tuple[str, ...]] = {
     BARE: ("bedrock_chat",),
-    EXPLICIT: ("bedrock_chat", "bedrock_chat._http.aiohttp_transport", "anyio._backends._asyncio", "certifi"),
+    EXPLICIT: ("bedrock_chat", "bedrock_chat._http.httptools_transport", "anyio._backends._asyncio", "certifi"),
     DEFAULT_CHAIN: (
         "bedrock_chat",
-        "bedrock_chat._http.aiohttp_transport",
+        "bedrock_chat._http.httptools_transport",
         "anyio._backends._asyncio",
         "botocore.session",
         "certifi",

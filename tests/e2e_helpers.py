@@ -15,6 +15,7 @@ import httpx
 from bedrock_chat import AnthropicBedrock, RetryPolicy
 from bedrock_chat._http.aiohttp_transport import AiohttpTransport
 from bedrock_chat._http.httpcore_transport import HttpcoreTransport
+from bedrock_chat._http.httptools_transport import HttptoolsTransport
 from bedrock_chat.emulator import BedrockEmulator
 
 #: No waiting between retries in tests: the retry *count* is what they check.
@@ -55,11 +56,13 @@ def checked_out_connections(client: AnthropicBedrock) -> int:
     """Connections of the client's pool that are in use (by a request or an unread response).
 
     A leaked response keeps its connection checked out; a clean client has none once every call
-    returned. Works for aiohttp's connector, httpcore2's pool and httpx's own transport.
+    returned. Works for our httptools pool, aiohttp's connector, httpcore2's pool and httpx's own transport.
     """
     transport = client._transport
     assert transport is not None, "the client has not sent anything yet"
     http_transport = getattr(transport.transport, "inner", transport.transport)  # unwrap a tracing transport
+    if isinstance(http_transport, HttptoolsTransport):
+        return http_transport.checked_out
     if isinstance(http_transport, AiohttpTransport):
         connector = http_transport.connector
         return 0 if connector is None else len(connector._acquired)

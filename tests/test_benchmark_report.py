@@ -328,8 +328,9 @@ def test_bedrock_chat_rows_import_everything_its_first_request_loads(
     assert extra == [], " ".join(extra)
     # ... and the bare row really leaves that work out (else the two rows would time the same thing).
     bare = _loaded_by_first_request(run.IMPORTS[run.BARE], request, bedrock_emulator, tmp_path)
-    assert "bedrock_chat._http.aiohttp_transport" in bare
-    assert "aiohttp" in bare
+    assert "bedrock_chat._http.httptools_transport" in bare
+    assert "httptools" in bare
+    assert "aiohttp" not in bare  # the default asyncio transport no longer loads aiohttp
     assert ("botocore.session" in bare) == (row == run.DEFAULT_CHAIN)
     # An application that never imports OpenTelemetry does not pay for its import on the first request.
     assert not [module for module in bare if module.startswith("opentelemetry")]

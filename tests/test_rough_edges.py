@@ -50,7 +50,7 @@ async def _one_call(client: AnthropicBedrock) -> BedrockTransport:
     return transport
 
 
-@pytest.mark.parametrize("backend", ["auto", "aiohttp", "httpcore2", "httpx"])
+@pytest.mark.parametrize("backend", ["auto", "httptools", "aiohttp", "httpcore2", "httpx"])
 def test_one_client_serves_successive_event_loops(bedrock_emulator: BedrockEmulator, backend: Any) -> None:
     """A client made outside any loop works in two asyncio.run() calls and then trio.run(); each loop's pool
     is closed when that loop ends (nothing left open for the garbage collector to warn about)."""
@@ -61,7 +61,7 @@ def test_one_client_serves_successive_event_loops(bedrock_emulator: BedrockEmula
     second = asyncio.run(_one_call(client))
     assert second is not first
     assert second._closed
-    if backend == "aiohttp":
+    if backend in ("httptools", "aiohttp"):
         with pytest.raises(ConfigurationError, match="only under asyncio"):
             trio.run(_one_call, client)
     else:
@@ -69,7 +69,7 @@ def test_one_client_serves_successive_event_loops(bedrock_emulator: BedrockEmula
         assert third._closed
     assert client._transports == {}
     gc.collect()  # an unclosed aiohttp session or socket would warn here, and warnings are errors
-    assert len(bedrock_emulator.requests) == (2 if backend == "aiohttp" else 3)
+    assert len(bedrock_emulator.requests) == (2 if backend in ("httptools", "aiohttp") else 3)
 
 
 def test_closing_in_one_loop_closes_that_loops_pool(bedrock_emulator: BedrockEmulator) -> None:

@@ -139,7 +139,7 @@ async def test_stall_before_any_text_is_retried(bedrock_emulator: BedrockEmulato
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("backend", ["aiohttp", "httpcore2", "httpx"])
+@pytest.mark.parametrize("backend", ["httptools", "aiohttp", "httpcore2", "httpx"])
 async def test_dropped_connection_is_never_a_normal_end(bedrock_emulator: BedrockEmulator, backend: str) -> None:
     """A connection dropped mid-stream raises a transport or incomplete-stream error, with the partial text."""
     bedrock_emulator.enqueue_faults("drop_mid_stream")
@@ -162,7 +162,7 @@ async def test_bad_crc_is_an_event_stream_error(bedrock_emulator: BedrockEmulato
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("backend", ["aiohttp", "httpcore2", "httpx"])
+@pytest.mark.parametrize("backend", ["httptools", "aiohttp", "httpcore2", "httpx"])
 async def test_stalled_stream_hits_the_idle_timeout(bedrock_emulator: BedrockEmulator, backend: str) -> None:
     """A stream that stops sending raises RequestTimeoutError after the idle timeout, not never."""
     bedrock_emulator.enqueue_faults("stall_mid_stream")
@@ -175,7 +175,7 @@ async def test_stalled_stream_hits_the_idle_timeout(bedrock_emulator: BedrockEmu
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("backend", ["aiohttp", "httpcore2", "httpx"])
+@pytest.mark.parametrize("backend", ["httptools", "aiohttp", "httpcore2", "httpx"])
 async def test_break_closes_the_response_at_once(bedrock_emulator: BedrockEmulator, backend: str) -> None:
     """Leaving the loop early closes the response: nothing checked out, and the client keeps working."""
     async with emulator_client(bedrock_emulator, http_backend=backend) as client:
@@ -192,7 +192,7 @@ async def test_break_closes_the_response_at_once(bedrock_emulator: BedrockEmulat
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("backend", ["aiohttp", "httpcore2", "httpx"])
+@pytest.mark.parametrize("backend", ["httptools", "aiohttp", "httpcore2", "httpx"])
 async def test_cancelled_stream_releases_its_connection(bedrock_emulator: BedrockEmulator, backend: str) -> None:
     """Cancelling the task that reads a stream leaves no connection checked out."""
     bedrock_emulator.enqueue_faults("stall_mid_stream")
@@ -220,7 +220,7 @@ async def test_utf8_split_across_chunks_comes_out_whole(bedrock_emulator: Bedroc
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("backend", ["aiohttp", "httpcore2", "httpx"])
+@pytest.mark.parametrize("backend", ["httptools", "aiohttp", "httpcore2", "httpx"])
 @pytest.mark.parametrize("model", [TEXT_MODEL, MESSAGES_MODEL])
 async def test_a_stream_read_to_its_end_returns_its_connection_before_it_is_closed(
     bedrock_emulator: BedrockEmulator, backend: str, model: str

@@ -3,8 +3,8 @@
 Theory of operation: :meth:`BedrockTransport.send` signs each attempt afresh (a retry carries a new
 X-Amz-Date), hands an ``httpx.Request`` straight to an ``httpx.AsyncBaseTransport`` -- not through
 ``httpx.AsyncClient``, whose per-request machinery costs more than everything else here put together;
-whole-body POSTs through our aiohttp and httpcore2 transports skip the httpx objects altogether -- and classifies the
-outcome: a 200 is returned, anything else becomes the typed error of
+whole-body POSTs through our httptools, aiohttp and httpcore2 transports skip the httpx objects
+altogether -- and classifies the outcome: a 200 is returned, anything else becomes the typed error of
 :mod:`bedrock_chat._errors`, and retryable errors are retried with backoff under :class:`RetryPolicy`.
 Timeouts travel in ``request.extensions["timeout"]``, which httpx's transports honour. Every response
 that is not handed to the caller is closed before the next step, including when the task is cancelled,
@@ -245,7 +245,8 @@ class BedrockTransport:
         }
         self._urls: BoundedCache[str, httpx.URL] = BoundedCache(endpoint.url_for)
         self._url_texts: BoundedCache[str, str] = BoundedCache(lambda path: str(self._urls[path]))
-        #: Set when the transport offers a whole-body POST without httpx objects (our aiohttp and httpcore2 transports).
+        #: Set when the transport offers a whole-body POST without httpx objects (our httptools, aiohttp and
+        #: httpcore2 transports).
         self._fast_post: FastPost | None = getattr(transport, "post_and_read", None)
         self.retry = retry
         self._clock = clock or time.time
@@ -464,7 +465,7 @@ class BedrockTransport:
         timeout = self._stream_timeout_ext if stream else self._timeout_ext
         status: int
         if self._fast_post is not None and not stream:
-            # Our aiohttp and httpcore2 transports: no httpx.Request/Response objects on the hot path.
+            # Our httptools, aiohttp and httpcore2 transports: no httpx.Request/Response objects on the hot path.
             try:
                 status, lowered, answer = await self._fast_post(
                     self._url_text(path), all_headers.reveal(), body, timeout, max_body=self.max_response_bytes

@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, settings
 from bedrock_chat import AnthropicBedrock, AwsCredentials, RetryPolicy
 from bedrock_chat._http.aiohttp_transport import AiohttpTransport
 from bedrock_chat._http.httpcore_transport import HttpcoreTransport
+from bedrock_chat._http.httptools_transport import HttptoolsTransport, _Connection, _Pool
 from bedrock_chat.emulator import BedrockEmulator
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "PHASE_HOOK",
     "SilentServer",
     "Tally",
+    "TracingHttptoolsTransport",
     "TracingTransport",
     "client_for",
     "counted",
@@ -219,6 +221,50 @@ class CountingCredentials:
 
     async def invalidate(self, stale: AwsCredentials) -> None:
         """Nothing to re-resolve."""
+
+
+class _TracingConnection(_Connection):
+    """Reports ``httptools.response_wait`` (request sent, waiting for the answer) and ``httptools.body``."""
+
+    async def wait(self, ready_head: bool) -> None:
+        await _report("httptools.response_wait")
+        await super().wait(ready_head)
+
+    async def _wait_for_bytes(self) -> None:
+        if self.head_done:
+            await _report("httptools.body")
+        await super()._wait_for_bytes()
+
+
+class _TracingPool(_Pool):
+    """Reports ``httptools.connect`` before opening a connection; its connections report their stages."""
+
+    connection_class = _TracingConnection
+
+    async def _connect(self, seconds: float | None) -> _Connection:
+        await _report("httptools.connect")
+        return await super()._connect(seconds)
+
+
+class TracingHttptoolsTransport(HttptoolsTransport):
+    """Our httptools pool, reporting its stages to the sending task's phase hook as ``httptools.<stage>``."""
+
+    pool_class = _TracingPool
+
+    async def post_and_read(
+        self,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        timeouts: Mapping[str, Any],
+        max_body: int | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        await _report("httptools.request_start")
+        return await super().post_and_read(url, headers, body, timeouts, max_body)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await _report("httptools.request_start")
+        return await super().handle_async_request(request)
 
 
 def install_aiohttp_trace(transport: httpx.AsyncBaseTransport) -> bool:

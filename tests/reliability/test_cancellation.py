@@ -35,6 +35,7 @@ from reliability.reliability_helpers import (
     CountingCredentials,
     FastPathTracingTransport,
     LeakWatch,
+    TracingHttptoolsTransport,
     TracingTransport,
     client_for,
     create_or_stream,
@@ -52,8 +53,9 @@ _POOL_BUG = (
     "being assigned leaves that connection CONNECTING in httpcore 1.0.9's pool forever (encode/httpcore#1093), so "
     "the pool's slots run out and later requests end in PoolTimeout; the default transports are not affected"
 )
-#: The HTTP engines: the defaults under asyncio (aiohttp) and trio (httpcore2), and httpx's own transport.
-ENGINES = ("aiohttp", "httpcore2", "httpx")
+#: The HTTP engines: the defaults under asyncio (httptools) and trio (httpcore2), aiohttp (asyncio through a
+#: proxy), and httpx's own transport.
+ENGINES = ("httptools", "aiohttp", "httpcore2", "httpx")
 
 #: Stage -> the event that arms the cancellation, per HTTP engine (None: a random moment after the start).
 _AIOHTTP_STAGES: dict[str, str | None] = {
@@ -75,8 +77,23 @@ _HTTPCORE_STAGES: dict[str, str | None] = {
     "backoff": "backoff.started",
     "random moment": None,
 }
+#: Our httptools pool, as TracingHttptoolsTransport reports it.
+_HTTPTOOLS_STAGES: dict[str, str | None] = {
+    "signing": "credentials.get",
+    "connect": "httptools.connect",
+    "send request": "httptools.request_start",
+    "response headers": "httptools.response_wait",
+    "body": "httptools.body",
+    "backoff": "backoff.started",
+    "random moment": None,
+}
 STAGES: dict[str, dict[str, str | None]] = {
-    stage: {"aiohttp": _AIOHTTP_STAGES[stage], "httpcore2": _HTTPCORE_STAGES[stage], "httpx": _HTTPCORE_STAGES[stage]}
+    stage: {
+        "httptools": _HTTPTOOLS_STAGES[stage],
+        "aiohttp": _AIOHTTP_STAGES[stage],
+        "httpcore2": _HTTPCORE_STAGES[stage],
+        "httpx": _HTTPCORE_STAGES[stage],
+    }
     for stage in _AIOHTTP_STAGES
 }
 
@@ -127,7 +144,7 @@ def plan(count: int, seed: int) -> list[Operation]:
 async def run_cancellations(
     emu: BedrockEmulator, operations: list[Operation], *, concurrency: int, engine: str
 ) -> None:
-    """Run the operations through the aiohttp transport, httpcore2's or httpx's own (``engine``)."""
+    """Run the operations through our httptools pool, the aiohttp transport, httpcore2's or httpx's own (``engine``)."""
     emu.options = attrs.evolve(
         emu.options, faults=Faults(seed=3, throttle_rate=0.25, latency=0.003, chunk_delay=0.002), chunk_tokens=1
     )
@@ -135,8 +152,10 @@ async def run_cancellations(
         op.event = STAGES[op.stage][engine]
     # httpcore pools: few keep-alive connections, so that connections are opened (and so connect) all the time.
     # httpcore2 (the trio default) with its fast path, as the client uses it: creates skip httpx's objects.
-    given: TracingTransport | None = None
-    if engine == "httpcore2":
+    given: httpx.AsyncBaseTransport | None = None
+    if engine == "httptools":
+        given = TracingHttptoolsTransport(max_connections=32)
+    elif engine == "httpcore2":
         given = FastPathTracingTransport(max_connections=32, max_keepalive_connections=4)
     elif engine == "httpx":
         given = TracingTransport(engine=engine, max_connections=32, max_keepalive_connections=4)
@@ -263,7 +282,13 @@ def test_cancellation_on_trio_through_httpx_own_transport(bedrock_emulator: Bedr
 
 @pytest.mark.soak
 @pytest.mark.parametrize(
-    "engine", ["aiohttp", "httpcore2", pytest.param("httpx", marks=pytest.mark.xfail(strict=True, reason=_POOL_BUG))]
+    "engine",
+    [
+        "httptools",
+        "aiohttp",
+        "httpcore2",
+        pytest.param("httpx", marks=pytest.mark.xfail(strict=True, reason=_POOL_BUG)),
+    ],
 )
 @pytest.mark.asyncio
 async def test_cancellation_soak(bedrock_emulator: BedrockEmulator, engine: str) -> None:
@@ -276,7 +301,14 @@ async def test_cancellation_soak(bedrock_emulator: BedrockEmulator, engine: str)
 
 
 @pytest.mark.parametrize(
-    ("engine", "loop"), [("aiohttp", "asyncio"), ("httpcore2", "asyncio"), ("httpcore2", "trio"), ("httpx", "asyncio")]
+    ("engine", "loop"),
+    [
+        ("httptools", "asyncio"),
+        ("aiohttp", "asyncio"),
+        ("httpcore2", "asyncio"),
+        ("httpcore2", "trio"),
+        ("httpx", "asyncio"),
+    ],
 )
 @pytest.mark.parametrize("kind", ["create", "stream"])
 def test_cancelled_during_backoff_leaks_nothing(

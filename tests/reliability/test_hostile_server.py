@@ -41,7 +41,7 @@ from reliability.reliability_helpers import LoopbackServer, client_for, read_req
 MODEL = "anthropic.claude-haiku-4-5-20251001-v1:0"
 HI = [{"role": "user", "content": "hello"}]
 #: (event loop, http_backend): every default transport.
-CONFIGS = [("asyncio", "aiohttp"), ("trio", "httpcore2"), ("asyncio", "httpx")]
+CONFIGS = [("asyncio", "httptools"), ("asyncio", "aiohttp"), ("trio", "httpcore2"), ("asyncio", "httpx")]
 IDS = [f"{loop}-{backend}" for loop, backend in CONFIGS]
 #: The deadline of the deadline tests; the read timeout is far longer, so only the deadline can fire.
 DEADLINE = 0.5
@@ -244,13 +244,14 @@ def test_a_body_of_exactly_the_cap_is_read_and_one_byte_more_is_not(loop: str, b
     run(loop, main)
 
 
-def test_an_error_body_past_the_cap_on_a_stream_request_is_refused() -> None:
+@pytest.mark.parametrize("backend", ["httptools", "aiohttp"])
+def test_an_error_body_past_the_cap_on_a_stream_request_is_refused(backend: str) -> None:
     """A stream request answered with an endless error body: ResponseTooLargeError too (the error-read path)."""
 
     async def main() -> None:
         async with (
             HostileServer(error_endless) as server,
-            make_client(server, "aiohttp", max_response_bytes=CAP) as client,
+            make_client(server, backend, max_response_bytes=CAP) as client,
         ):
             with pytest.raises(ResponseTooLargeError):
                 await client.ChatCompletion.create(model=MODEL, messages=HI, stream=True)
@@ -403,7 +404,7 @@ def test_infinite_deadline_means_none() -> None:
         await stream.send(head(200, content_length=str(len(body))) + body)
 
     async def main() -> None:
-        async with HostileServer(answer) as server, make_client(server, "aiohttp", deadline=math.inf) as client:
+        async with HostileServer(answer) as server, make_client(server, "httptools", deadline=math.inf) as client:
             chat = await client.ChatCompletion.create(model=MODEL, messages=HI, deadline=math.inf)
             assert chat.stop_reason == "end_turn"
 
@@ -485,7 +486,7 @@ def test_a_create_answered_with_an_html_page_fails_once() -> None:
     """The non-streaming twin: a typed APIError (MalformedResponse), one attempt."""
 
     async def main() -> None:
-        async with HostileServer(html_page) as server, make_client(server, "aiohttp") as client:
+        async with HostileServer(html_page) as server, make_client(server, "httptools") as client:
             with pytest.raises(APIError, match="MalformedResponse"):
                 await client.ChatCompletion.create(model=MODEL, messages=HI)
             assert server.requests == 1

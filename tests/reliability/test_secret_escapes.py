@@ -42,7 +42,7 @@ CANARY_SECRET = "CanarySecretKey/0123456789+abcdefghijKLMN"
 CANARY_TOKEN = "CanarySessionToken/IQoJb3JpZ2luX2VjEXAMPLE+ZZZ="
 CANARY_API_KEY = "canary-bedrock-api-key/ABCDEFGH+ijklmnop="
 SIGNATURE = re.compile(r"Signature=([0-9a-f]{64})")
-BACKENDS = ["aiohttp", "httpcore2", "httpx"]
+BACKENDS = ["httptools", "aiohttp", "httpcore2", "httpx"]
 
 # ---------------------------------------------------------------------------------------------- escapes
 
@@ -184,7 +184,7 @@ async def test_an_error_body_echoing_credentials_in_json_escapes_is_scrubbed(esc
         return _response("400 Bad Request", {"x-amzn-ErrorType": "ValidationException"}, body.encode())
 
     async with EchoServer(respond) as server:
-        error = await _failure(_client(server.url, "aiohttp", api_key=api_key))
+        error = await _failure(_client(server.url, "httptools", api_key=api_key))
     assert isinstance(error, APIError), error
     assert error.code == "ValidationException"
     assert "<redacted>" in error.service_message
@@ -272,7 +272,7 @@ async def test_an_sse_error_event_echoing_credentials_is_scrubbed(api_key: bool)
         return _response("200 OK", {"Content-Type": "text/event-stream"}, encode_event("error", data))
 
     async with EchoServer(respond) as server:
-        error = await _failure(_client(server.url, "aiohttp", api_key=api_key), stream=True, model=MESSAGES_MODEL)
+        error = await _failure(_client(server.url, "httptools", api_key=api_key), stream=True, model=MESSAGES_MODEL)
     assert isinstance(error, APIError), error
     assert error.code == "overloaded_error"
     assert "<redacted>" in str(error)

@@ -36,6 +36,7 @@ from bedrock_chat import (
 )
 from bedrock_chat._http.aiohttp_transport import AiohttpTransport
 from bedrock_chat._http.httpcore_transport import HttpcoreTransport
+from bedrock_chat._http.httptools_transport import HttptoolsTransport
 from bedrock_chat.emulator import BedrockEmulator
 from bedrock_chat.emulator._faults import HTTP_ERRORS, STREAM_EXCEPTIONS
 from reliability.reliability_helpers import SilentServer, TracingTransport, client_for, record_figure
@@ -295,12 +296,15 @@ TLS_ENVIRONMENTS = [
     {"SSL_CERT_FILE": certifi.where()},
     {"SSL_CERT_DIR": os.path.dirname(certifi.where())},
 ]
-#: The default transport per event loop: aiohttp's under asyncio, httpcore2's under trio.
-BACKENDS = ["asyncio", "trio"]
+#: (event loop, http_backend): the default transport per event loop (httptools' pool under asyncio,
+#: httpcore2's under trio), and aiohttp's, what asyncio uses through a proxy.
+BACKENDS = [("asyncio", "auto"), ("asyncio", "aiohttp"), ("trio", "auto")]
 
 
 def _ssl_context(transport: httpx.AsyncBaseTransport) -> ssl.SSLContext:
     """The SSL context a default transport connects with."""
+    if isinstance(transport, HttptoolsTransport):
+        return transport.ssl_context
     if isinstance(transport, AiohttpTransport):
         return transport._ssl
     assert isinstance(transport, HttpcoreTransport)
@@ -313,10 +317,10 @@ def _env_id(environment: dict[str, str]) -> str:
     return ",".join(environment) or "clean"
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("backend", "http_backend"), BACKENDS)
 @pytest.mark.parametrize("environment", TLS_ENVIRONMENTS, ids=_env_id)
 def test_default_transport_verifies_certificates_whatever_the_environment(
-    environment: dict[str, str], backend: str, monkeypatch: pytest.MonkeyPatch
+    environment: dict[str, str], backend: str, http_backend: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The default transport requires a valid certificate for the host name, whatever these variables say."""
     for name, value in environment.items():
@@ -324,7 +328,9 @@ def test_default_transport_verifies_certificates_whatever_the_environment(
     contexts: list[ssl.SSLContext] = []
 
     async def main() -> None:
-        client = AnthropicBedrock(access_key="AKIDEXAMPLE", secret_key="x", region="us-east-1")
+        client = AnthropicBedrock(
+            access_key="AKIDEXAMPLE", secret_key="x", region="us-east-1", http_backend=http_backend
+        )
         transport = client._default_transport(
             "https://bedrock-runtime.us-east-1.amazonaws.com"
         )  # what the client builds when no transport is given
@@ -342,10 +348,14 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return self_signed_certificate(tmp_path_factory.mktemp("tls"), "localhost")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("backend", "http_backend"), BACKENDS)
 @pytest.mark.parametrize("environment", TLS_ENVIRONMENTS[:3], ids=_env_id)
 def test_an_untrusted_certificate_is_refused(
-    environment: dict[str, str], backend: str, self_signed: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    environment: dict[str, str],
+    backend: str,
+    http_backend: Any,
+    self_signed: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A TLS server with a self-signed certificate is refused with APIConnectionError; no handshake completes."""
     for name, value in environment.items():
@@ -378,6 +388,7 @@ def test_an_untrusted_certificate_is_refused(
                     region="us-east-1",
                     endpoint_url=f"https://localhost:{port}",
                     retry_policy=RetryPolicy(max_retries=0),
+                    http_backend=http_backend,
                 ) as client:
                     with anyio.fail_after(10):
                         try:
@@ -407,7 +418,7 @@ def _chain(error: BaseException) -> list[BaseException]:
     return seen
 
 
-@pytest.mark.parametrize("backend", ["aiohttp", "httpcore2", "httpx"])
+@pytest.mark.parametrize("backend", ["httptools", "aiohttp", "httpcore2", "httpx"])
 def test_a_malformed_response_leaves_no_secret_anywhere_in_the_error_chain(backend: str) -> None:
     """A response the HTTP parser rejects: no exception in the chain (nor its attributes) holds a credential.
 

@@ -30,8 +30,9 @@ SLACK = 1.0
 #: Before the bound means something else than the configured timeout fired (timer granularity aside).
 EARLY = 0.05
 NO_RETRY = RetryPolicy(max_retries=0)
-#: The default transports: aiohttp's (asyncio) and httpcore2's (trio; here under asyncio, and under trio below).
-BACKENDS = ["aiohttp", "httpcore2"]
+#: The default transports: httptools' (asyncio), aiohttp's (asyncio through a proxy) and httpcore2's (trio;
+#: here under asyncio, and under trio below).
+BACKENDS = ["httptools", "aiohttp", "httpcore2"]
 
 
 def silent_client(
