@@ -501,8 +501,10 @@ class _Pool:
             self.wake()
         if self.count:
             self.on_empty = asyncio.get_running_loop().create_future()
-            async with asyncio.timeout(5):  # each abort has connection_lost follow on the next loop turn
-                await self.on_empty
+            # Each abort has connection_lost follow on the next loop turn; the bound is for a loop gone wrong.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await self.on_empty
 
 
 class _ResponseStream(httpx.AsyncByteStream):

@@ -163,6 +163,7 @@ async def run_cancellations(
         emu,
         retry=RetryPolicy(max_retries=2, base=0.01, throttle_base=0.02),
         transport=given,
+        http_backend="aiohttp" if engine == "aiohttp" else "auto",
         stream_idle_timeout=5.0,
         max_connections=32,
     )
