@@ -125,7 +125,7 @@ async def _measure(
 async def _layers(client: Any, messages: list[dict[str, Any]]) -> dict[str, OneCall]:
     """The request path cut into layers, each measured like a contender (``--layers``).
 
-    ``post_and_read``: our aiohttp transport with headers signed once (what the HTTP layer costs);
+    ``post_and_read``: the default transport with headers signed once (what the HTTP layer costs);
     ``send``: the signing + retry loop with a request prepared once (+ signing, the attempt loop);
     ``bedrock_chat`` (the contender) adds preparing the request and parsing the answer.
     """

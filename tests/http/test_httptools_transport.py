@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-from e2e_helpers import checked_out_connections, emulator_client
+from e2e_helpers import checked_out_connections, emulator_client, self_signed_certificate
 
 from bedrock_chat import AnthropicBedrock, ConfigurationError, ResponseTooLargeError
 from bedrock_chat._http.aiohttp_transport import AiohttpTransport
@@ -50,8 +51,9 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[list[str], bytes]:
 class Server:
     """An asyncio server on a free loopback port; ``respond`` runs per connection (they are counted)."""
 
-    def __init__(self, respond: Responder) -> None:
+    def __init__(self, respond: Responder, tls: ssl.SSLContext | None = None) -> None:
         self._respond = respond
+        self._tls = tls
         self.connections = 0
         self.requests: list[list[str]] = []
         self.closed_by_client = asyncio.Event()
@@ -82,7 +84,7 @@ class Server:
             writer.close()
 
     async def __aenter__(self) -> Server:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self._tls)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -202,6 +204,36 @@ async def test_a_header_that_would_split_the_request_is_refused_before_connectin
             await transport.post_and_read(server.url, [("x-amz-security-token", value)], b"", TIMEOUTS)
         assert value not in str(info.value)
     assert server.connections == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("by", ["url", "server_hostname"])
+async def test_tls_verifies_the_endpoint_name(by: str, tmp_path: Any) -> None:
+    """https: the certificate is checked against the URL's host, or ``server_hostname`` when given."""
+    certificate, key = self_signed_certificate(tmp_path, "localhost")
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(certificate, key)
+    trusted = ssl.create_default_context(cafile=str(certificate))
+    async with asyncio.timeout(BOUND), Server(keep_answering(response(body=b"[]")), served) as server:
+        url = server.url.replace("http://127.0.0.1", "https://localhost" if by == "url" else "https://127.0.0.1")
+        headers = [("host", "localhost"), ("content-length", "0")]
+        transport = HttptoolsTransport(ssl_context=trusted, server_hostname="localhost" if by != "url" else None)
+        try:
+            for _ in range(2):
+                assert await transport.post_and_read(url, headers, b"", TIMEOUTS) == (
+                    200,
+                    {"content-length": "2"},
+                    b"[]",
+                )
+        finally:
+            await transport.aclose()
+        assert server.connections == 1
+        untrusting = HttptoolsTransport()  # httpx's default context: the self-signed certificate is refused
+        try:
+            with pytest.raises(httpx.ConnectError, match=r"(?i)certificate"):
+                await untrusting.post_and_read(url, headers, b"", TIMEOUTS)
+        finally:
+            await untrusting.aclose()
 
 
 # ------------------------------------------------------------------------------ the pool
