@@ -6,13 +6,15 @@ benchmarks' ``cpu_ab.py`` measures it), and a bare protocol feeding llhttp (Node
 protocol is what a client needs to survive real and hostile servers, and no more:
 
 - **Pool**: one per origin (the client has one endpoint per transport), at most ``max_connections``
-  connections, idle ones reused last-in first-out; a request that finds no free slot waits at most the
-  ``pool`` timeout (``httpx.PoolTimeout``). A connection goes back only after a complete response the
-  server will keep alive; anything else (cancelled, failed, a stream closed early, ``Connection:
-  close``, a body delimited by EOF, bytes the server sent unasked) closes it. An idle connection that
-  receives anything or is closed by the server is dropped, never handed out.
+  connections, idle ones reused last-in first-out (within ``KEEPALIVE_EXPIRY`` seconds); a request
+  that finds no free slot waits at most the ``pool`` timeout (``httpx.PoolTimeout``). A connection
+  goes back only after a complete response the server will keep alive; anything else (cancelled,
+  failed, a stream closed early, ``Connection: close``, a body delimited by EOF, bytes the server sent
+  unasked) closes it. An idle connection that receives anything or is closed by the server is
+  dropped, never handed out.
 - **Timeouts** as httpx's: ``connect`` (TCP and TLS), ``write`` (a write the kernel stopped taking),
-  ``read`` (each wait for bytes: one ``call_at`` timer per response, pushed forward as data arrives),
+  ``read`` (each wait for bytes: one ``call_at`` timer per connection, re-armed lazily when it fires
+  early because data pushed the deadline on),
   ``pool``. Errors are httpx's classes; their messages never quote a header (headers hold the
   signature and the session token).
 - **Hostile servers**: the response head (status line and headers, 1xx responses included) is capped
@@ -46,6 +48,10 @@ __all__ = ["HttptoolsTransport"]
 MAX_HEAD_BYTES = 64 * 1024
 #: The most header fields one response head may have.
 MAX_HEADERS = 256
+#: Seconds an idle connection may wait in the pool before it is closed rather than reused (aiohttp's
+#: default): a middlebox may have dropped it without a word, and a request sent on it would only learn
+#: that from its read timeout.
+KEEPALIVE_EXPIRY = 15.0
 #: A streamed body pauses reading from the socket above this many unread bytes (the reader takes all
 #: that is buffered at once, and reading resumes then).
 _HIGH_WATER = 64 * 1024
@@ -84,6 +90,7 @@ class _Connection(asyncio.Protocol):
         "header_bytes",
         "header_count",
         "headers",
+        "idle_since",
         "informational",
         "keep_alive",
         "parser",
@@ -104,6 +111,7 @@ class _Connection(asyncio.Protocol):
         #: Holds a slot of the pool until connection_lost (or a failed connect) gives it back.
         self.counted = True
         self.write_paused = False
+        self.idle_since = 0.0
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
@@ -402,7 +410,7 @@ class _Pool:
             idle = self.idle
             while idle:
                 conn = idle.pop()
-                if not conn.broken:
+                if not conn.broken and conn._loop.time() - conn.idle_since < KEEPALIVE_EXPIRY:
                     conn.busy = True
                     return conn
                 conn.close()
@@ -473,6 +481,7 @@ class _Pool:
             conn.busy = False
             conn._chunks = []
             conn.headers = []
+            conn.idle_since = conn._loop.time()
             self.idle.append(conn)
             if self.waiters:
                 self.wake()

@@ -21,7 +21,13 @@ from e2e_helpers import checked_out_connections, emulator_client, self_signed_ce
 
 from bedrock_chat import AnthropicBedrock, ConfigurationError, ResponseTooLargeError
 from bedrock_chat._http.aiohttp_transport import AiohttpTransport
-from bedrock_chat._http.httptools_transport import _HIGH_WATER, MAX_HEAD_BYTES, MAX_HEADERS, HttptoolsTransport
+from bedrock_chat._http.httptools_transport import (
+    _HIGH_WATER,
+    KEEPALIVE_EXPIRY,
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
+    HttptoolsTransport,
+)
 from bedrock_chat.emulator import BedrockEmulator
 
 MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"  # has a ':' that must arrive as %3A
@@ -247,6 +253,18 @@ async def test_keep_alive_reuses_one_connection() -> None:
             assert await post(transport, server) == (200, {"content-length": "8"}, b'{"n": 1}')
             assert (transport.checked_out, transport.idle) == (0, 1)
     assert (server.connections, len(server.requests)) == (1, 5)
+
+
+@pytest.mark.asyncio
+async def test_a_connection_idle_past_the_keepalive_expiry_is_closed_not_reused() -> None:
+    """Idle longer than KEEPALIVE_EXPIRY (its idle clock set back, no waiting): closed, and a new one is opened."""
+    async with serving(keep_answering()) as (server, transport):
+        assert (await post(transport, server))[0] == 200
+        (conn,) = transport._pools[("http", "127.0.0.1", int(server.url.split(":")[2].split("/")[0]))].idle
+        conn.idle_since -= KEEPALIVE_EXPIRY
+        assert (await post(transport, server))[0] == 200
+        assert conn.broken
+    assert server.connections == 2
 
 
 @pytest.mark.asyncio
