@@ -23,7 +23,7 @@ import anyio
 import httpx
 
 from ._core.caching import warn_if_uncached
-from ._core.eventstream import EventStreamDecoder, EventStreamMessage, decode_chunk_payload
+from ._core.eventstream import CHUNK_HEADERS, EventStreamDecoder, EventStreamMessage, decode_chunk_payload
 from ._core.genai import OUTPUT_CHUNK_TYPES
 from ._core.models import Surface
 from ._core.protocol import Invocation
@@ -47,6 +47,19 @@ if TYPE_CHECKING:
 __all__ = ["ChatCompletionStream", "check_stream_content_type", "deadline_expired"]
 
 _loads = json.loads
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner json.loads ends in, without its three Python frames
+
+
+def _loads_object(text: str) -> Any:
+    """``json.loads(text)`` for the per-token path: the C scanner straight away when the text is exactly one
+    value with nothing around it (what Bedrock sends); anything else -- whitespace, trailing data, an
+    error -- goes through ``json.loads``, so the answers and the errors are json.loads' own."""
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        value, end = None, -1
+    return value if end == len(text) else _loads(text)
+
 
 #: The media type of a stream on each surface (Bedrock sends it; an HTML error page from a proxy does not).
 _STREAM_MEDIA_TYPES = {
@@ -115,13 +128,14 @@ class _EventStreamSource:
 
     def next_event(self, request_id: str | None) -> dict[str, Any] | None:
         while (message := self._decoder.next_message()) is not None:
-            message_type = message.message_type
+            # Chunk frames share one headers mapping (the decoder's fast path): no header lookups for them.
+            message_type = "event" if message.headers is CHUNK_HEADERS else message.message_type
             if message_type == "event":
-                if message.event_type != "chunk":
+                if message.headers is not CHUNK_HEADERS and message.event_type != "chunk":
                     continue  # an event type this client does not know: nothing in it is text
                 try:
-                    # json.loads on str skips its encoding sniffing: measurably cheaper per token.
-                    event = _loads(decode_chunk_payload(message.payload).decode())
+                    # json on str skips its encoding sniffing: measurably cheaper per token.
+                    event = _loads_object(decode_chunk_payload(message.payload).decode())
                 except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
                     raise EventStreamError("a chunk's model event is not JSON") from None
                 if not isinstance(event, dict):
@@ -152,7 +166,7 @@ class _SSESource:
             if sse.event == "ping":
                 continue
             try:
-                event = _loads(sse.data)
+                event = _loads_object(sse.data)
             except ValueError:
                 raise EventStreamError(f"the data of a {sse.event!r} event is not JSON") from None
             if not isinstance(event, dict):
@@ -268,8 +282,12 @@ class ChatCompletionStream:
             raise InvalidRequestError(
                 "stream", "is closed (its async with block was left, or aclose() called); read it inside the block"
             )
-        if self._deadline_at is None:
-            return await self._next_or_recover()
+        if self._deadline_at is None:  # _next_or_recover inlined: a coroutine fewer per token
+            while True:
+                try:
+                    return await self._next_chunk()
+                except BedrockError as failure:
+                    await self._recover_or_raise(failure)
         # One cancel scope per step, never across a yield: each step gets what is left of the deadline.
         with anyio.CancelScope(deadline=self._deadline_at):
             return await self._next_or_recover()
@@ -302,7 +320,15 @@ class ChatCompletionStream:
                 return chunk
             if self._eof or self._closed:
                 raise StopAsyncIteration
-            data = await self._read()
+            if self._idle_timeout is None:  # the transport bounds each read: no coroutine of ours around it
+                try:
+                    data = await self._raw.__anext__()
+                except StopAsyncIteration:
+                    data = b""
+                except httpx.HTTPError as exc:
+                    raise translate_httpx_error(exc) from exc
+            else:
+                data = await self._read_within_idle_timeout()
             if data:
                 self._source.feed(data)
             else:
@@ -311,10 +337,10 @@ class ChatCompletionStream:
                 await close_response(self._http)
                 self._finish()
 
-    async def _read(self) -> bytes:
+    async def _read_within_idle_timeout(self) -> bytes:
+        """The next bytes, for a transport that does not bound its reads itself (``stream_idle_timeout``)."""
+        assert self._idle_timeout is not None
         try:
-            if self._idle_timeout is None:
-                return await self._raw.__anext__()
             with anyio.fail_after(self._idle_timeout):
                 return await self._raw.__anext__()
         except StopAsyncIteration:

@@ -23,6 +23,11 @@ would), and reads them all to the end. Measured over that wave:
 - **verification**: every stream must carry exactly ``--chunks`` text chunks and the same text length,
   or the contender fails loudly (no figure is reported for it).
 
+Two floors: the aiohttp floor (aiohttp's pool and parser, frames split without checks, ``json.loads``) and,
+below every HTTP client, the loop floor (a bare ``asyncio.Protocol`` per stream, httptools parsing the
+response, the same frame splitting): what a chunk costs asyncio's default loop itself -- a socket read, a
+future, a task wake-up. The report says how far each client is from it.
+
 The server's own CPU (``/proc/<pid>/stat``, sampled every 100 ms by this process) is recorded over each
 wave; a figure taken while the server used more than 80% of its core is marked server-bound.
 
@@ -38,7 +43,7 @@ still gets every chunk (TCP buffers them), its lag and first text grow, and its 
 reads coalesce -- the "wave s" column shows who kept up (about 11 s when paced). ``--interval-ms 20``
 gives the saturated picture.
 
-Full run: one round of 7 contenders, 1,000 streams each, about 3-4 minutes on 2 busy cores (anthropic,
+Full run: one round of 8 contenders, 1,000 streams each, about 3-4 minutes on 2 busy cores (anthropic,
 CPU-bound at this load, takes a third of it; ``--rounds N`` for medians); ``--quick``: 200 streams, about a
 minute. Only a full run with every contender saves
 ``benchmarks/results/streams.json`` (``--save`` forces it).
@@ -178,6 +183,79 @@ async def _aiohttp_floor(endpoint: str, pool: int, surface: str) -> AsyncIterato
 
 
 @contextlib.asynccontextmanager
+async def _protocol_floor(endpoint: str, pool: int, surface: str) -> AsyncIterator[OneStream]:
+    """Loop floor: one bare ``asyncio.Protocol`` connection per stream, httptools parsing the response, frames
+    split as the aiohttp floor splits them -- what a chunk costs asyncio's default loop itself (a socket
+    read, a future, a task wake-up), below any HTTP client. Invoke surface only."""
+    from urllib.parse import urlsplit
+
+    import httptools
+    from _clients import STATIC_AUTH, _MinimalFrames
+
+    parts = urlsplit(endpoint)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    path = f"/model/{MODEL.replace(':', '%3A')}/invoke-with-response-stream"
+    fixed = {**STATIC_AUTH, "content-type": "application/json", "x-amzn-bedrock-accept": "application/json"}
+    loop = asyncio.get_running_loop()
+
+    class Reader(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.parser = httptools.HttpResponseParser(self)
+            self.pieces: list[bytes] = []
+            self.done = False
+            self.waiter: asyncio.Future[None] | None = None
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_body(self, body: bytes) -> None:
+            self.pieces.append(body)
+            self._wake()
+
+        def on_message_complete(self) -> None:
+            self.done = True
+            self._wake()
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            self.done = True
+            self._wake()
+
+        def _wake(self) -> None:
+            waiter, self.waiter = self.waiter, None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    async def one(max_tokens: int) -> StreamOutcome:
+        body = json.dumps(
+            {"anthropic_version": "bedrock-2023-05-31", "max_tokens": max_tokens, "messages": _messages()}
+        ).encode()
+        head = f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-length: {len(body)}\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in fixed.items()) + "\r\n"
+        transport, reader = await loop.create_connection(Reader, host, port)
+        counter = _Counter()
+        frames = _MinimalFrames()
+        try:
+            transport.write(head.encode() + body)
+            while True:
+                pieces, reader.pieces = reader.pieces, []
+                for piece in pieces:
+                    for event in frames.feed(piece):
+                        if event["type"] == "content_block_delta" and event["delta"].get("text"):
+                            counter.add(event["delta"]["text"])
+                if reader.done and not reader.pieces:
+                    break
+                reader.waiter = loop.create_future()
+                await reader.waiter
+            if reader.parser.get_status_code() != 200:
+                raise BenchmarkError(f"HTTP {reader.parser.get_status_code()}")
+        finally:
+            transport.close()
+        return counter.outcome()
+
+    yield one
+
+
+@contextlib.asynccontextmanager
 async def _bedrock_chat(endpoint: str, pool: int, surface: str) -> AsyncIterator[OneStream]:
     """bedrock_chat's ``create(stream=True)`` on its default transport, the surface forced."""
     from bedrock_chat import AnthropicBedrock
@@ -286,10 +364,14 @@ class Contender:
         return f"{self.client} [{self.surface}]"
 
 
+#: The bare-protocol contender: a socket read, a future and a task wake-up per chunk, below any HTTP client.
+LOOP_FLOOR = "asyncio protocol (loop floor)"
+
 #: In table order.
 CONTENDERS: dict[str, Contender] = {
     c.key: c
     for c in (
+        Contender(LOOP_FLOOR, "invoke", _protocol_floor),
         Contender("aiohttp (floor)", "invoke", _aiohttp_floor),
         Contender("bedrock_chat", "invoke", _bedrock_chat),
         Contender("aiobotocore", "invoke", _aiobotocore),
@@ -560,6 +642,15 @@ def render(document: dict[str, Any]) -> str:
     for goal in data["targets"]:
         verdict = "PASS" if goal["met"] else "FAIL"
         lines.append(f"| {goal['target']} | {_num(goal['value'], '.2f')} | <= {goal['bound']:g} | {verdict} |")
+    cpu = {(row["contender"], row["surface"]): row["cpu_us_per_chunk"] for row in data["rows"]}
+    loop_floor, botocore = cpu.get((LOOP_FLOOR, "invoke")), cpu.get(("aiobotocore", "invoke"))
+    ours = cpu.get(("bedrock_chat", "invoke"))
+    if loop_floor and botocore and ours:
+        lines.append(
+            f"\nWhat the default loop itself costs: the {LOOP_FLOOR} reads the same bytes at "
+            f"{loop_floor / botocore:.2f}x aiobotocore's CPU per chunk; bedrock_chat [invoke] is "
+            f"{ours / loop_floor:.2f}x that floor."
+        )
     for failure in data.get("failures", []):
         lines.append(f"\nFAILED: {failure.splitlines()[0]}")
     return "\n".join(lines) + "\n"

@@ -45,6 +45,7 @@ import attrs
 from .._errors import EventStreamError, IncompleteStreamError, InvalidRequestError
 
 __all__ = [
+    "CHUNK_HEADERS",
     "EventStreamDecoder",
     "EventStreamMessage",
     "HeaderInput",
@@ -352,6 +353,9 @@ _CHUNK_BLOCK: Final = _encode_headers(_CHUNK_HEADER_ITEMS)
 _CHUNK_BLOCK_LENGTH: Final = len(_CHUNK_BLOCK)
 _CHUNK_HEAD_LENGTH: Final = _PRELUDE_LENGTH + _CHUNK_BLOCK_LENGTH
 _CHUNK_HEADERS: Final[Mapping[str, HeaderValue]] = MappingProxyType(dict(_CHUNK_HEADER_ITEMS))
+#: The headers of every Bedrock chunk frame the decoder validated by its fast path, one shared mapping: a
+#: message whose ``headers`` *is* this one is an ``event`` of type ``chunk`` (no lookups per token).
+CHUNK_HEADERS: Final = _CHUNK_HEADERS
 
 
 def encode_chunk_event(inner_json: bytes, padding: bytes = b"") -> bytes:

@@ -472,6 +472,9 @@ class StreamAssembler:
             return self._feed_completion(event)
         event_type = event.get("type")
         if event_type == "content_block_delta":
+            chunk = self._text_delta(event)
+            if chunk is not None:
+                return chunk
             delta = _event_field(event, "delta")
             index = _event_index(event)
             delta_type = delta.get("type")
@@ -512,6 +515,26 @@ class StreamAssembler:
         elif event_type == "message_stop":
             self._finished = True
         return StreamChunk("", event_type if isinstance(event_type, str) else "unknown", event)
+
+    def _text_delta(self, event: Mapping[str, Any]) -> StreamChunk | None:
+        """A well-formed text delta, the per-token event, with the checks of the general path done by exact
+        types; None for anything else (the general path then checks it, and says what is wrong)."""
+        delta = event.get("delta")
+        if type(delta) is not dict or delta.get("type") != "text_delta":
+            return None
+        text = delta.get("text")
+        index = event.get("index", 0)
+        if type(text) is not str or type(index) is not int:
+            return None
+        self._parts.append(text)
+        block = self._blocks.get(index)
+        if block is not None and block.get("type") == "text":
+            entry = self._block_parts.get((index, "text"))
+            if entry is not None and entry[0] is block:
+                entry[1].append(text)
+            else:
+                self._add_piece(index, "text", block, text)
+        return StreamChunk(text, "content_block_delta", event)
 
     def _feed_completion(self, event: Mapping[str, Any]) -> StreamChunk:
         text = _event_text(event, "completion")
