@@ -414,6 +414,37 @@ def _event_index(event: Mapping[str, Any]) -> int:
     return index
 
 
+class TextPieces:
+    """Streamed text kept as pieces, the small ones joined in runs of :attr:`RUN`.
+
+    A stream's tokens are a few characters each, and a small ``str`` costs ~50 bytes of object header:
+    a list of them holds ~10x the text's size for the life of the stream (memory per open stream, for a
+    service holding thousands). Joining each run of small pieces once keeps it near the text's size, and
+    keeps the copying linear (each character is copied into a run once, and once more at the end).
+    """
+
+    __slots__ = ("_runs", "_tail")
+
+    RUN = 64
+
+    def __init__(self, first: str = "") -> None:
+        self._runs: list[str] = [first] if first else []
+        self._tail: list[str] = []
+
+    def append(self, piece: str) -> None:
+        tail = self._tail
+        tail.append(piece)
+        if len(tail) == self.RUN:
+            self._runs.append("".join(tail))
+            tail.clear()
+
+    def join(self) -> str:
+        return "".join(self._runs) + "".join(self._tail)
+
+    def __bool__(self) -> bool:
+        return bool(self._runs or self._tail)
+
+
 class StreamAssembler:
     """Folds a stream's decoded JSON events into chunks and, at the end, one ChatCompletion.
 
@@ -421,7 +452,7 @@ class StreamAssembler:
     sequence (``message_start`` ... ``message_stop``); both may carry
     ``amazon-bedrock-invocationMetrics``. A stream is complete only once its final event arrived.
 
-    Deltas are kept as lists of pieces and joined once, when their block closes (or at the end):
+    Deltas are kept as :class:`TextPieces` and joined once, when their block closes (or at the end):
     adding each delta to the block's text would copy the whole text per delta, quadratic in the answer.
     """
 
@@ -442,10 +473,10 @@ class StreamAssembler:
     def __init__(self, invocation: Invocation) -> None:
         self.invocation = invocation
         self._api = invocation.model.api
-        self._parts: list[str] = []
+        self._parts = TextPieces()
         self._blocks: dict[int, dict[str, Any]] = {}
         #: (index, field) -> the block the pieces belong to, and its pieces (the field's first value first).
-        self._block_parts: dict[tuple[int, str], tuple[dict[str, Any], list[str]]] = {}
+        self._block_parts: dict[tuple[int, str], tuple[dict[str, Any], TextPieces]] = {}
         self._json_parts: dict[int, list[str]] = {}
         self._stop_reason: object = None
         self._stop: object = None
@@ -456,7 +487,7 @@ class StreamAssembler:
     @property
     def text(self) -> str:
         """All text received so far (the partial text of an interrupted stream)."""
-        return "".join(self._parts)
+        return self._parts.join()
 
     @property
     def finished(self) -> bool:
@@ -561,7 +592,7 @@ class StreamAssembler:
         entry = self._block_parts.get((index, key))
         if entry is None or entry[0] is not block:
             self._join_pieces(index)
-            entry = self._block_parts[(index, key)] = (block, [_event_text(block, key)])
+            entry = self._block_parts[(index, key)] = (block, TextPieces(_event_text(block, key)))
         entry[1].append(piece)
 
     def _join_pieces(self, index: int | None = None) -> None:
@@ -570,7 +601,7 @@ class StreamAssembler:
             return
         for key in [k for k in self._block_parts if index is None or k[0] == index]:
             block, pieces = self._block_parts.pop(key)
-            block[key[1]] = "".join(pieces)
+            block[key[1]] = pieces.join()
 
     def _close_block(self, index: int) -> None:
         self._join_pieces(index)
