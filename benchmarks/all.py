@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(report.ROOT), os.environ.get("PYTHONPATH")]))}
     started = time.perf_counter()
     for benchmark in chosen:
-        command = [sys.executable, str(report.HERE / benchmark.script), *(["--quick"] if args.quick else [])]
+        command = [sys.executable, str(report.HERE / benchmark.script), *benchmark.args]
+        command += ["--quick"] if args.quick else []
         print(f"all.py: {benchmark.command}{' --quick' if args.quick else ''}", file=sys.stderr, flush=True)
         # 3x the stated full-run time, at least 5 minutes: a hung benchmark ends the run, a slow machine does not.
         returncode = _run(command, env, timeout=max(300.0, benchmark.minutes * 180))

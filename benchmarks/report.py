@@ -38,6 +38,7 @@ class Benchmark:
     name: str
     script: str
     minutes: float  # a full run's duration on the 2-core development machine, for all.py's plan and timeout
+    args: tuple[str, ...] = ()  # the script's arguments for this document
 
     @property
     def module(self) -> str:
@@ -45,7 +46,7 @@ class Benchmark:
 
     @property
     def command(self) -> str:
-        return f"python benchmarks/{self.script}"
+        return " ".join([f"python benchmarks/{self.script}", *self.args])
 
 
 #: Every benchmark whose figures the README shows: results/<name>.json is written by ``script``, whose
@@ -62,6 +63,7 @@ BENCHMARKS = {
         Benchmark("batch_memory", "bench_batch_memory.py", 1.0),
         Benchmark("emulator", "bench_emulator.py", 0.3),
         Benchmark("streams", "bench_streams.py", 4.0),
+        Benchmark("streams_lag", "bench_streams.py", 7.0, ("--interval-ms", "200", "--name", "streams_lag")),
         Benchmark("goodput", "bench_goodput.py", 11.0),
         Benchmark("telemetry", "bench_telemetry.py", 4.0),
         Benchmark("otel_compare", "otel_compare.py", 0.1),
