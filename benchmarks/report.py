@@ -59,7 +59,7 @@ BENCHMARKS = {
         Benchmark("eventstream", "bench_eventstream.py", 0.2),
         Benchmark("sse", "bench_sse.py", 0.2),
         Benchmark("assembly", "bench_assembly.py", 0.2),
-        Benchmark("trio", "bench_trio.py", 1.6),
+        Benchmark("trio", "bench_trio.py", 4.5),
         Benchmark("batch_memory", "bench_batch_memory.py", 1.0),
         Benchmark("emulator", "bench_emulator.py", 0.3),
         Benchmark("streams", "bench_streams.py", 4.0),
