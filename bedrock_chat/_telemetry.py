@@ -191,7 +191,8 @@ class Telemetry:
         found = self._instruments
         if found is not None or self._enabled is False:
             return found
-        if _api is _UNSET and not _OTEL_MODULES.intersection(sys.modules):
+        # keys().isdisjoint iterates the smaller side (two names), not all of sys.modules: once per request.
+        if _api is _UNSET and sys.modules.keys().isdisjoint(_OTEL_MODULES):
             # Nobody has imported the API, so nobody can have set an SDK provider: importing it here would
             # only add its import time to the first request of every application that does not use it.
             return None
