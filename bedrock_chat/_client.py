@@ -77,6 +77,9 @@ DEFAULT_MAX_CONNECTIONS = 100
 
 _JSON_HEADERS = [("accept", "application/json"), ("content-type", "application/json")]
 _HTTP_BACKENDS = ("auto", "httptools", "aiohttp", "httpcore2", "httpx")
+#: The backends built on asyncio's own streams (no trio backend).
+_ASYNCIO_ONLY_BACKENDS = ("httptools", "aiohttp")
+_HTTPTOOLS_NO_PROXY = "http_backend: 'httptools' does not go through proxies; use 'auto' or 'aiohttp' with a proxy"
 
 
 def _check_api_key(api_key: object, source: str) -> None:
@@ -228,7 +231,7 @@ class AnthropicBedrock:
         # Kept parsed: its repr masks the credentials (the message of a bad URL never shows them either).
         self._proxy = parse_proxy(proxy) if proxy is not None else None
         if self._proxy is not None and http_backend == "httptools":
-            raise ConfigurationError("http_backend: 'httptools' does not go through proxies; use 'auto' or 'aiohttp'")
+            raise ConfigurationError(_HTTPTOOLS_NO_PROXY)
         self._trust_env = bool(trust_env)
         self._fips = bool(use_fips_endpoint)
         self._dualstack = bool(use_dualstack_endpoint)
@@ -440,24 +443,18 @@ class AnthropicBedrock:
                 backend = "httpcore2"
             else:
                 backend = "aiohttp" if proxy is not None else "httptools"
+        if backend in _ASYNCIO_ONLY_BACKENDS and sniffio.current_async_library() != "asyncio":
+            raise ConfigurationError(
+                f"http_backend: {backend!r} runs only under asyncio; under trio use 'auto' or 'httpcore2'"
+            )
         if backend == "httptools":
-            if sniffio.current_async_library() != "asyncio":
-                raise ConfigurationError(
-                    "http_backend: 'httptools' runs only under asyncio; under trio use 'auto' or 'httpcore2'"
-                )
             if proxy is not None:
-                raise ConfigurationError(
-                    "http_backend: 'httptools' does not go through proxies; use 'auto' or 'aiohttp' with a proxy"
-                )
+                raise ConfigurationError(_HTTPTOOLS_NO_PROXY)
             # httptools loads only with its backend (start-up time)
             from ._http.httptools_transport import HttptoolsTransport
 
             return HttptoolsTransport(max_connections=self._max_connections)
         if backend == "aiohttp":
-            if sniffio.current_async_library() != "asyncio":
-                raise ConfigurationError(
-                    "http_backend: 'aiohttp' runs only under asyncio; under trio use 'auto' or 'httpcore2'"
-                )
             # aiohttp loads only with its backend (start-up time)
             from ._http.aiohttp_transport import AiohttpTransport
 

@@ -320,15 +320,12 @@ class ChatCompletionStream:
                 return chunk
             if self._eof or self._closed:
                 raise StopAsyncIteration
-            if self._idle_timeout is None:  # the transport bounds each read: no coroutine of ours around it
-                try:
-                    data = await self._raw.__anext__()
-                except StopAsyncIteration:
-                    data = b""
-                except httpx.HTTPError as exc:
-                    raise translate_httpx_error(exc) from exc
-            else:
-                data = await self._read_within_idle_timeout()
+            try:  # the transport bounds each read itself, or a coroutine of ours bounds it (one fewer per token)
+                data = await (self._raw.__anext__() if self._idle_timeout is None else self._read_within_idle_timeout())
+            except StopAsyncIteration:
+                data = b""
+            except httpx.HTTPError as exc:
+                raise translate_httpx_error(exc) from exc
             if data:
                 self._source.feed(data)
             else:
@@ -338,19 +335,16 @@ class ChatCompletionStream:
                 self._finish()
 
     async def _read_within_idle_timeout(self) -> bytes:
-        """The next bytes, for a transport that does not bound its reads itself (``stream_idle_timeout``)."""
+        """The next bytes, for a transport that does not bound its reads itself (``stream_idle_timeout``); the
+        caller maps the end of the body and httpx's errors, as for the others."""
         assert self._idle_timeout is not None
         try:
             with anyio.fail_after(self._idle_timeout):
                 return await self._raw.__anext__()
-        except StopAsyncIteration:
-            return b""
         except TimeoutError:
             raise RequestTimeoutError(
                 f"no data on the response stream for {self._idle_timeout} s (stream idle timeout)"
             ) from None
-        except httpx.HTTPError as exc:
-            raise translate_httpx_error(exc) from exc
 
     def _finish(self) -> None:
         self._eof = True

@@ -510,12 +510,7 @@ class StreamAssembler:
             index = _event_index(event)
             delta_type = delta.get("type")
             if delta_type == "text_delta":
-                text = _event_text(delta, "text")
-                self._parts.append(text)
-                block = self._blocks.get(index)
-                if block is not None and block.get("type") == "text":
-                    self._add_piece(index, "text", block, text)
-                return StreamChunk(text, "content_block_delta", event)
+                return self._add_text(index, _event_text(delta, "text"), event)
             if delta_type == "input_json_delta":
                 self._json_parts.setdefault(index, []).append(_event_text(delta, "partial_json"))
             elif delta_type in ("thinking_delta", "signature_delta"):
@@ -557,14 +552,14 @@ class StreamAssembler:
         index = event.get("index", 0)
         if type(text) is not str or type(index) is not int:
             return None
+        return self._add_text(index, text, event)
+
+    def _add_text(self, index: int, text: str, event: Mapping[str, Any]) -> StreamChunk:
+        """A checked text delta: to the stream's text, and to its block's when that is a text block."""
         self._parts.append(text)
         block = self._blocks.get(index)
         if block is not None and block.get("type") == "text":
-            entry = self._block_parts.get((index, "text"))
-            if entry is not None and entry[0] is block:
-                entry[1].append(text)
-            else:
-                self._add_piece(index, "text", block, text)
+            self._add_piece(index, "text", block, text)
         return StreamChunk(text, "content_block_delta", event)
 
     def _feed_completion(self, event: Mapping[str, Any]) -> StreamChunk:

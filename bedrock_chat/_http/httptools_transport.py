@@ -650,31 +650,36 @@ class HttptoolsTransport(httpx.AsyncBaseTransport):
         """
         pool, target = self._routes[url]
         head = _encode_head(b"POST", target, "".join([f"{name}: {value}\r\n" for name, value in headers]), len(headers))
-        conn = await pool.acquire(timeouts)
-        try:
-            conn._reset(False, max_body, timeouts.get("read"))
-            self._send(conn, head, body)
-            if conn.write_paused:
-                await conn.drain(timeouts.get("write"))
-            if not conn.complete:
-                await conn.wait(False)
-            answer = conn.take_body()
-            status, raw = conn.status, conn.headers
-        except BaseException:
-            conn.close()
-            raise
+        conn = await self._exchange(pool, head, body, timeouts, stream=False, max_body=max_body)
+        answer = conn.take_body()
+        status, raw = conn.status, conn.headers
         pool.release(conn)
         return status, {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}, answer
 
     @staticmethod
-    def _send(conn: _Connection, head: bytes, body: bytes) -> None:
-        transport = conn.transport
-        if transport is None or transport.is_closing():
-            raise httpx.WriteError("the connection closed before the request was sent")
-        if len(body) > _COPY_LIMIT:
-            transport.writelines([head, body])
-        else:
-            transport.write(head + body)
+    async def _exchange(
+        pool: _Pool, head: bytes, body: bytes, timeouts: Mapping[str, Any], *, stream: bool, max_body: int | None
+    ) -> _Connection:
+        """Send a request on a pooled connection; the connection once the response is in (for a stream, its
+        head). Any failure or cancellation on the way closes the connection: it is never returned half-used."""
+        conn = await pool.acquire(timeouts)
+        try:
+            conn._reset(stream, max_body, timeouts.get("read"))
+            transport = conn.transport
+            if transport is None or transport.is_closing():
+                raise httpx.WriteError("the connection closed before the request was sent")
+            if len(body) > _COPY_LIMIT:
+                transport.writelines([head, body])
+            else:
+                transport.write(head + body)
+            if conn.write_paused:
+                await conn.drain(timeouts.get("write"))
+            if not (conn.head_done if stream else conn.complete):
+                await conn.wait(stream)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         method = request.method.encode("ascii")
@@ -689,17 +694,7 @@ class HttptoolsTransport(httpx.AsyncBaseTransport):
         if request.headers.get("transfer-encoding", "").lower() == "chunked":
             body = (f"{len(body):x}\r\n".encode() + body + b"\r\n" if body else b"") + b"0\r\n\r\n"
         timeouts: Mapping[str, Any] = request.extensions.get("timeout", {})
-        conn = await pool.acquire(timeouts)
-        try:
-            conn._reset(True, None, timeouts.get("read"))
-            self._send(conn, head, body)
-            if conn.write_paused:
-                await conn.drain(timeouts.get("write"))
-            if not conn.head_done:
-                await conn.wait(True)
-        except BaseException:
-            conn.close()
-            raise
+        conn = await self._exchange(pool, head, body, timeouts, stream=True, max_body=None)
         return httpx.Response(
             status_code=conn.status,
             headers=conn.headers,
